@@ -322,18 +322,58 @@ class ModalityFeatures:
     audio: np.ndarray | None = None
 
 
-def _keep_latest(entries: list[tuple], weight: Callable[[tuple], int], cap: int) -> list[tuple]:
-    """The longest suffix of the sorted ``entries`` whose total weight is at most ``cap``.
+class _NewestWithin:
+    """The newest entries (in sort order) whose total weight is at most ``cap``, whatever the arrival order.
 
-    Applied after every insert or merge, this keeps the same entries whatever the arrival order: an
-    entry that no longer fits, with everything newer than it, never fits again.
+    It remembers ``cutoff``, the newest entry it ever dropped: an entry at or before it is dropped on
+    arrival (it cannot be in the answer, since the cutoff and everything newer already overflowed).
+    So the kept entries are always the longest suffix, over everything seen, that fits.
     """
-    total = 0
-    for i in range(len(entries) - 1, -1, -1):
-        total += weight(entries[i])
-        if total > cap:
-            return entries[i + 1 :]
-    return entries
+
+    def __init__(self, cap: int, weight: Callable[[tuple], int]) -> None:
+        self.cap = cap
+        self.weight = weight
+        self.entries: list[tuple] = []
+        self.cutoff: tuple | None = None
+
+    def add(self, entry: tuple) -> None:
+        if self.cutoff is None or entry > self.cutoff:
+            bisect.insort(self.entries, entry)
+            self._shrink()
+
+    def merge(self, other: _NewestWithin) -> None:
+        self.cutoff = max((c for c in (self.cutoff, other.cutoff) if c is not None), default=None)
+        self.entries = sorted(
+            e for e in self.entries + other.entries if self.cutoff is None or e > self.cutoff
+        )
+        self._shrink()
+
+    def _shrink(self) -> None:
+        total = 0
+        for i in range(len(self.entries) - 1, -1, -1):
+            total += self.weight(self.entries[i])
+            if total > self.cap:
+                self.cutoff = self.entries[i]
+                del self.entries[: i + 1]
+                return
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entries": [_entry_to_json(e) for e in self.entries],
+            "cutoff": None if self.cutoff is None else _entry_to_json(self.cutoff),
+        }
+
+    def load(self, data: dict[str, Any]) -> None:
+        self.entries = [_entry_from_json(e) for e in data["entries"]]
+        self.cutoff = None if data["cutoff"] is None else _entry_from_json(data["cutoff"])
+
+
+def _entry_to_json(entry: tuple) -> list:
+    return [list(part) if isinstance(part, tuple) else part for part in entry]
+
+
+def _entry_from_json(entry: list) -> tuple:
+    return tuple(tuple(part) if isinstance(part, list) else part for part in entry)
 
 
 class _VectorSum:
@@ -392,12 +432,12 @@ class ModalityAggregate:
     max_event_ids = 64
 
     def __init__(self) -> None:
-        self._text: list[tuple[int, str, tuple[int, ...]]] = []  # (time, id, tokens), sorted
+        self._text = _NewestWithin(self.max_tokens, lambda entry: len(entry[2]))  # (time, id, tokens)
         self._text_tokens_seen = 0
         self._text_events = 0
         self._image = _VectorSum()
         self._audio = _VectorSum()
-        self._event_ids: list[tuple[int, str]] = []  # (time, id), sorted
+        self._event_ids = _NewestWithin(self.max_event_ids, lambda entry: 1)  # (time, id)
         self.event_count = 0
         self.min_event_time_ms: int | None = None
         self.max_event_time_ms: int | None = None
@@ -406,11 +446,11 @@ class ModalityAggregate:
 
     @property
     def tokens(self) -> list[int]:
-        return [token for _, _, tokens in self._text for token in tokens]
+        return [token for _, _, tokens in self._text.entries for token in tokens]
 
     @property
     def tokens_dropped(self) -> int:
-        return self._text_tokens_seen - sum(len(tokens) for _, _, tokens in self._text)
+        return self._text_tokens_seen - len(self.tokens)
 
     @property
     def image_mean(self) -> np.ndarray | None:
@@ -422,7 +462,7 @@ class ModalityAggregate:
 
     @property
     def event_ids(self) -> list[str]:
-        return [event_id for _, event_id in self._event_ids]
+        return [event_id for _, event_id in self._event_ids.entries]
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -436,26 +476,22 @@ class ModalityAggregate:
             tokens = tuple(int(t) for t in payload.tokens)
             self._text_tokens_seen += len(tokens)
             self._text_events += 1
-            bisect.insort(self._text, (event_time_ms, event_id, tokens[: self.max_tokens]))
-            self._text = _keep_latest(self._text, _token_count, self.max_tokens)
+            self._text.add((event_time_ms, event_id, tokens[: self.max_tokens]))
         if payload.image is not None:
             self._image.add_rows(payload.image)
         if payload.audio is not None:
             self._audio.add_rows(payload.audio)
-        bisect.insort(self._event_ids, (event_time_ms, event_id))
-        self._event_ids = _keep_latest(self._event_ids, _one, self.max_event_ids)
+        self._event_ids.add((event_time_ms, event_id))
         self.event_count += 1
         self._widen_times(event_time_ms, event_time_ms)
 
     def merge(self, other: ModalityAggregate) -> None:
-        self._text = _keep_latest(sorted(self._text + other._text), _token_count, self.max_tokens)
+        self._text.merge(other._text)
         self._text_tokens_seen += other._text_tokens_seen
         self._text_events += other._text_events
         self._image.merge(other._image)
         self._audio.merge(other._audio)
-        self._event_ids = _keep_latest(
-            sorted(self._event_ids + other._event_ids), _one, self.max_event_ids
-        )
+        self._event_ids.merge(other._event_ids)
         self.event_count += other.event_count
         if other.min_event_time_ms is not None and other.max_event_time_ms is not None:
             self._widen_times(other.min_event_time_ms, other.max_event_time_ms)
@@ -466,12 +502,12 @@ class ModalityAggregate:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "text": [[t, event_id, list(tokens)] for t, event_id, tokens in self._text],
+            "text": self._text.to_dict(),
             "text_tokens_seen": self._text_tokens_seen,
             "text_events": self._text_events,
             "image": [self._image.to_list(), self._image.count],
             "audio": [self._audio.to_list(), self._audio.count],
-            "event_ids": [[t, event_id] for t, event_id in self._event_ids],
+            "event_ids": self._event_ids.to_dict(),
             "event_count": self.event_count,
             "min_event_time_ms": self.min_event_time_ms,
             "max_event_time_ms": self.max_event_time_ms,
@@ -480,21 +516,14 @@ class ModalityAggregate:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModalityAggregate:
         agg = cls()
-        agg._text = [(t, event_id, tuple(tokens)) for t, event_id, tokens in data["text"]]
+        agg._text.load(data["text"])
         agg._text_tokens_seen = data["text_tokens_seen"]
         agg._text_events = data["text_events"]
         agg._image = _VectorSum.from_parts(*data["image"])
         agg._audio = _VectorSum.from_parts(*data["audio"])
-        agg._event_ids = [(t, event_id) for t, event_id in data["event_ids"]]
+        agg._event_ids.load(data["event_ids"])
         agg.event_count = data["event_count"]
         agg.min_event_time_ms = data["min_event_time_ms"]
         agg.max_event_time_ms = data["max_event_time_ms"]
         return agg
 
-
-def _token_count(entry: tuple) -> int:
-    return len(entry[2])
-
-
-def _one(entry: tuple) -> int:
-    return 1
