@@ -1,0 +1,256 @@
+"""A real single-node Apache Kafka broker (KRaft, combined mode) on 127.0.0.1.
+
+The official broker artifacts come from Maven Central: ``deploy/kafka/pom.xml`` pins
+``org.apache.kafka:kafka_2.13`` and a log4j2 SLF4J binding, and Maven copies them into
+``<cache_dir>/kafka-<version>/libs`` once. Storage is formatted once under
+``<state_dir>/kafka``; a restart keeps the data. The process started is remembered in a pid file,
+and :func:`stop` ends only that process.
+
+>>> from pipeline.settings import Settings
+>>> LocalBroker(Settings(state_dir=Path("/tmp/x"))).pid_file
+PosixPath('/tmp/x/kafka/broker.pid')
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy" / "kafka"
+BROKER_MAIN = "kafka.Kafka"
+STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be set up, started or stopped; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    """Runs and stops the local broker described by ``settings``.
+
+    ``start`` is idempotent: a broker already running from this state folder is reused.
+    """
+
+    settings: Settings
+
+    @property
+    def home(self) -> Path:
+        return self.settings.state_dir / "kafka"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "broker.log"
+
+    @property
+    def properties_file(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def libs_dir(self) -> Path:
+        return self.settings.cache_dir / f"kafka-{self.settings.kafka_version}" / "libs"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.settings.broker_port}"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 90.0) -> str:
+        """Start the broker unless it runs already; return the bootstrap address once it answers."""
+        pid = self.running_pid()
+        if pid is not None:
+            self.wait_ready(timeout)
+            return self.bootstrap
+        java = require_tool("java", "Java 17 or newer (Debian: apt-get install openjdk-17-jre-headless)")
+        self.resolve_artifacts()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.write_properties()
+        if not (self.home / "data" / "meta.properties").exists():
+            self.format_storage(java)
+        with open(self.log_file, "ab") as out:
+            process = subprocess.Popen(
+                [java, *self.jvm_options(), "-cp", self.classpath(), BROKER_MAIN, str(self.properties_file)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # survives the CLI; stop() ends it by pid
+            )
+        self.pid_file.write_text(str(process.pid))
+        try:
+            self.wait_ready(timeout, process)
+        except BrokerError:
+            self.stop()
+            raise
+        return self.bootstrap
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Stop the broker this state folder started; True when one was running."""
+        pid = self.running_pid()
+        self.pid_file.unlink(missing_ok=True)
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(pid, timeout):
+            log.warning("broker pid %d ignored SIGTERM for %.0f s; killing it", pid, timeout)
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, 10)
+        return True
+
+    def running_pid(self) -> int | None:
+        """The pid from the pid file, if that process is alive and is our broker."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+        ours = BROKER_MAIN.encode() in cmdline and str(self.properties_file).encode() in cmdline
+        return pid if ours and _alive(pid) else None
+
+    def wait_ready(self, timeout: float, process: subprocess.Popen | None = None) -> None:
+        """Block until the broker answers a metadata request over the Kafka protocol."""
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if process is not None and process.poll() is not None:
+                raise BrokerError(f"broker exited with {process.returncode}:\n{self.log_tail()}")
+            try:
+                admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap, request_timeout_ms=3000
+                )
+                try:
+                    admin.describe_cluster()
+                    return
+                finally:
+                    admin.close()
+            except (KafkaError, OSError) as error:
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"broker not ready after {timeout:.0f} s ({error}):\n{self.log_tail()}")
+            time.sleep(0.5)
+
+    # -- setup -----------------------------------------------------------------------------------
+
+    def resolve_artifacts(self) -> None:
+        """Copy the broker jars from Maven Central into the cache folder (once per version)."""
+        if self.libs_dir.is_dir() and any(self.libs_dir.glob("kafka_2.13-*.jar")):
+            return
+        mvn = require_tool("mvn", "Apache Maven 3 (Debian: apt-get install maven)")
+        partial = self.libs_dir.with_name("libs.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        command = [
+            mvn, "-q", "-B", "-f", str(DEPLOY_DIR / "pom.xml"), "dependency:copy-dependencies",
+            f"-Dkafka.version={self.settings.kafka_version}", f"-DoutputDirectory={partial}",
+        ]
+        print(f"resolving Apache Kafka {self.settings.kafka_version} from Maven Central ...", file=sys.stderr)
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BrokerError(f"Maven could not resolve the Kafka artifacts:\n{result.stdout}{result.stderr}")
+        partial.rename(self.libs_dir)  # atomic: a half-copied folder is never mistaken for a cache
+
+    def write_properties(self) -> None:
+        port, controller = self.settings.broker_port, self.settings.controller_port
+        properties = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            # Static voters: the ports live in this file, not in the formatted storage.
+            "controller.quorum.voters": f"1@127.0.0.1:{controller}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.home / "data"),
+            "num.partitions": str(self.settings.partitions),
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+        }
+        self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+
+    def format_storage(self, java: str) -> None:
+        command = [
+            java, *self.jvm_options(), "-cp", self.classpath(), STORAGE_TOOL_MAIN, "format",
+            "-t", new_cluster_id(), "-c", str(self.properties_file),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")
+
+    def jvm_options(self) -> list[str]:
+        return [
+            f"-Xmx{self.settings.broker_heap}", f"-Xms{self.settings.broker_heap}",
+            "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",  # quicker start-up; fine for a dev broker
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.home / 'logs'}",
+        ]
+
+    def classpath(self) -> str:
+        return os.pathsep.join(str(jar) for jar in sorted(self.libs_dir.glob("*.jar")))
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no broker log)"
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: URL-safe base64 of 16 random bytes without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def require_tool(name: str, what: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise BrokerError(f"`{name}` was not found on PATH: install {what}")
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (our own exited child not yet reaped) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+        except ChildProcessError:
+            pass
+        if not _alive(pid):
+            return True
+        time.sleep(0.2)
+    return False

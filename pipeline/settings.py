@@ -1,0 +1,176 @@
+"""One settings object for every moodshift process.
+
+Each field has a default, may be set by an environment variable ``MOODSHIFT_<FIELD>`` (upper case),
+and a command-line override wins over both. Nothing else in moodshift reads the environment.
+
+Secrets (``sasl_password``) may instead come from a file named by ``MOODSHIFT_SASL_PASSWORD_FILE``
+(how Kubernetes and compose mount secrets); they never appear in ``repr`` or logs.
+
+>>> s = Settings.load(env={"MOODSHIFT_PARTITIONS": "8"}, overrides={"topic_prefix": "t."})
+>>> s.partitions, s.topic("posts")
+(8, 't.posts')
+>>> "secret" in repr(Settings.load(env={"MOODSHIFT_SASL_PASSWORD": "secret"}))
+False
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import ssl
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "MOODSHIFT_"
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _default_state_dir() -> Path:
+    return Path.home() / ".local" / "state" / "moodshift"
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "moodshift"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of moodshift: Kafka connection, topics, local broker, paths.
+
+    Build it with :meth:`load`; construct it directly only in tests.
+    """
+
+    # Kafka connection
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+
+    # Topics
+    topic_prefix: str = "moodshift."
+    partitions: int = 4
+    replication_factor: int = 1
+    retention_hours: int = 168
+
+    # Local broker (`moodshift broker ...`, tests, the demo). state_dir keeps data between runs;
+    # cache_dir keeps downloaded artifacts (Kafka jars) so a second run downloads nothing.
+    state_dir: Path = field(default_factory=_default_state_dir)
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    kafka_version: str = "4.4.0"
+    broker_port: int = 9092
+    controller_port: int = 9093
+    broker_heap: str = "512m"
+
+    def __post_init__(self) -> None:
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise ValueError(
+                f"security_protocol: {self.security_protocol!r} is not one of {SECURITY_PROTOCOLS}"
+            )
+        if self.security_protocol.startswith("SASL") and self.sasl_mechanism not in SASL_MECHANISMS:
+            raise ValueError(f"sasl_mechanism: {self.sasl_mechanism!r} is not one of {SASL_MECHANISMS}")
+        for name in ("partitions", "replication_factor", "retention_hours"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> "Settings":
+        """Defaults, then ``MOODSHIFT_*`` variables from ``env`` (``os.environ``), then overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = ENV_PREFIX + f.name.upper()
+            if key in env:
+                values[f.name] = env[key]
+            elif f"{key}_FILE" in env:
+                values[f.name] = Path(env[f"{key}_FILE"]).read_text().strip()
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown settings: {sorted(unknown)}")
+        return cls(**{name: _coerce(cls, name, raw) for name, raw in values.items()})
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    # -- derived values --------------------------------------------------------------------------
+
+    def topic(self, name: str) -> str:
+        """The full Kafka topic name for a logical topic (``posts`` → ``moodshift.posts``)."""
+        return self.topic_prefix + name
+
+    def kafka_python_config(self) -> dict[str, Any]:
+        """Connection keyword arguments for kafka-python's producer, consumer and admin client."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            config.update(
+                ssl_cafile=self.ssl_cafile or None,
+                ssl_certfile=self.ssl_certfile or None,
+                ssl_keyfile=self.ssl_keyfile or None,
+                ssl_check_hostname=True,
+            )
+        if self.security_protocol.startswith("SASL"):
+            config.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        return config
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        context = ssl.create_default_context(cafile=self.ssl_cafile or None)
+        if self.ssl_certfile:
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile or None)
+        return context
+
+    def faust_broker_credentials(self) -> Any:
+        """The ``broker_credentials`` value for ``faust.App`` (None for PLAINTEXT)."""
+        import faust
+
+        if self.security_protocol == "PLAINTEXT":
+            return None
+        if self.security_protocol == "SSL":
+            return faust.SSLCredentials(self.ssl_context())
+        return faust.SASLCredentials(
+            username=self.sasl_username,
+            password=self.sasl_password,
+            mechanism=self.sasl_mechanism,
+            ssl_context=self.ssl_context(),
+        )
+
+    def faust_broker_url(self) -> str:
+        return ";".join(f"kafka://{server}" for server in self.bootstrap_servers.split(","))
+
+
+def _coerce(cls: type, name: str, raw: Any) -> Any:
+    kind = {f.name: f for f in fields(cls)}[name].type
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+        if kind == "Path":
+            return Path(raw).expanduser()
+    except ValueError:
+        raise ValueError(f"{name}: cannot read {raw!r} as {kind}") from None
+    return raw
