@@ -67,6 +67,26 @@ class Settings:
     controller_port: int = 9093
     broker_heap: str = "512m"
 
+    # Connectors (connectors/): sources, validation, media store, safe fetching
+    media_dir: Path | None = None  # None: <state_dir>/media
+
+    # Pipeline (pipeline/): event-time windows, batching, the worker
+    window_size_seconds: int = 600
+    window_slide_seconds: int = 60
+    allowed_lateness_seconds: int = 120
+    batch_max_users: int = 256
+    batch_max_wait_ms: int = 50
+    emit_step_emotions: bool = False
+    worker_web_port: int = 6066
+    metrics_port: int = 9108
+
+    # Model (models/): checkpoint and inference device
+    model_checkpoint: Path | None = None  # None: <state_dir>/models/moodshift.pt
+    device: str = "auto"  # auto: CUDA when present, else CPU
+    image_backbone: str = "resnet101"
+    image_weights: Path | None = None  # a local torchvision weights file; None: torchvision's cache
+    allow_random_backbone: bool = False
+
     def __post_init__(self) -> None:
         if self.security_protocol not in SECURITY_PROTOCOLS:
             raise ValueError(
@@ -74,7 +94,9 @@ class Settings:
             )
         if self.security_protocol.startswith("SASL") and self.sasl_mechanism not in SASL_MECHANISMS:
             raise ValueError(f"sasl_mechanism: {self.sasl_mechanism!r} is not one of {SASL_MECHANISMS}")
-        for name in ("partitions", "replication_factor", "retention_hours"):
+        if self.window_size_seconds % self.window_slide_seconds:
+            raise ValueError("window_size_seconds: must be a multiple of window_slide_seconds")
+        for name in ("partitions", "replication_factor", "retention_hours", "window_slide_seconds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
 
@@ -169,7 +191,7 @@ def _coerce(cls: type, name: str, raw: Any) -> Any:
             if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
                 raise ValueError(raw)
             return raw.lower() in ("1", "true", "yes")
-        if kind == "Path":
+        if kind in ("Path", "Path | None"):
             return Path(raw).expanduser()
     except ValueError:
         raise ValueError(f"{name}: cannot read {raw!r} as {kind}") from None
