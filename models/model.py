@@ -1,0 +1,229 @@
+"""The multimodal emotion model: fusion, two LSTM units, a non-negative emotion vector, two stages.
+
+Reads top-down: building blocks, the model, then the factory. Per step and user::
+
+    text ids ──EmbeddingBag──┐
+    image features ──────────┼─ per-modality projection to common_dim (or a learned "missing")
+    audio summary ───────────┘          │ items [3 * common]
+    context series ─GRU─┐               │
+    time features ──────┴─ temporal context g [common] ──┬──────────┐
+                                                          ▼          ▼
+                             feature LSTM([items, g]) h_f   context LSTM(g) h_c   (layers × hidden)
+                                             └──── r = [h_f, h_c] [2 * hidden] ────┘
+    emotion vector   e = softplus(W r)            [labels]   non-negative by construction
+    stage 1 (maxent) p(y | e) = softmax(θ e + b)  [labels]
+    stage 2          [e, e_prev, e - e_prev, r, has_prev] → change logit [1], transition (from → to)
+                     logits [labels × labels]
+
+``step`` advances B users by one step each; ``forward`` runs whole sequences for training and gives
+the same numbers as stepping (tests/models/test_equivalence.py).
+
+>>> from models.config import ModelConfig
+>>> from models.inputs import StepInputs
+>>> config = ModelConfig(text_buckets=64, text_dim=8, image_dim=16, audio_mels=4, context_length=5,
+...                      context_hidden=8, common_dim=8, hidden_size=16, stage2_hidden=8)
+>>> model = MoodshiftModel(config).eval()
+>>> state = model.init_state(2)
+>>> inputs = StepInputs.collate([{"text_ids": [3, 9], "time": np.zeros(6)}, {"time": np.zeros(6)}], config)
+>>> state, out = model.step(state, inputs)
+>>> out.emotion.shape, out.transition_probs.shape, bool((out.emotion >= 0).all()), state.steps.tolist()
+(torch.Size([2, 3]), torch.Size([2, 3, 3]), True, [1, 1])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from models.config import ModelConfig
+from models.inputs import SequenceInputs, StepInputs
+from models.state import UserStates
+
+
+class ModalityProjection(nn.Module):
+    """Feature map transformation: one modality → ``out_dim``, or a learned vector when missing."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.project = nn.Sequential(nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim), nn.ReLU())
+        self.missing = nn.Parameter(torch.zeros(out_dim))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # x: [N, in_dim], mask: [N] bool -> [N, out_dim]
+        return torch.where(mask[:, None], self.project(x), self.missing)
+
+
+class ContextEncoder(nn.Module):
+    """External series (weather, market) → a recurrent summary of its recent history."""
+
+    def __init__(self, n_channels: int, hidden: int) -> None:
+        super().__init__()
+        self.gru = nn.GRU(n_channels, hidden, batch_first=True)
+
+    def forward(self, series: torch.Tensor) -> torch.Tensor:
+        # series: [N, L, channels] -> last hidden state [N, hidden]
+        _, last = self.gru(series)
+        return last[-1]
+
+
+def _init_lstm(lstm: nn.LSTM) -> None:
+    """Orthogonal recurrent weights and forget-gate bias 1: gradients neither vanish nor explode."""
+    hidden = lstm.hidden_size
+    for name, param in lstm.named_parameters():
+        if name.startswith("weight_hh"):
+            for gate in range(4):  # each gate's square block gets its own orthogonal matrix
+                nn.init.orthogonal_(param.data[gate * hidden:(gate + 1) * hidden])
+        elif name.startswith("weight_ih"):
+            nn.init.xavier_uniform_(param.data)
+        elif name.startswith("bias"):
+            param.data.zero_()
+            if name.startswith("bias_ih"):  # gate order i, f, g, o; the two biases add up
+                param.data[hidden:2 * hidden] = 1.0
+
+
+@dataclass
+class StepOutputs:
+    """Model outputs for a batch of steps: shapes [B, ...] from ``step``, [B, T, ...] from ``forward``."""
+
+    emotion: torch.Tensor  # [..., labels] non-negative emotion vector
+    stage1_logits: torch.Tensor  # [..., labels]
+    change_logit: torch.Tensor  # [...]
+    transition_logits: torch.Tensor  # [..., labels * labels], row-major (from, to)
+
+    @property
+    def stage1_probs(self) -> torch.Tensor:
+        return self.stage1_logits.softmax(-1)
+
+    @property
+    def change_prob(self) -> torch.Tensor:
+        return self.change_logit.sigmoid()
+
+    @property
+    def transition_probs(self) -> torch.Tensor:
+        """[..., from, to]: probability of each (previous emotion → current emotion) transition."""
+        n = self.emotion.shape[-1]
+        return self.transition_logits.softmax(-1).unflatten(-1, (n, n))
+
+
+class MoodshiftModel(nn.Module):
+    """Fuses a user's modalities and external context step by step; see the module docstring."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        common, hidden, labels = config.common_dim, config.hidden_size, config.n_labels
+        lstm_dropout = config.dropout if config.num_layers > 1 else 0.0
+
+        self.text_embedding = nn.EmbeddingBag(config.text_buckets, config.text_dim, mode="mean")
+        self.text_proj = ModalityProjection(config.text_dim, common)
+        self.image_proj = ModalityProjection(config.image_dim, common)
+        self.audio_proj = ModalityProjection(config.audio_dim, common)
+        self.context_encoder = ContextEncoder(len(config.context_channels), config.context_hidden)
+        self.context_proj = ModalityProjection(config.context_hidden, common)
+        self.temporal = nn.Sequential(nn.Linear(common + config.time_dim, common), nn.ReLU())
+        self.input_dropout = nn.Dropout(config.dropout)
+
+        self.feature_lstm = nn.LSTM(4 * common, hidden, config.num_layers, batch_first=True,
+                                    dropout=lstm_dropout)
+        self.context_lstm = nn.LSTM(common, hidden, config.num_layers, batch_first=True,
+                                    dropout=lstm_dropout)
+        self.output_dropout = nn.Dropout(config.dropout)
+
+        self.emotion_head = nn.Linear(2 * hidden, labels)
+        self.stage1 = nn.Linear(labels, labels)  # maximum entropy: p(y | e) ∝ exp(θ_y · e)
+        self.stage2 = nn.Sequential(nn.Linear(3 * labels + 2 * hidden + 1, config.stage2_hidden), nn.ReLU())
+        self.change_head = nn.Linear(config.stage2_hidden, 1)
+        self.transition_head = nn.Linear(config.stage2_hidden, labels * labels)
+
+        _init_lstm(self.feature_lstm)
+        _init_lstm(self.context_lstm)
+
+    # -- building blocks ---------------------------------------------------------------------
+
+    def encode_steps(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-step inputs of the two LSTM units: items+context [N, 4 * common], context [N, common]."""
+        text = self.text_embedding(inputs.text_ids, inputs.text_offsets)  # [N, text_dim]
+        context = self.context_encoder(inputs.context)  # [N, context_hidden]
+        temporal = self.temporal(torch.cat(
+            [self.context_proj(context, inputs.context_mask), inputs.time], dim=-1))  # [N, common]
+        items = torch.cat([
+            self.text_proj(text, inputs.text_mask),
+            self.image_proj(inputs.image, inputs.image_mask),
+            self.audio_proj(inputs.audio, inputs.audio_mask),
+            temporal,
+        ], dim=-1)
+        return self.input_dropout(items), self.input_dropout(temporal)
+
+    def emotion_vector(self, representation: torch.Tensor) -> torch.Tensor:
+        # [..., 2 * hidden] -> [..., labels]; softplus keeps every axis non-negative, and every
+        # emotion gets the same kind of axis, so no emotion is favoured by construction.
+        return F.softplus(self.emotion_head(self.output_dropout(representation)))
+
+    def heads(self, emotion: torch.Tensor, representation: torch.Tensor, prev_emotion: torch.Tensor,
+              has_prev: torch.Tensor) -> StepOutputs:
+        """Both stages from the emotion vectors ([..., labels]) and the representation."""
+        # A first step has no previous emotion: zero it rather than compare with the zero state.
+        prev_emotion = prev_emotion * has_prev[..., None]
+        stage2 = self.stage2(torch.cat(
+            [emotion, prev_emotion, emotion - prev_emotion, representation, has_prev[..., None].float()],
+            dim=-1))
+        return StepOutputs(
+            emotion=emotion,
+            stage1_logits=self.stage1(emotion),
+            change_logit=self.change_head(stage2).squeeze(-1),
+            transition_logits=self.transition_head(stage2),
+        )
+
+    # -- streaming API -------------------------------------------------------------------------
+
+    def init_state(self, n: int) -> UserStates:
+        """Fresh state for ``n`` users, on the model's device."""
+        device = self.emotion_head.weight.device
+        return UserStates.zeros(n, self.config.num_layers, self.config.hidden_size,
+                                self.config.n_labels, device=device)
+
+    def step(self, state: UserStates, inputs: StepInputs) -> tuple[UserStates, StepOutputs]:
+        """Advance B users by one step each; state row i belongs to input row i."""
+        if len(state) != inputs.batch_size:
+            raise ValueError(f"{len(state)} states for {inputs.batch_size} inputs")
+        items, temporal = self.encode_steps(inputs)
+        feature_out, (feature_h, feature_c) = self.feature_lstm(
+            items[:, None], (state.feature_h, state.feature_c))  # [B, 1, hidden]
+        context_out, (context_h, context_c) = self.context_lstm(
+            temporal[:, None], (state.context_h, state.context_c))
+        representation = torch.cat([feature_out[:, 0], context_out[:, 0]], dim=-1)
+        outputs = self.heads(self.emotion_vector(representation), representation,
+                             state.prev_emotion, state.steps > 0)
+        new_state = UserStates(feature_h, feature_c, context_h, context_c,
+                               prev_emotion=outputs.emotion, steps=state.steps + 1)
+        return new_state, outputs
+
+    # -- training ------------------------------------------------------------------------------
+
+    def forward(self, inputs: SequenceInputs, state: UserStates | None = None) -> StepOutputs:
+        """Outputs for every step of B sequences ([B, T, ...]); padded steps give ignorable values."""
+        batch, length = inputs.batch_size, inputs.max_len
+        state = self.init_state(batch) if state is None else state
+        items, temporal = self.encode_steps(inputs.steps)
+        items = items.view(batch, length, -1)
+        temporal = temporal.view(batch, length, -1)
+        feature_out, _ = self.feature_lstm(items, (state.feature_h, state.feature_c))  # [B, T, hidden]
+        context_out, _ = self.context_lstm(temporal, (state.context_h, state.context_c))
+        representation = torch.cat([feature_out, context_out], dim=-1)
+        emotion = self.emotion_vector(representation)  # [B, T, labels]
+        # Stage 2 compares each step with the one before; the first compares with the given state.
+        prev_emotion = torch.cat([state.prev_emotion[:, None], emotion[:, :-1]], dim=1)
+        positions = torch.arange(length, device=state.steps.device)
+        has_prev = (state.steps[:, None] + positions[None, :]) > 0
+        return self.heads(emotion, representation, prev_emotion, has_prev)
+
+
+def build_model(config: ModelConfig | None = None, seed: int | None = None) -> MoodshiftModel:
+    """A freshly initialised model; ``seed`` makes the initial parameters reproducible."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return MoodshiftModel(config or ModelConfig())

@@ -1,0 +1,99 @@
+"""Text → hashed token ids for the model's trainable word vectors.
+
+Tokens are lower-cased words, hashtags (kept with their ``#`` and also as the bare word), emoji
+(one token each), and placeholders for mentions, URLs and numbers, so that ``@united`` or a link
+never becomes a feature of its own. Word pairs (n-grams up to ``config.text_ngrams``) are hashed
+too: they carry negation ("not good"). Hashing uses BLAKE2b with a salt from the config, so ids are
+identical in every process and on every machine (Python's ``hash()`` is not).
+
+>>> from models.config import ModelConfig
+>>> hasher = TextHasher(ModelConfig(text_buckets=1000))
+>>> tokenize("Not good @united!! #fail 😡 http://t.co/x")
+['not', 'good', '<mention>', '#fail', 'fail', '😡', '<url>']
+>>> ids = hasher.encode("Not good @united!! #fail 😡 http://t.co/x")
+>>> len(ids), all(0 <= i < 1000 for i in ids), ids == hasher.encode("not GOOD @delta #fail 😡 https://a.b")
+(13, True, True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from models.config import ModelConfig
+
+#: Changes whenever tokenisation changes; checkpoints record it.
+TOKENIZER_VERSION = "1"
+
+# Emoji and pictographs (the common blocks), matched one code point at a time.
+_EMOJI = (
+    "[\U0001F300-\U0001FAFF\U00002600-\U000027BF\U0001F000-\U0001F2FF"
+    "\U0001F900-\U0001F9FF\u2B50\u2B55\u203C\u2049\u2122\u2139\u3030\u303D]"
+)
+_TOKEN = re.compile(
+    r"(?P<url>(?:https?://|www\.)\S+)"
+    r"|(?P<mention>@\w+)"
+    r"|(?P<hashtag>#\w+)"
+    r"|(?P<number>\d+(?:[.,]\d+)*)"
+    r"|(?P<word>[^\W\d_]+(?:'[^\W\d_]+)*)"
+    rf"|(?P<emoji>{_EMOJI})"
+    r"|(?P<emoticon>[:;=][\-']?[()\[\]dDpP/\\|])"
+)
+
+
+def tokenize(text: str) -> list[str]:
+    """Split a post into the tokens the model hashes."""
+    tokens: list[str] = []
+    for match in _TOKEN.finditer(text):
+        kind, value = match.lastgroup, match.group()
+        if kind == "url":
+            tokens.append("<url>")
+        elif kind == "mention":
+            tokens.append("<mention>")
+        elif kind == "number":
+            tokens.append("<num>")
+        elif kind == "hashtag":
+            tag = value.lower()
+            tokens.extend((tag, tag[1:]))
+        elif kind == "emoticon":
+            tokens.append(value.upper())
+        else:
+            tokens.append(value.lower())
+    return tokens
+
+
+class TextHasher:
+    """Deterministic hashed token ids (unigrams up to ``config.text_ngrams``-grams) for a post.
+
+    >>> TextHasher(ModelConfig(text_buckets=50, text_ngrams=1)).encode("") == []
+    True
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.buckets = config.text_buckets
+        self.ngrams = config.text_ngrams
+        self.salt = config.text_hash_salt.encode()[:16]  # blake2b takes at most 16 salt bytes
+
+    def token_id(self, token: str) -> int:
+        digest = hashlib.blake2b(token.encode(), digest_size=8, salt=self.salt).digest()
+        return int.from_bytes(digest, "little") % self.buckets
+
+    def encode(self, text: str) -> list[int]:
+        tokens = tokenize(text)
+        grams = [
+            " ".join(tokens[i : i + n])
+            for n in range(1, self.ngrams + 1)
+            for i in range(len(tokens) - n + 1)
+        ]
+        return [self.token_id(gram) for gram in grams]
+
+    def describe(self) -> dict[str, Any]:
+        """What a checkpoint must record to hash text identically later."""
+        return {
+            "tokenizer_version": TOKENIZER_VERSION,
+            "hash": "blake2b-64",
+            "salt": self.salt.decode(),
+            "buckets": self.buckets,
+            "ngrams": self.ngrams,
+        }

@@ -1,0 +1,67 @@
+"""Per-user state bytes: versioned, compact, exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.state import UserStates
+
+
+def random_state(layers: int, hidden: int, labels: int, steps: int, seed: int) -> UserStates:
+    generator = torch.Generator().manual_seed(seed)
+    state = UserStates.zeros(1, layers, hidden, labels)
+    for name in ("feature_h", "feature_c", "context_h", "context_c"):
+        setattr(state, name, torch.randn(layers, 1, hidden, generator=generator))
+    state.prev_emotion = torch.rand(1, labels, generator=generator) * 5
+    state.steps = torch.tensor([steps])
+    return state
+
+
+@settings(max_examples=30, deadline=None)
+@given(layers=st.integers(1, 3), hidden=st.integers(1, 32), labels=st.integers(2, 8),
+       steps=st.integers(0, 2**40), seed=st.integers(0, 1000))
+def test_float32_bytes_round_trip_exactly(layers, hidden, labels, steps, seed):
+    state = random_state(layers, hidden, labels, steps, seed)
+    blob = state.to_bytes()
+    restored = UserStates.from_bytes(blob)
+    assert restored.equal(state)
+    assert restored.to_bytes() == blob
+
+
+def test_float16_halves_the_payload_and_its_bytes_round_trip():
+    state = random_state(2, 256, 3, 7, seed=0)
+    full, half = state.to_bytes("float32"), state.to_bytes("float16")
+    assert len(half) < 0.51 * len(full)
+    restored = UserStates.from_bytes(half)
+    assert restored.to_bytes("float16") == half
+    assert (restored.feature_h - state.feature_h).abs().max() < 1e-2
+    assert restored.steps.tolist() == [7]
+
+
+def test_default_model_state_is_compact():
+    assert len(random_state(2, 256, 3, 1, seed=0).to_bytes()) < 8 * 1024 + 64
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda b: b"XXXX" + b[4:], "magic"),
+    (lambda b: b[:4] + bytes([99]) + b[5:], "format version"),
+    (lambda b: b[:-1], "bytes, expected"),
+    (lambda b: b[:10], "truncated"),
+])
+def test_corrupt_bytes_are_refused(corrupt, message):
+    with pytest.raises(ValueError, match=message):
+        UserStates.from_bytes(corrupt(random_state(1, 4, 3, 1, seed=0).to_bytes()))
+
+
+def test_only_single_users_serialise():
+    with pytest.raises(ValueError, match="one user"):
+        UserStates.zeros(2, 1, 4, 3).to_bytes()
+
+
+def test_select_and_stack_are_inverse():
+    states = UserStates.stack([random_state(2, 4, 3, i, seed=i) for i in range(4)])
+    assert UserStates.stack([states.select(i) for i in range(4)]).equal(states)
+    assert states.select([3, 1]).steps.tolist() == [3, 1]

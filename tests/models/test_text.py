@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.config import ModelConfig
+from models.text import TextHasher, tokenize
+
+
+def test_social_media_tokens():
+    tokens = tokenize("LOVE it!!! @JetBlue #BestDay 😍😍 see https://t.co/abc :) 42 don't")
+    assert tokens == ["love", "it", "<mention>", "#bestday", "bestday", "😍", "😍", "see", "<url>",
+                      ":)", "<num>", "don't"]
+
+
+@given(st.text(max_size=200))
+def test_ids_stay_in_range_and_count_ngrams(text):
+    config = ModelConfig(text_buckets=97, text_ngrams=2)
+    ids = TextHasher(config).encode(text)
+    n = len(tokenize(text))
+    assert len(ids) == n + max(n - 1, 0)
+    assert all(0 <= i < 97 for i in ids)
+
+
+def test_salt_changes_the_hashing():
+    text = "what a great flight"
+    assert TextHasher(ModelConfig()).encode(text) != TextHasher(ModelConfig(text_hash_salt="other")).encode(text)
+
+
+def test_ids_are_identical_in_another_process():
+    """Python's hash() is salted per process; the hasher must not depend on it."""
+    text = "Cancelled flight again @united #fail 😡"
+    code = ("from models.config import ModelConfig; from models.text import TextHasher;"
+            f"print(TextHasher(ModelConfig()).encode({text!r}))")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": "123", "PYTHONPATH": ":".join(sys.path)})
+    assert other.stdout.strip() == str(TextHasher(ModelConfig()).encode(text))
