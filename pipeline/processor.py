@@ -6,8 +6,8 @@ points, late events to dead-letter, optional per-step emotions. It reads and wri
 the faust layer only loads records from its table, calls :meth:`EmotionProcessor.process` off the
 event loop, and writes records and outputs back.
 
-A user's record (JSON-able; the faust table stores it):
-``{"windows": UserWindows dict, "model": base64 state bytes | None, "detector": dict | None,
+A user's record (the faust table stores it in the format of :mod:`pipeline.records`):
+``{"windows": UserWindows dict, "model": state bytes | None, "detector": dict | None,
 "last_step_ms": int | None}``.
 
 Per user, work per step is O(1): the record holds the open panes, the LSTM state and the detector
@@ -26,7 +26,6 @@ state, never the history.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -127,7 +126,7 @@ class EmotionProcessor:
         for window in closed:  # already in end order per user; rounds keep that order
             record = state[window.user_id]
             inputs, context_present = self._step_inputs(window, record.get("last_step_ms"))
-            requests.append(StepRequest(window.user_id, _decode(record.get("model")), inputs))
+            requests.append(StepRequest(window.user_id, record.get("model"), inputs))
             contexts.append(context_present)
             record["last_step_ms"] = window.end_ms
         results = self.engine.step(requests) if requests else []
@@ -136,7 +135,7 @@ class EmotionProcessor:
         detectors = {user: self._detector(user, state[user].get("detector")) for user in windows}
         for window, step_result, context_present in zip(closed, results, contexts):
             self._record_step(window, step_result, context_present, detectors, result)
-            state[window.user_id]["model"] = _encode(step_result.state)
+            state[window.user_id]["model"] = step_result.state
         for user in windows:
             state[user]["windows"] = windows[user].to_dict()
             state[user]["detector"] = detectors[user].to_dict()
@@ -183,10 +182,3 @@ class EmotionProcessor:
         if point is not None:
             result.change_points.append(point)
 
-
-def _encode(blob: bytes) -> str:
-    return base64.b64encode(blob).decode("ascii")
-
-
-def _decode(text: str | None) -> bytes | None:
-    return None if text is None else base64.b64decode(text)

@@ -77,6 +77,9 @@ class Settings:
     batch_max_users: int = 256
     batch_max_wait_ms: int = 50
     emit_step_emotions: bool = False
+    context_location: str = "default"  # the weather location id whose context every user step gets
+    context_symbol: str = "^GSPC"  # the market symbol whose context every user step gets
+    idle_close_seconds: int = 0  # >0: close a quiet user's windows after this much wall time
     worker_web_port: int = 6066
     metrics_port: int = 9108
 
@@ -143,6 +146,21 @@ class Settings:
                 ssl_keyfile=self.ssl_keyfile or None,
                 ssl_check_hostname=True,
             )
+        if self.security_protocol.startswith("SASL"):
+            config.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        return config
+
+    def aiokafka_config(self) -> dict[str, Any]:
+        """Connection keyword arguments for aiokafka's producer and consumer."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+            "ssl_context": self.ssl_context(),
+        }
         if self.security_protocol.startswith("SASL"):
             config.update(
                 sasl_mechanism=self.sasl_mechanism,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from models.config import ModelConfig
 from models.model import build_model
 from pipeline.inference import InferenceEngine, StepRequest
+from pipeline.records import decode_record, encode_record
 from pipeline.processor import EmotionProcessor, UserEvent
 from pipeline.windows import ModalityFeatures, WindowSpec
 
@@ -33,8 +32,8 @@ def run_in_batches(processor: EmotionProcessor, batches: list[list[UserEvent]]):
     records: dict = {}
     steps = []
     for batch in batches:
-        # Records travel through JSON, as through the faust table.
-        stored = {u: json.loads(json.dumps(records[u])) for u in {e.user_id for e in batch} if u in records}
+        # Records travel through their byte format, as through the faust table.
+        stored = {u: decode_record(encode_record(records[u])) for u in {e.user_id for e in batch} if u in records}
         result = processor.process(batch, stored)
         records.update(result.records)
         steps += result.steps
@@ -80,7 +79,7 @@ def test_flush_closes_open_windows_and_state_survives(engine: InferenceEngine) -
     first = processor.process(events_for("u", 3, gap_ms=60_000), {})
     flushed = processor.process([], first.records, flush=True)
     assert [s.window_end_ms for s in first.steps + flushed.steps] == [60_000, 120_000, 180_000]
-    assert json.loads(json.dumps(flushed.records))["u"]["model"] is not None
+    assert decode_record(encode_record(flushed.records["u"]))["model"] is not None
 
 
 def test_engine_rounds_keep_each_users_order(engine: InferenceEngine) -> None:

@@ -1,0 +1,138 @@
+"""The faust worker: thin glue between Kafka and :class:`pipeline.processor.EmotionProcessor`.
+
+- ``posts`` and ``videos`` (keyed by user id, co-partitioned) feed one agent, batched with
+  ``take_events(batch_max_users, within=batch_max_wait_ms)``;
+- each batch: decode and validate (bad records → dead letters), extract features and run the
+  model **off the event loop** (one executor thread, so model calls never overlap and heartbeats,
+  commits and rebalances never wait behind them), write the users' records to the ``users``
+  table (changelog-backed), publish change points (and optionally per-step emotions);
+- ``weather`` and ``market`` are read in full by every worker (they are small and every user step
+  needs them) by a plain consumer without a group, into :class:`pipeline.context.DailyContext`; the
+  agent starts only once that consumer has caught up with the end offsets it saw at start-up.
+
+Guarantee: at-least-once. faust commits a batch's offsets only after the loop body finished; a
+crash replays the batch, and the change detector's deterministic ids let consumers deduplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+
+from connectors import topics as topic_names
+from pipeline import metrics
+from pipeline.records import decode_record, encode_record
+from pipeline.settings import Settings
+from pipeline.worker_runtime import Outputs, WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust.App:
+    """The faust app of one moodshift worker; ``runtime`` (model, features) loads on start when None."""
+    app = faust.App(
+        settings.topic("worker"),
+        broker=settings.faust_broker_url(),
+        broker_credentials=settings.faust_broker_credentials(),
+        store="memory://",  # the changelog is the durable copy; see docs/architecture.md
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        datadir=str(settings.state_dir / "worker"),
+        web_port=settings.worker_web_port,
+        web_bind="0.0.0.0",
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+    )
+    events = app.topic(
+        settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS),
+        key_type=bytes, value_type=bytes,
+    )
+    dead_letters = app.topic(settings.topic(topic_names.DEAD_LETTERS), key_type=bytes, value_type=bytes)
+    changes = app.topic(settings.topic(topic_names.EMOTION_CHANGES), key_type=bytes, value_type=bytes)
+    steps_topic = app.topic(settings.topic(topic_names.EMOTION_STEPS), key_type=bytes, value_type=bytes)
+    # Keys are the raw user-id bytes, as on the input topics, and the producer's partitioner places
+    # changelog records: so a user's record lives on the partition of the user's events.
+    users = app.Table("users", key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                      use_partitioner=True)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moodshift-model")
+    holder: dict[str, WorkerRuntime] = {} if runtime is None else {"runtime": runtime}
+    context_ready = asyncio.Event()
+
+    async def get_runtime() -> WorkerRuntime:
+        if "runtime" not in holder:
+            loop = asyncio.get_running_loop()
+            holder["runtime"] = await loop.run_in_executor(executor, WorkerRuntime.from_settings, settings)
+        return holder["runtime"]
+
+    def store(outputs: Outputs) -> None:
+        for user, record in outputs.records.items():
+            users[user.encode()] = encode_record(record)
+        metrics.USERS_IN_STATE.set(len(users))
+
+    async def publish(outputs: Outputs) -> None:
+        for key, value in outputs.dead_letters:
+            await dead_letters.send(key=key, value=value)
+        for key, value in outputs.change_points:
+            await changes.send(key=key, value=value)
+        if settings.emit_step_emotions:
+            for key, value in outputs.steps:
+                await steps_topic.send(key=key, value=value)
+
+    @app.agent(events)
+    async def process_events(stream: faust.StreamT) -> None:
+        runtime = await get_runtime()
+        await context_ready.wait()
+        loop = asyncio.get_running_loop()
+        async for batch in stream.take_events(settings.batch_max_users, within=settings.batch_max_wait_ms / 1000):
+            received_ms = int(time.time() * 1000)
+            raw = [(event.message.topic, event.message.key, event.message.value,
+                    event.message.timestamp) for event in batch]
+            for topic, *_ in raw:
+                metrics.RECORDS_IN.labels(topic=topic).inc()
+            valid, rejected = runtime.decode(raw)
+            records = {user: _load(users.get(user.encode())) for user in runtime.user_ids(valid)}
+            outputs = await loop.run_in_executor(executor, runtime.process, valid, records, received_ms)
+            outputs.dead_letters[:0] = rejected
+            store(outputs)
+            await publish(outputs)
+
+    @app.task
+    async def follow_context() -> None:
+        runtime = await get_runtime()
+        await runtime.follow_context(settings, context_ready)
+
+    if settings.idle_close_seconds > 0:
+        @app.timer(interval=max(1.0, settings.idle_close_seconds / 4))
+        async def close_idle_users() -> None:
+            runtime = await get_runtime()
+            idle = runtime.idle_users(settings.idle_close_seconds)
+            if not idle:
+                return
+            records = {user: _load(users.get(user.encode())) for user in idle}
+            loop = asyncio.get_running_loop()
+            outputs = await loop.run_in_executor(executor, runtime.flush_users, records)
+            store(outputs)
+            await publish(outputs)
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        ready = "runtime" in holder and context_ready.is_set()
+        return web.json({"status": "ok" if ready else "starting", "ready": ready},
+                        status=200 if ready else 503)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        body, content_type = metrics.exposition()
+        return web.bytes(body, content_type=content_type.split(";")[0])
+
+    app.moodshift_runtime = holder  # for tests
+    return app
+
+
+def _load(value: bytes | None) -> dict[str, Any] | None:
+    return None if value is None else decode_record(value)

@@ -1,0 +1,222 @@
+"""What a worker holds besides faust: the model, the feature extractor, the context, the processor.
+
+:class:`WorkerRuntime` is plain Python: it turns raw Kafka records (topic, key, value, timestamp)
+into validated events, features, model steps and publishable outputs. The faust app calls it; tests
+call it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from connectors import topics as topic_names
+from connectors.schemas import DeadLetter, MarketTick, Post, ValidationError, VideoClip, WeatherObservation
+from models.checkpoint import default_checkpoint_path
+from pipeline import metrics
+from pipeline.context import DailyContext
+from pipeline.features import FeatureExtractor
+from pipeline.inference import InferenceEngine
+from pipeline.processor import EmotionProcessor, ProcessResult, UserEvent
+from pipeline.settings import Settings
+from pipeline.windows import WindowSpec
+
+log = logging.getLogger(__name__)
+
+RawRecord = tuple[str, bytes | None, bytes | None, int | None]  # topic, key, value, timestamp (ms)
+
+
+@dataclass
+class Outputs:
+    """What one batch produced: updated user records and (key, value) pairs for each output topic."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    change_points: list[tuple[bytes, bytes]] = field(default_factory=list)
+    steps: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+class WorkerRuntime:
+    """Decodes, extracts features, steps the model and formats outputs for one worker."""
+
+    def __init__(self, settings: Settings, engine: InferenceEngine, extractor: FeatureExtractor) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.extractor = extractor
+        meta = engine.meta
+        normaliser = meta.context_normaliser if meta else None
+        config = engine.config
+        self.context = DailyContext(
+            settings.context_location, settings.context_symbol, config.context_length,
+            mean=normaliser.mean if normaliser else (0.0,) * len(config.context_channels),
+            std=normaliser.std if normaliser else (1.0,) * len(config.context_channels),
+            channels=config.context_channels,
+        )
+        spec = WindowSpec(settings.window_size_seconds * 1000, settings.window_slide_seconds * 1000,
+                          settings.allowed_lateness_seconds * 1000)
+        self.processor = EmotionProcessor(engine, spec, self.context)
+        self._topic_kinds = {settings.topic(name): name for name in (
+            topic_names.POSTS, topic_names.VIDEOS, topic_names.WEATHER, topic_names.MARKET)}
+        self._last_seen: dict[str, float] = {}  # user → wall time of their last event (idle closing)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "WorkerRuntime":
+        checkpoint = settings.model_checkpoint or default_checkpoint_path(settings.state_dir)
+        engine = InferenceEngine.from_checkpoint(checkpoint, settings.device)
+        return cls(settings, engine, FeatureExtractor.for_engine(engine, settings))
+
+    # -- user events -----------------------------------------------------------------------------
+
+    def decode(self, raw: Sequence[RawRecord]) -> tuple[list[Post | VideoClip], list[tuple[bytes | None, bytes]]]:
+        """Validated posts and videos, and dead letters for the records that are not."""
+        events: list[Post | VideoClip] = []
+        dead: list[tuple[bytes | None, bytes]] = []
+        for topic, key, value, _ in raw:
+            kind = self._topic_kinds.get(topic)
+            schema = Post if kind == topic_names.POSTS else VideoClip
+            try:
+                events.append(schema.from_json_bytes(value or b""))
+            except ValidationError as error:
+                dead.append(self._dead_letter(topic, key, value or b"", error.reason, str(error)))
+        return events, dead
+
+    def user_ids(self, events: Iterable[Post | VideoClip]) -> set[str]:
+        return {event.user_id for event in events}
+
+    def process(self, events: Sequence[Post | VideoClip], records: dict[str, dict | None],
+                received_ms: int) -> Outputs:
+        """Features, windows, model steps and change points for a batch of validated events."""
+        outputs = Outputs()
+        user_events: list[UserEvent] = []
+        for event, (features, problems) in zip(events, self.extractor.extract(events)):
+            for reason, message in problems:
+                outputs.dead_letters.append(self._dead_letter(
+                    self.settings.topic(topic_names.VIDEOS if isinstance(event, VideoClip) else topic_names.POSTS),
+                    event.user_id.encode(), event.to_json_bytes(), reason, message))
+            user_events.append(UserEvent(event.user_id, event.event_id, _ms(event.event_time_s), features))
+            self._last_seen[event.user_id] = time.monotonic()
+        result = self.processor.process(user_events, records)
+        self._collect(result, outputs, received_ms)
+        return outputs
+
+    def idle_users(self, idle_seconds: float) -> list[str]:
+        cutoff = time.monotonic() - idle_seconds
+        return [user for user, seen in self._last_seen.items() if seen < cutoff]
+
+    def flush_users(self, records: dict[str, dict | None]) -> Outputs:
+        """Close every open window of these users (they went quiet); see docs on idle closing."""
+        for user in records:
+            self._last_seen.pop(user, None)
+        outputs = Outputs()
+        result = self.processor.process([], records, flush=True)
+        self._collect(result, outputs, int(time.time() * 1000))
+        return outputs
+
+    def _collect(self, result: ProcessResult, outputs: Outputs, received_ms: int) -> None:
+        outputs.records = result.records
+        for late in result.late_events:
+            metrics.LATE_EVENTS.inc()
+            outputs.dead_letters.append(self._dead_letter(
+                self.settings.topic(topic_names.POSTS), late.user_id.encode(),
+                json.dumps({"user_id": late.user_id, "event_id": late.event_id,
+                            "event_time_ms": late.event_time_ms}).encode(),
+                late.reason, f"event time {late.event_time_ms} ms is behind the user's watermark "
+                             f"{late.watermark_ms} ms"))
+        if result.steps:
+            metrics.WINDOW_STEPS.inc(len(result.steps))
+            metrics.BATCH_SIZE.observe(len(result.steps))
+            metrics.MODEL_STEP_SECONDS.observe(result.model_seconds)
+        labels, version = self.engine.labels, self.engine.model_version
+        for step in result.steps:
+            if self.settings.emit_step_emotions:
+                outputs.steps.append((step.user_id.encode(),
+                                      json.dumps(step.to_json_dict(labels, version)).encode()))
+        for point in result.change_points:
+            metrics.CHANGE_POINTS.labels(from_emotion=point.from_emotion, to_emotion=point.to_emotion).inc()
+            metrics.EVENT_TIME_TO_EMIT_SECONDS.observe(max(0.0, (received_ms - point.detected_at_ms) / 1000))
+            document = point.to_json_dict()
+            document["random_backbone"] = bool(self.engine.meta and self.engine.meta.random_backbone)
+            outputs.change_points.append((point.user_id.encode(), json.dumps(document).encode()))
+
+    def _dead_letter(self, topic: str, key: bytes | None, value: bytes, reason: str,
+                     message: str) -> tuple[bytes | None, bytes]:
+        metrics.DEAD_LETTERS.labels(reason=reason).inc()
+        log.warning("dead letter from %s: %s: %s", topic, reason, message)
+        letter = DeadLetter.create(original=value, source="worker", topic=topic, reason=reason, message=message)
+        return key, letter.to_json_bytes()
+
+    # -- context ---------------------------------------------------------------------------------
+
+    def add_context(self, topic: str, value: bytes) -> str | None:
+        """Feed one weather or market record into the daily context; an error reason if invalid."""
+        kind = self._topic_kinds.get(topic)
+        try:
+            if kind == topic_names.WEATHER:
+                observation = WeatherObservation.from_json_bytes(value)
+                self.context.add_weather(observation.location_id, _ms(observation.observed_time_s),
+                                         observation.temperature_c)
+            else:
+                tick = MarketTick.from_json_bytes(value)
+                self.context.add_market(tick.symbol, _ms(tick.observed_time_s), tick.close, tick.volume)
+        except ValidationError as error:
+            metrics.DEAD_LETTERS.labels(reason=error.reason).inc()
+            log.warning("invalid context record on %s: %s", topic, error)
+            return error.reason
+        return None
+
+    async def follow_context(self, settings: Settings, ready: asyncio.Event) -> None:
+        """Read weather and market from the beginning, forever; set ``ready`` once caught up.
+
+        A plain consumer with no group: every worker needs the whole context, whatever users it owns.
+        """
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(**settings.aiokafka_config(), enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            wanted = [settings.topic(topic_names.WEATHER), settings.topic(topic_names.MARKET)]
+            partitions = [TopicPartition(topic, p) for topic in wanted
+                          for p in (await _partitions_for(consumer, topic))]
+            if not partitions:
+                ready.set()
+                return
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            end = await consumer.end_offsets(partitions)
+            pending = {tp for tp, offset in end.items() if offset > 0}
+            if not pending:
+                ready.set()
+            while True:
+                batch = await consumer.getmany(timeout_ms=1000)
+                for tp, records in batch.items():
+                    for record in records:
+                        metrics.RECORDS_IN.labels(topic=tp.topic).inc()
+                        self.add_context(tp.topic, record.value or b"")
+                    if tp in pending and records and records[-1].offset + 1 >= end[tp]:
+                        pending.discard(tp)
+                if not ready.is_set() and not pending:
+                    log.info("context caught up: %d partitions", len(partitions))
+                    ready.set()
+        finally:
+            await consumer.stop()
+
+
+async def _partitions_for(consumer: Any, topic: str) -> list[int]:
+    """Partitions of ``topic``; waits briefly for metadata (the topic is created by ensure_topics)."""
+    for _ in range(20):
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return sorted(partitions)
+        await consumer.topics()  # refreshes the cluster metadata
+        await asyncio.sleep(0.25)
+    log.warning("context topic %s has no partitions; running without it", topic)
+    return []
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
