@@ -157,7 +157,8 @@ def test_ids_are_deterministic_and_distinct():
 def test_output_record():
     detector = ChangeDetector("user-7", LABELS, "emo-2024.1")
     feed(detector, [step(i, peaked(0, 0.8)) for i in range(3)])
-    [point] = feed(detector, [step(i, peaked(1, 0.8), modalities=m) for i, m in [(3, ["text"]), (4, ["image", "text"]), (5, [])]])
+    seen = [(3, ["text"]), (4, ["image", "text"]), (5, [])]
+    [point] = feed(detector, [step(i, peaked(1, 0.8), modalities=m) for i, m in seen])
     record = json.loads(json.dumps(point.to_json_dict()))
     assert record == {
         "schema_version": CHANGE_POINT_SCHEMA_VERSION,

@@ -90,7 +90,11 @@ def timelines(max_events: int = 40) -> st.SearchStrategy[list[tuple[int, str]]]:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(size_ms=1_500, slide_ms=1_000), dict(size_ms=0, slide_ms=1), dict(size_ms=10, slide_ms=10, allowed_lateness_ms=-1)],
+    [
+        dict(size_ms=1_500, slide_ms=1_000),
+        dict(size_ms=0, slide_ms=1),
+        dict(size_ms=10, slide_ms=10, allowed_lateness_ms=-1),
+    ],
 )
 def test_spec_rejects_bad_values(kwargs):
     with pytest.raises(ValueError):
