@@ -69,6 +69,36 @@ class Settings:
 
     # Connectors (connectors/): sources, validation, media store, safe fetching
     media_dir: Path | None = None  # None: <state_dir>/media
+    max_message_bytes: int = 1_000_000  # key + value; larger records become `oversized` dead letters
+    max_text_chars: int = 5_000
+    max_clock_skew_seconds: int = 300  # event times further in the future are rejected
+    producer_compression: str = "gzip"  # gzip needs no native library; snappy/lz4/zstd do
+    producer_delivery_timeout_ms: int = 60_000  # kafka-python retries within this, then fails
+    fetch_allowed_hosts: str = ""  # comma-separated; "example.com" or "*.example.com"; empty: any
+    fetch_allow_private: bool = False  # private and loopback addresses (tests, LAN); never link-local
+    fetch_max_bytes: int = 50_000_000
+    fetch_timeout_seconds: float = 10.0
+    fetch_max_redirects: int = 3
+    video_frames_per_second: float = 1.0
+    video_max_frames: int = 64
+    video_max_seconds: float = 120.0
+    audio_sample_rate: int = 16_000
+    ingest_http_host: str = "127.0.0.1"
+    ingest_http_port: int = 8088
+    ingest_http_token: str = field(default="", repr=False)  # empty: no bearer token required
+    ingest_http_max_body_bytes: int = 1_048_576
+    backoff_initial_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+    open_meteo_url: str = "https://api.open-meteo.com"
+    weather_locations: str = ""  # comma-separated id:latitude:longitude, e.g. "berlin:52.52:13.41"
+    weather_interval_seconds: float = 900.0
+    yahoo_url: str = ""  # empty: yfinance's own Yahoo endpoints; else every Yahoo request goes here
+    market_symbols: str = "^GSPC"  # comma-separated
+    market_interval_seconds: float = 60.0
+    market_intraday_interval: str = "1m"
+    mastodon_url: str = ""  # e.g. https://mastodon.social
+    mastodon_token: str = field(default="", repr=False)
+    mastodon_stream: str = "public"  # public | public:local | hashtag:<tag>
 
     # Pipeline (pipeline/): event-time windows, batching, the worker
     window_size_seconds: int = 600

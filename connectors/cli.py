@@ -1,0 +1,124 @@
+"""``moodshift ingest posts|videos|http|weather|market|mastodon``: the connectors from the shell.
+
+Replays show a progress bar and exit 0 when every item was delivered to Kafka (accepted or
+dead-lettered), 2 when Kafka did not acknowledge some records. Live sources log a status line every
+``--status-every`` seconds and serve Prometheus metrics with ``--metrics-port``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+from connectors import metrics
+from connectors.producer import DeliveryFailed, EventProducer
+from connectors.topics import CONNECTOR_TOPICS, ensure_topics
+from pipeline.settings import Settings
+
+log = logging.getLogger("connectors")
+
+EXIT_DELIVERY_FAILED = 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    ingest = subparsers.add_parser("ingest", help="bring posts, videos, weather and market data into Kafka")
+    sources = ingest.add_subparsers(dest="source", required=True)
+
+    for name, kind in (("posts", "post"), ("videos", "video")):
+        replay_parser = sources.add_parser(name, help=f"replay JSONL/CSV files or folders of {name}")
+        replay_parser.add_argument("paths", nargs="+", type=Path, help="files (.jsonl, .ndjson, .csv) or folders")
+        replay_parser.add_argument("--speed", type=float, default=None,
+                                   help="real-time × SPEED by event time (default: as fast as possible)")
+        replay_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        replay_parser.set_defaults(handler=run_replay, kind=kind)
+
+    http = sources.add_parser("http", help="serve POST /v1/events (ingest_http_host/port/token settings)")
+    _live_options(http)
+    http.set_defaults(handler=run_http)
+
+
+def _live_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
+    parser.add_argument("--status-every", type=float, default=30.0, help="seconds between status lines")
+
+
+def _producer(settings: Settings, source: str) -> EventProducer:
+    ensure_topics(settings, CONNECTOR_TOPICS)
+    return EventProducer(settings, source)
+
+
+def run_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.ingest import Ingestor
+    from connectors.replay import replay
+
+    producer = _producer(settings, "replay")
+    ingestor = Ingestor(settings, producer, source="replay", allow_local_paths=True)
+    started = time.monotonic()
+    try:
+        report = replay(args.paths, ingestor, default_kind=args.kind, speed=args.speed,
+                        progress=not args.no_progress)
+    except DeliveryFailed as error:
+        log.error("replay incomplete: %s", error)
+        return EXIT_DELIVERY_FAILED
+    finally:
+        producer.client.close()
+    elapsed = time.monotonic() - started
+    total = report.accepted + report.rejected
+    print(f"replayed {total} items in {elapsed:.1f}s ({total / max(elapsed, 1e-9):.0f}/s): "
+          f"{report.accepted} accepted, {report.rejected} dead-lettered {report.by_reason or ''}".rstrip())
+    return 0
+
+
+def run_http(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.http_ingest import IngestServer
+    from connectors.ingest import Ingestor
+
+    producer = _producer(settings, "http")
+    server = IngestServer(settings, Ingestor(settings, producer, source="http"))
+    server.start()
+    log.info("ingesting on %s/v1/events", server.url)
+    return _run_live("http", args, settings, lambda stop: stop.wait(), on_exit=[server.stop, producer.close])
+
+
+def _run_live(source: str, args: argparse.Namespace, settings: Settings, body, on_exit=()) -> int:
+    """Run ``body(stop)`` until it returns or SIGINT/SIGTERM, with metrics and status lines."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if args.metrics_port is not None:
+        metrics.serve(args.metrics_port)
+    status = threading.Thread(target=_status_lines, args=(source, args.status_every, stop), daemon=True)
+    status.start()
+    try:
+        result = body(stop)
+    finally:
+        stop.set()
+        for step in on_exit:
+            try:
+                step()
+            except DeliveryFailed as error:
+                log.error("%s: %s", source, error)
+                result = EXIT_DELIVERY_FAILED
+    return result if isinstance(result, int) else 0
+
+
+def _status_lines(source: str, every: float, stop: threading.Event) -> None:
+    while not stop.wait(every):
+        log.info("%s: %s", source, status_line())
+
+
+def status_line() -> str:
+    """Totals from the metrics: sent by topic, dead letters, retries, fetch errors."""
+    totals: dict[str, float] = {}
+    for family in metrics.REGISTRY.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                label = sample.labels.get("topic") or sample.labels.get("reason") or sample.labels.get("source", "")
+                name = sample.name.removeprefix("moodshift_connector_").removesuffix("_total")
+                key = f"{name}[{label}]" if name == "records_sent" else name
+                totals[key] = totals.get(key, 0) + sample.value
+    return " ".join(f"{k}={v:.0f}" for k, v in sorted(totals.items())) or "nothing yet"

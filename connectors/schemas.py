@@ -1,0 +1,444 @@
+"""Versioned event records: what the connectors write to Kafka and the pipeline reads back.
+
+JSON on the wire, UTF-8, timestamps as ISO-8601 UTC (``2024-05-01T12:00:00.000000Z``). Reading is
+strict: a missing field, an unknown field, a wrong type, a timestamp without a UTC offset or a value
+out of range raises :class:`ValidationError`, whose message names the field and the problem and whose
+``reason`` is a short stable code (the dead-letter reason).
+
+>>> post = Post(event_id="e1", user_id="u1", event_time=parse_time("2024-05-01T12:00:00Z"), text="hi")
+>>> raw = post.to_json_bytes()
+>>> Post.from_json_bytes(raw) == post, post.event_time_s, post.kafka_key
+(True, 1714564800.0, 'u1')
+>>> Post.from_json_bytes(b'{"event_id": "e1", "user_id": 7}')
+Traceback (most recent call last):
+...
+connectors.schemas.ValidationError: user_id: expected a string, got int
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any, ClassVar, Self
+
+
+class Reason(StrEnum):
+    """Dead-letter reason codes: short, stable, safe to alert and aggregate on."""
+
+    MALFORMED_JSON = "malformed_json"
+    MISSING_FIELD = "missing_field"
+    UNKNOWN_FIELD = "unknown_field"
+    WRONG_TYPE = "wrong_type"
+    BAD_VALUE = "bad_value"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    BAD_TIMESTAMP = "bad_timestamp"
+    CLOCK_SKEW = "clock_skew"
+    TEXT_TOO_LONG = "text_too_long"
+    UNDECODABLE_MEDIA = "undecodable_media"
+    FETCH_REFUSED = "fetch_refused"
+    FETCH_FAILED = "fetch_failed"
+    OVERSIZED = "oversized"
+    LATE = "late"
+    INTERNAL_ERROR = "internal_error"
+
+
+class Rejected(Exception):
+    """Input that cannot become an event; ``reason`` is its dead-letter :class:`Reason`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = str(reason)
+
+
+class ValidationError(Rejected, ValueError):
+    """A record field is missing, unknown, of the wrong type or out of range.
+
+    >>> str(ValidationError("user_id", "must not be empty"))
+    'user_id: must not be empty'
+    """
+
+    def __init__(self, field: str, problem: str, reason: str = Reason.BAD_VALUE) -> None:
+        super().__init__(reason, f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+# -- timestamps ------------------------------------------------------------------------------------
+
+
+def parse_time(value: Any, field: str = "time") -> datetime:
+    """An ISO-8601 string with a UTC offset (``Z`` or ``+hh:mm``) → an aware UTC datetime."""
+    if not isinstance(value, str):
+        raise ValidationError(field, f"expected an ISO-8601 string, got {_type_name(value)}", Reason.WRONG_TYPE)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(field, f"{value[:40]!r} is not an ISO-8601 timestamp", Reason.BAD_TIMESTAMP) from None
+    if parsed.tzinfo is None:
+        raise ValidationError(field, f"{value[:40]!r} has no UTC offset (add Z)", Reason.BAD_TIMESTAMP)
+    return parsed.astimezone(timezone.utc)
+
+
+def format_time(value: datetime) -> str:
+    """An aware datetime → ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# -- the generic record ----------------------------------------------------------------------------
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+class Record:
+    """Base of every wire record: strict JSON decoding driven by the dataclass's type hints.
+
+    Subclasses are frozen dataclasses that name their ``SCHEMA_VERSION``, the field holding their event
+    time (``TIME_FIELD``) and the field that is their Kafka key (``KEY_FIELD``), and may check values in
+    ``_check``.
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    TIME_FIELD: ClassVar[str]
+    KEY_FIELD: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, datetime) and value.tzinfo is None:
+                raise ValidationError(f.name, "must be timezone-aware", Reason.BAD_TIMESTAMP)
+        self._check()
+
+    def _check(self) -> None:
+        """Value checks beyond types; raise :class:`ValidationError`."""
+
+    # Not named ``key``/``event_time``: a dataclass would take an inherited property as a field default.
+    @property
+    def kafka_key(self) -> str:
+        """The Kafka key: user id (posts, videos), location id (weather), symbol (market)."""
+        return getattr(self, self.KEY_FIELD)
+
+    @property
+    def event_time_s(self) -> float:
+        """Event time (``TIME_FIELD``) as float seconds since the epoch."""
+        return getattr(self, self.TIME_FIELD).timestamp()
+
+    @property
+    def event_time_ms(self) -> int:
+        """Event time as integer milliseconds since the epoch (Kafka's and the windows' unit)."""
+        return round(getattr(self, self.TIME_FIELD).timestamp() * 1000)
+
+    # -- encoding ----------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"schema_version": self.SCHEMA_VERSION}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            out[f.name] = _encode(getattr(self, f.name))
+        return out
+
+    def to_json_bytes(self) -> bytes:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+    @classmethod
+    def from_json_bytes(cls, raw: bytes | str) -> Self:
+        return cls.from_dict(parse_json_object(raw))
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "") -> Self:
+        if not isinstance(data, dict):
+            raise ValidationError(path or "$", f"expected an object, got {_type_name(data)}", Reason.WRONG_TYPE)
+        data = dict(data)
+        version = data.pop("schema_version", cls.SCHEMA_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= cls.SCHEMA_VERSION:
+            raise ValidationError(
+                path + "schema_version", f"{version!r} is not a supported version (1..{cls.SCHEMA_VERSION})",
+                Reason.UNSUPPORTED_VERSION,
+            )
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            name = path + f.name
+            if f.name not in data:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise ValidationError(name, "is required", Reason.MISSING_FIELD)
+                continue
+            values[f.name] = _decode(hints[f.name], data.pop(f.name), name)
+        if data:
+            raise ValidationError(path + sorted(data)[0], "is not a field of " + cls.__name__, Reason.UNKNOWN_FIELD)
+        try:
+            return cls(**values)
+        except ValidationError as error:  # a value check of a nested record: name its full path
+            if not path:
+                raise
+            raise ValidationError(path + error.field, error.problem, error.reason) from None
+
+
+def parse_json_object(raw: bytes | str) -> dict[str, Any]:
+    """UTF-8 JSON text → a dict, or :class:`ValidationError` with reason ``malformed_json``."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValidationError("$", f"not valid UTF-8 JSON ({error})", Reason.MALFORMED_JSON) from None
+    if not isinstance(data, dict):
+        raise ValidationError("$", f"expected a JSON object, got {_type_name(data)}", Reason.WRONG_TYPE)
+    return data
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, Record):
+        data = value.to_dict()
+        data.pop("schema_version")
+        return data
+    if isinstance(value, (list, tuple)):
+        return [_encode(item) for item in value]
+    return value
+
+
+def _decode(hint: Any, value: Any, name: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):  # X | None
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _decode(inner, value, name)
+    if origin is tuple:  # tuple[X, ...]
+        if not isinstance(value, list):
+            raise ValidationError(name, f"expected a list, got {_type_name(value)}", Reason.WRONG_TYPE)
+        return tuple(_decode(args[0], item, f"{name}[{i}]") for i, item in enumerate(value))
+    if hint is datetime:
+        return parse_time(value, name)
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return hint.from_dict(value, name + ".")
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError(name, f"expected a number, got {_type_name(value)}", Reason.WRONG_TYPE)
+        if not math.isfinite(value):
+            raise ValidationError(name, "must be finite")
+        return float(value)
+    expected = {str: "a string", int: "an integer", bool: "a boolean"}[hint]
+    if type(value) is not hint:
+        raise ValidationError(name, f"expected {expected}, got {_type_name(value)}", Reason.WRONG_TYPE)
+    return value
+
+
+def _require(condition: bool, field: str, problem: str) -> None:
+    if not condition:
+        raise ValidationError(field, problem)
+
+
+def _require_id(value: str, field: str) -> None:
+    _require(bool(value.strip()), field, "must not be empty")
+    _require(len(value) <= 256, field, "must be at most 256 characters")
+
+
+# -- records ---------------------------------------------------------------------------------------
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class MediaRef(Record):
+    """A claim check: a blob in the content-addressed media store (see :mod:`connectors.media`).
+
+    >>> MediaRef(sha256="ab" * 32, content_type="image/jpeg", size_bytes=3).to_dict()["size_bytes"]
+    3
+    """
+
+    sha256: str
+    content_type: str
+    size_bytes: int
+    source_url: str | None = None
+
+    def _check(self) -> None:
+        _require(bool(_SHA256.fullmatch(self.sha256)), "sha256", "must be 64 lowercase hex digits")
+        _require(self.size_bytes >= 0, "size_bytes", "must not be negative")
+        _require("/" in self.content_type, "content_type", "must be a MIME type like image/jpeg")
+
+
+@dataclass(frozen=True)
+class Post(Record):
+    """A user's post: text and media references (images fetched into the media store).
+
+    >>> p = Post(event_id="x:1", user_id="u", event_time=utc_now(), text="so happy", source="replay")
+    >>> Post.from_json_bytes(p.to_json_bytes()).text
+    'so happy'
+    """
+
+    TIME_FIELD: ClassVar[str] = "event_time"
+    KEY_FIELD: ClassVar[str] = "user_id"
+
+    event_id: str
+    user_id: str
+    event_time: datetime
+    text: str = ""
+    media: tuple[MediaRef, ...] = ()
+    language: str | None = None
+    source: str = "unknown"
+
+    def _check(self) -> None:
+        _require_id(self.event_id, "event_id")
+        _require_id(self.user_id, "user_id")
+
+
+@dataclass(frozen=True)
+class VideoClip(Record):
+    """A short video: the clip, its sampled frames and its mono audio track, all as media references.
+
+    ``frames[i]`` was shown at ``frame_times_s[i]`` seconds into the clip; frames are sampled at
+    ``frames_per_second``. ``audio`` is a float32 mono ``.npy`` at ``audio_sample_rate`` Hz (None when
+    the clip has no audio track).
+
+    >>> ref = MediaRef(sha256="0" * 64, content_type="video/mp4", size_bytes=10)
+    >>> clip = VideoClip(event_id="v1", user_id="u", event_time=utc_now(), clip=ref,
+    ...                  duration_s=5.0, frame_rate=24.0, width=64, height=48)
+    >>> VideoClip.from_json_bytes(clip.to_json_bytes()).frames
+    ()
+    """
+
+    TIME_FIELD: ClassVar[str] = "event_time"
+    KEY_FIELD: ClassVar[str] = "user_id"
+
+    event_id: str
+    user_id: str
+    event_time: datetime
+    clip: MediaRef
+    duration_s: float
+    frame_rate: float
+    width: int
+    height: int
+    frames: tuple[MediaRef, ...] = ()
+    frame_times_s: tuple[float, ...] = ()
+    frames_per_second: float = 0.0
+    audio: MediaRef | None = None
+    audio_sample_rate: int | None = None
+    text: str = ""
+    source: str = "unknown"
+
+    def _check(self) -> None:
+        _require_id(self.event_id, "event_id")
+        _require_id(self.user_id, "user_id")
+        _require(self.duration_s >= 0, "duration_s", "must not be negative")
+        _require(len(self.frames) == len(self.frame_times_s), "frame_times_s", "must have one time per frame")
+        _require((self.audio is None) == (self.audio_sample_rate is None), "audio_sample_rate",
+                 "must be given exactly when audio is")
+
+
+@dataclass(frozen=True)
+class WeatherObservation(Record):
+    """Weather at a configured location (Open-Meteo); ``kind`` is ``current`` or ``hourly``.
+
+    >>> w = WeatherObservation(location_id="berlin", latitude=52.5, longitude=13.4,
+    ...                        observed_time=utc_now(), temperature_c=21.5)
+    >>> w.kafka_key
+    'berlin'
+    """
+
+    TIME_FIELD: ClassVar[str] = "observed_time"
+    KEY_FIELD: ClassVar[str] = "location_id"
+
+    location_id: str
+    latitude: float
+    longitude: float
+    observed_time: datetime
+    temperature_c: float | None = None
+    relative_humidity_pct: float | None = None
+    precipitation_mm: float | None = None
+    wind_speed_kmh: float | None = None
+    weather_code: int | None = None
+    kind: str = "current"
+    source: str = "open-meteo"
+
+    def _check(self) -> None:
+        _require_id(self.location_id, "location_id")
+        _require(-90 <= self.latitude <= 90, "latitude", "must be within [-90, 90]")
+        _require(-180 <= self.longitude <= 180, "longitude", "must be within [-180, 180]")
+        _require(self.kind in ("current", "hourly"), "kind", "must be 'current' or 'hourly'")
+
+
+@dataclass(frozen=True)
+class MarketTick(Record):
+    """One OHLCV bar of a symbol; ``interval`` is the bar length (``1m`` intraday, ``1d`` daily).
+
+    >>> t = MarketTick(symbol="^GSPC", observed_time=utc_now(), open=1.0, high=2.0, low=0.5, close=1.5,
+    ...                volume=100, interval="1d")
+    >>> t.kafka_key
+    '^GSPC'
+    """
+
+    TIME_FIELD: ClassVar[str] = "observed_time"
+    KEY_FIELD: ClassVar[str] = "symbol"
+
+    symbol: str
+    observed_time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+    interval: str
+    source: str = "yahoo"
+
+    def _check(self) -> None:
+        _require_id(self.symbol, "symbol")
+        _require(self.low <= min(self.open, self.close) and self.high >= max(self.open, self.close),
+                 "high", "low <= open, close <= high must hold")
+        _require(self.volume >= 0, "volume", "must not be negative")
+
+
+# Dead letters keep at most this much of the original so that they fit into a Kafka message.
+DEAD_LETTER_MAX_ORIGINAL_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class DeadLetter(Record):
+    """Input that could not become an event, with why: the original bytes, the source, the reason.
+
+    >>> dl = DeadLetter.create(b"{oops", source="replay", topic="posts", reason=Reason.MALFORMED_JSON,
+    ...                        message="$: not valid JSON")
+    >>> DeadLetter.from_json_bytes(dl.to_json_bytes()).original, dl.reason
+    (b'{oops', 'malformed_json')
+    """
+
+    TIME_FIELD: ClassVar[str] = "time"
+    KEY_FIELD: ClassVar[str] = "source"
+
+    original_b64: str
+    original_size: int
+    original_truncated: bool
+    source: str
+    topic: str  # the logical topic the input was meant for
+    reason: str
+    message: str
+    time: datetime
+    key: str | None = None  # the record's key when known (user id, ...)
+
+    @classmethod
+    def create(
+        cls, original: bytes, *, source: str, topic: str, reason: str, message: str,
+        key: str | None = None, time: datetime | None = None,
+    ) -> "DeadLetter":
+        kept = original[:DEAD_LETTER_MAX_ORIGINAL_BYTES]
+        return cls(
+            original_b64=base64.b64encode(kept).decode(), original_size=len(original),
+            original_truncated=len(kept) < len(original), source=source, topic=topic, reason=str(reason),
+            message=message[:2000], time=time or utc_now(), key=key,
+        )
+
+    @property
+    def original(self) -> bytes:
+        return base64.b64decode(self.original_b64)

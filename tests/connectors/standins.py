@@ -1,0 +1,127 @@
+"""Scripted HTTP servers on 127.0.0.1 that stand in for the internet APIs, and a topic reader."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from kafka import KafkaConsumer
+
+from pipeline.settings import Settings
+
+
+@dataclass
+class Reply:
+    """One scripted answer; ``delay`` seconds pass before it is sent (timeouts)."""
+
+    status: int = 200
+    body: bytes | str | dict | list = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+    def encoded(self) -> tuple[bytes, dict[str, str]]:
+        headers = dict(self.headers)
+        if isinstance(self.body, (dict, list)):
+            headers.setdefault("Content-Type", "application/json")
+            return json.dumps(self.body).encode(), headers
+        return (self.body.encode() if isinstance(self.body, str) else self.body), headers
+
+
+Streamer = Callable[[BaseHTTPRequestHandler], None]  # writes its own answer (server-sent events)
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+
+
+class StandIn:
+    """An HTTP server whose answers per path are scripted: each request takes the next reply, the
+    last one repeats. ``seen`` records every request."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, list[Reply | Streamer]] = {}
+        self.seen: list[Seen] = []
+        self._lock = threading.Lock()
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                stand_in._handle(self)
+
+            do_POST = do_GET
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def route(self, path: str, *replies: Reply | Streamer) -> "StandIn":
+        self.routes[path] = list(replies)
+        return self
+
+    def requests_to(self, path: str) -> list[Seen]:
+        return [s for s in self.seen if s.path == path]
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(handler.path)
+        with self._lock:
+            self.seen.append(Seen(handler.command, parts.path, parse_qs(parts.query), dict(handler.headers)))
+            replies = self.routes.get(parts.path)
+            reply = (replies.pop(0) if len(replies) > 1 else replies[0]) if replies else Reply(404, "no route")
+        try:
+            if callable(reply):
+                return reply(handler)
+            time.sleep(reply.delay)
+            body, headers = reply.encoded()
+            handler.send_response(reply.status)
+            headers.setdefault("Content-Length", str(len(body)))
+            for name, value in headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def read_topic(settings: Settings, name: str, count: int, timeout: float = 20.0) -> list[Any]:
+    """The first ``count`` records of logical topic ``name`` (fewer if they do not come in time)."""
+    consumer = KafkaConsumer(
+        settings.topic(name), auto_offset_reset="earliest", consumer_timeout_ms=500,
+        **settings.kafka_python_config(),
+    )
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < count and time.monotonic() < deadline:
+            records += list(consumer)[: count - len(records)]
+    finally:
+        consumer.close()
+    return records
+
+
+def dead_letter_reasons(settings: Settings, count: int) -> list[str]:
+    from connectors.schemas import DeadLetter
+    from connectors.topics import DEAD_LETTERS
+
+    return [DeadLetter.from_json_bytes(r.value).reason for r in read_topic(settings, DEAD_LETTERS, count)]
