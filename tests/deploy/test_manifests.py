@@ -28,6 +28,7 @@ K8S = DEPLOY / "k8s"
 COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
+PROMETHEUS_K8S_CONFIG = DEPLOY / "prometheus" / "prometheus-k8s.yml"
 
 # The oldest Kubernetes minor we claim to support, and the newest schema kubernetes-validate ships.
 K8S_VERSIONS = ("1.30.0", None)
@@ -272,6 +273,21 @@ def test_k8s_services_select_pods_and_name_their_ports():
                 names = {p.get("name") for c in cs for p in c.get("ports", [])}
                 numbers = {p["containerPort"] for c in cs for p in c.get("ports", [])}
                 assert target in names | numbers, f"Service {name}: no container port {target}"
+
+
+def test_prometheus_discovers_the_k8s_services():
+    services = by_kind("Service")
+    for job in yaml.safe_load(PROMETHEUS_K8S_CONFIG.read_text())["scrape_configs"]:
+        for sd in job["dns_sd_configs"]:
+            for name in sd["names"]:
+                service_name, namespace, *_ = name.split(".")
+                assert namespace == NAMESPACE, name
+                service = services[service_name]
+                assert service["spec"].get("clusterIP") == "None", f"{service_name}: headless, one record per pod"
+                assert sd["port"] in {port["port"] for port in service["spec"]["ports"]}, name
+    worker_service = services[WORKER]
+    _, container = _worker()
+    assert worker_service["spec"]["ports"][0]["port"] == settings_of(configmap_env(container)).worker_web_port
 
 
 def test_k8s_commands_are_accepted_by_the_cli():

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from pathlib import Path
 
 from pipeline import metrics as pipeline_metrics
@@ -18,9 +20,10 @@ ALERTS = {
 }
 
 
-def test_promtool_accepts_the_scrape_config_and_its_rule_files(promtool):
-    out = promtool("check", "config", "deploy/prometheus/prometheus.yml").stdout
-    assert "SUCCESS" in out
+@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus-k8s.yml"])
+def test_promtool_accepts_the_scrape_configs_and_their_rule_files(promtool, config):
+    out = promtool("check", "config", f"deploy/prometheus/{config}").stdout
+    assert f"SUCCESS: deploy/prometheus/{config} is valid" in out
 
 
 def test_promtool_accepts_the_alert_rules(promtool):
