@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Callable, Sequence
 
 from connectors import metrics
 from connectors.producer import DeliveryFailed, EventProducer
@@ -39,6 +40,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     http = sources.add_parser("http", help="serve POST /v1/events (ingest_http_host/port/token settings)")
     _live_options(http)
     http.set_defaults(handler=run_http)
+
+    for name, help_text in (("weather", "poll Open-Meteo for weather_locations every weather_interval_seconds"),
+                            ("market", "poll Yahoo Finance (yfinance) for market_symbols every market_interval_seconds")):
+        polling = sources.add_parser(name, help=help_text)
+        _live_options(polling)
+        polling.add_argument("--once", action="store_true", help="one successful poll, then exit")
+        polling.add_argument("--max-failures", type=int, default=None,
+                             help="exit 1 after this many failed polls in a row (default: keep retrying)")
+        polling.set_defaults(handler=run_polling_source)
+
+    mastodon = sources.add_parser("mastodon", help="stream statuses from mastodon_url (mastodon_stream, mastodon_token)")
+    _live_options(mastodon)
+    mastodon.add_argument("--max-statuses", type=int, default=None, help="exit after this many statuses")
+    mastodon.set_defaults(handler=run_mastodon)
 
 
 def _live_options(parser: argparse.ArgumentParser) -> None:
@@ -81,29 +96,65 @@ def run_http(args: argparse.Namespace, settings: Settings) -> int:
     server = IngestServer(settings, Ingestor(settings, producer, source="http"))
     server.start()
     log.info("ingesting on %s/v1/events", server.url)
-    return _run_live("http", args, settings, lambda stop: stop.wait(), on_exit=[server.stop, producer.close])
+
+    def serve_until_stopped(stop: threading.Event) -> int:
+        stop.wait()
+        return 0
+
+    return _run_live("http", args, settings, serve_until_stopped, on_exit=[server.stop, producer.close])
 
 
-def _run_live(source: str, args: argparse.Namespace, settings: Settings, body, on_exit=()) -> int:
-    """Run ``body(stop)`` until it returns or SIGINT/SIGTERM, with metrics and status lines."""
+def run_polling_source(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.live import run_polling
+
+    producer = _producer(settings, args.source)
+    if args.source == "weather":
+        from connectors.weather import OpenMeteoSource
+
+        source, interval = OpenMeteoSource(settings, producer), settings.weather_interval_seconds
+    else:
+        from connectors.market import YahooMarketSource
+
+        source, interval = YahooMarketSource(settings, producer), settings.market_interval_seconds
+    polls = 1 if args.once else None
+    return _run_live(args.source, args, settings, lambda stop: run_polling(
+        source, settings, interval, stop, polls=polls, max_failures=args.max_failures), on_exit=[producer.close])
+
+
+def run_mastodon(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.ingest import Ingestor
+    from connectors.mastodon import MastodonStream
+
+    producer = _producer(settings, "mastodon")
+    stream = MastodonStream(settings, Ingestor(settings, producer, source="mastodon"))
+    return _run_live("mastodon", args, settings, lambda stop: stream.run(stop, args.max_statuses),
+                     on_exit=[producer.close])
+
+
+def _run_live(
+    source: str, args: argparse.Namespace, settings: Settings, body: Callable[[threading.Event], int | None],
+    on_exit: Sequence[Callable[[], None]] = (),
+) -> int:
+    """Run ``body(stop)`` until it returns or SIGINT/SIGTERM, with metrics, status lines, clean exit."""
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     if args.metrics_port is not None:
         metrics.serve(args.metrics_port)
-    status = threading.Thread(target=_status_lines, args=(source, args.status_every, stop), daemon=True)
-    status.start()
+    threading.Thread(target=_status_lines, args=(source, args.status_every, stop), daemon=True).start()
+    result: int | None = 1
     try:
         result = body(stop)
     finally:
         stop.set()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for step in on_exit:
             try:
                 step()
             except DeliveryFailed as error:
                 log.error("%s: %s", source, error)
                 result = EXIT_DELIVERY_FAILED
-    return result if isinstance(result, int) else 0
+    return result or 0
 
 
 def _status_lines(source: str, every: float, stop: threading.Event) -> None:

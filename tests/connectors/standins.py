@@ -125,3 +125,62 @@ def dead_letter_reasons(settings: Settings, count: int) -> list[str]:
     from connectors.topics import DEAD_LETTERS
 
     return [DeadLetter.from_json_bytes(r.value).reason for r in read_topic(settings, DEAD_LETTERS, count)]
+
+
+# -- Yahoo Finance's chart API, as yfinance reads it ------------------------------------------------
+
+class YahooChart:
+    """Answers ``/v8/finance/chart/<symbol>`` with Yahoo's chart JSON; ``failures`` are answered first
+    (a status code, or ``"garbage"`` for a body that is not JSON). ``open_now`` sets the regular session
+    around now; ``daily``/``intraday`` are (epoch seconds, open, high, low, close, volume) bars."""
+
+    def __init__(self, server: StandIn, symbol: str) -> None:
+        self.symbol = symbol
+        self.failures: list[int | str] = []
+        self.open_now = False
+        self.daily: list[tuple] = []
+        self.intraday: list[tuple] = []
+        self.intervals_asked: list[str] = []
+        server.route("/", Reply(200, "cookie", {"Set-Cookie": "A3=d=stand-in; Path=/"}))
+        server.route("/v1/test/getcrumb", Reply(200, "stand-in-crumb", {"Content-Type": "text/plain"}))
+        server.route(f"/v8/finance/chart/{symbol}", self._answer)
+
+    def _answer(self, handler: BaseHTTPRequestHandler) -> None:
+        query = parse_qs(urlsplit(handler.path).query)
+        interval = query.get("interval", ["1d"])[0]
+        self.intervals_asked.append(interval)
+        if self.failures:
+            failure = self.failures.pop(0)
+            status, body = (200, b"<html>Oops") if failure == "garbage" else (failure, b'{"chart":{"result":null,'
+                            b'"error":{"code":"Internal","description":"stand-in failure"}}}')
+        else:
+            status, body = 200, json.dumps(self.chart(interval)).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def chart(self, interval: str) -> dict:
+        now = int(time.time())
+        start, end = (now - 3600, now + 3600) if self.open_now else (now - 7200, now - 3600)
+        bars = self.intraday if interval != "1d" else self.daily
+        period = {"timezone": "EDT", "start": start, "end": end, "gmtoffset": -14400}
+        return {"chart": {"error": None, "result": [{
+            "meta": {
+                "currency": "USD", "symbol": self.symbol, "exchangeName": "SNP", "fullExchangeName": "SNP",
+                "instrumentType": "INDEX", "firstTradeDate": -1325583000, "regularMarketTime": now,
+                "hasPrePostMarketData": False, "gmtoffset": -14400, "timezone": "EDT",
+                "exchangeTimezoneName": "America/New_York", "regularMarketPrice": 5000.0,
+                "chartPreviousClose": 4990.0, "priceHint": 2,
+                "currentTradingPeriod": {"pre": period, "regular": period, "post": period},
+                "dataGranularity": interval, "range": "1d" if interval != "1d" else "5d",
+                "validRanges": ["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max"],
+                **({"tradingPeriods": [[period]]} if interval != "1d" else {}),  # intraday answers carry it
+            },
+            "timestamp": [b[0] for b in bars],
+            "indicators": {"quote": [{"open": [b[1] for b in bars], "high": [b[2] for b in bars],
+                                      "low": [b[3] for b in bars], "close": [b[4] for b in bars],
+                                      "volume": [b[5] for b in bars]}],
+                           **({"adjclose": [{"adjclose": [b[4] for b in bars]}]} if interval == "1d" else {})},
+        }]}}
