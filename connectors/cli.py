@@ -31,10 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     for name, kind in (("posts", "post"), ("videos", "video")):
         replay_parser = sources.add_parser(name, help=f"replay JSONL/CSV files or folders of {name}")
-        replay_parser.add_argument("paths", nargs="+", type=Path, help="files (.jsonl, .ndjson, .csv) or folders")
+        replay_parser.add_argument("paths", nargs="+", type=Path,
+                                   help="files (.jsonl, .ndjson, .csv" + (", video files" if kind == "video" else "")
+                                        + ") or folders")
         replay_parser.add_argument("--speed", type=float, default=None,
                                    help="real-time × SPEED by event time (default: as fast as possible)")
         replay_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if kind == "video":
+            replay_parser.add_argument("--user-id", help="the user of video files given directly (.mp4, .webm, ...)")
         replay_parser.set_defaults(handler=run_replay, kind=kind)
 
     http = sources.add_parser("http", help="serve POST /v1/events (ingest_http_host/port/token settings)")
@@ -75,7 +79,10 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     started = time.monotonic()
     try:
         report = replay(args.paths, ingestor, default_kind=args.kind, speed=args.speed,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, video_user_id=getattr(args, "user_id", None))
+    except (FileNotFoundError, ValueError) as error:
+        log.error("%s", error)
+        return 1
     except DeliveryFailed as error:
         log.error("replay incomplete: %s", error)
         return EXIT_DELIVERY_FAILED

@@ -2,7 +2,8 @@
 
 Each JSONL line is one item (its bytes are what a dead letter keeps). Each CSV row is one item: its
 columns are the submission's fields, all strings (``media_urls`` is a space-separated list), and a
-dead letter keeps the row as a JSON object. A folder is read recursively in name order.
+dead letter keeps the row as a JSON object. A folder is read recursively in name order. A video file given by name (``.mp4``, ``.webm``, …) is
+one video item of ``video_user_id``, its event time the file's modification time.
 
 At ``speed=k``, an item is sent ``(event_time - first event_time) / k`` seconds after the start;
 ``speed=None`` sends as fast as the producer takes them. Items whose time cannot be read are not
@@ -26,6 +27,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -37,6 +39,7 @@ from connectors.schemas import Rejected, parse_time
 from pipeline.settings import Settings  # noqa: F401 (doctest)
 
 SUFFIXES = (".jsonl", ".ndjson", ".csv")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v")
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,16 @@ def replay_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def read_items(files: Iterable[Path]) -> Iterator[ReplayItem]:
+def read_items(files: Iterable[Path], video_user_id: str | None = None) -> Iterator[ReplayItem]:
     for path in files:
-        if path.suffix.lower() == ".csv":
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            if not video_user_id:
+                raise ValueError(f"{path}: a video file needs a user id (--user-id)")
+            mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+            fields = {"kind": "video", "event_id": f"file:{path.resolve()}:{mtime.timestamp():.0f}",
+                      "user_id": video_user_id, "event_time": mtime.isoformat(), "path": path.name}
+            yield ReplayItem(json.dumps(fields).encode(), fields, path.parent)
+        elif path.suffix.lower() == ".csv":
             with open(path, newline="", encoding="utf-8-sig") as handle:
                 for row in csv.DictReader(handle):
                     fields = {k: v for k, v in row.items() if k is not None and v != ""}
@@ -90,7 +100,9 @@ def count_items(files: Iterable[Path]) -> int:
     """Items in ``files`` (for the progress bar's total), without parsing them."""
     total = 0
     for path in files:
-        if path.suffix.lower() == ".csv":
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            total += 1
+        elif path.suffix.lower() == ".csv":
             with open(path, newline="", encoding="utf-8-sig") as handle:
                 total += sum(1 for _ in csv.DictReader(handle))
         else:
@@ -101,7 +113,7 @@ def count_items(files: Iterable[Path]) -> int:
 
 def replay(
     paths: Iterable[Path], ingestor: Ingestor, *, default_kind: str = "post", speed: float | None = None,
-    progress: bool = True, stop: threading.Event | None = None,
+    progress: bool = True, stop: threading.Event | None = None, video_user_id: str | None = None,
 ) -> ReplayReport:
     """Submit every item of ``paths`` to ``ingestor``; flush at the end (raising on delivery failures)."""
     files = replay_files(paths)
@@ -110,7 +122,7 @@ def replay(
     reasons: Counter[str] = Counter()
     pacer = _Pacer(speed)
     with tqdm(total=count_items(files) if progress else None, disable=not progress, unit="rec") as bar:
-        for item in read_items(files):
+        for item in read_items(files, video_user_id):
             if stop.is_set():
                 break
             pacer.wait(item, stop)

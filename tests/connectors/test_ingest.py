@@ -141,9 +141,13 @@ def test_replay_of_a_real_clip_stores_frames_and_audio_and_sends_references(
     manifest = tmp_path / "clips.csv"
     manifest.write_text("event_id,user_id,event_time,path,text\n"
                         f"clip-1,user-7,2016-03-01T08:00:00Z,{BUNNY},a bunny\n")
-    assert cli.main(cli_args(connector_settings) + ["ingest", "videos", str(manifest), "--no-progress"]) == 0
-    (record,) = read_topic(connector_settings, VIDEOS, 1)
+    assert cli.main(cli_args(connector_settings) + ["ingest", "videos", str(manifest), str(BUNNY),
+                                                    "--user-id", "user-9", "--no-progress"]) == 0
+    records = {r.key: r for r in read_topic(connector_settings, VIDEOS, 2)}
+    assert set(records) == {b"user-7", b"user-9"}  # the manifest's user, and --user-id for the bare file
+    record = records[b"user-7"]
     clip = VideoClip.from_json_bytes(record.value)
+    assert VideoClip.from_json_bytes(records[b"user-9"].value).clip == clip.clip  # same bytes, same reference
     assert record.key == b"user-7" and len(record.value) < 10_000
     assert (clip.width, clip.height, clip.frame_rate) == (1280, 720, 25.0)
     assert clip.duration_s == pytest.approx(5.28, abs=0.05)

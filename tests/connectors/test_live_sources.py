@@ -195,3 +195,11 @@ def test_mastodon_stream_maps_statuses_reconnects_and_dead_letters(
     letters = [DeadLetter.from_json_bytes(r.value) for r in read_topic(settings, DEAD_LETTERS, 2)]
     assert sorted(l.reason for l in letters) == [Reason.BAD_TIMESTAMP, Reason.MALFORMED_JSON]
     assert {l.source for l in letters} == {"mastodon"}
+
+
+def test_mastodon_from_the_cli(connector_settings: Settings, stand_in: StandIn) -> None:
+    stand_in.route("/api/v1/streaming/public/local", sse_stream([("update", json.dumps(status("7", "<p>hi</p>")))]))
+    args = cli_args(connector_settings) + ["--set", f"mastodon_url={stand_in.url}", "--set", "mastodon_stream=public:local"]
+    assert cli.main(args + ["ingest", "mastodon", "--max-statuses", "1"]) == 0
+    (record,) = read_topic(connector_settings, POSTS, 1)
+    assert record.key == b"alice@127.0.0.1" and Post.from_json_bytes(record.value).text == "hi"
