@@ -126,7 +126,7 @@ def test_replay_of_real_tweets_from_the_cli_lands_every_post_keyed_by_user(
     records = read_topic(connector_settings, POSTS, 300)
     posts = [Post.from_json_bytes(r.value) for r in records]
     assert len(posts) == 300 and len({p.event_id for p in posts}) == 300
-    assert all(r.key.decode() == p.user_id for r, p in zip(records, posts))
+    assert all(r.key.decode() == p.user_id for r, p in zip(records, posts, strict=True))
     assert len({p.user_id for p in posts}) == 12
     for user in {p.user_id for p in posts}:  # per user, the replay order (event time order) is kept
         times = [p.event_time for p in posts if p.user_id == user]
