@@ -66,7 +66,7 @@ class ModelConfig:
     weight_stage1: float = 1.0
     weight_change: float = 1.0
     weight_transition: float = 0.5
-    change_pos_weight: float = 5.0
+    change_pos_weight: float = 2.0
 
     # Optimisation (the method's values).
     learning_rate: float = 1e-4

@@ -44,6 +44,9 @@ from models.inputs import SequenceInputs, StepInputs
 from models.state import UserStates
 
 
+STAGE1_INIT_SCALE = 4.0
+
+
 class ModalityProjection(nn.Module):
     """Feature map transformation: one modality → ``out_dim``, or a learned vector when missing."""
 
@@ -119,6 +122,9 @@ class MoodshiftModel(nn.Module):
         lstm_dropout = config.dropout if config.num_layers > 1 else 0.0
 
         self.text_embedding = nn.EmbeddingBag(config.text_buckets, config.text_dim, mode="mean")
+        # Small word vectors (as fastText starts them): Adam's fixed-size steps then move a rarely
+        # seen word's vector far enough to matter, which N(0, 1) initial vectors would drown.
+        nn.init.uniform_(self.text_embedding.weight, -1.0 / config.text_dim, 1.0 / config.text_dim)
         self.text_proj = ModalityProjection(config.text_dim, common)
         self.image_proj = ModalityProjection(config.image_dim, common)
         self.audio_proj = ModalityProjection(config.audio_dim, common)
@@ -133,12 +139,18 @@ class MoodshiftModel(nn.Module):
                                     dropout=lstm_dropout)
         self.output_dropout = nn.Dropout(config.dropout)
 
-        self.emotion_head = nn.Linear(2 * hidden, labels)
+        representation = 2 * hidden + 4 * common
+        self.emotion_head = nn.Linear(representation, labels)
         self.stage1 = nn.Linear(labels, labels)  # maximum entropy: p(y | e) ∝ exp(θ_y · e)
-        self.stage2 = nn.Sequential(nn.Linear(3 * labels + 2 * hidden + 1, config.stage2_hidden), nn.ReLU())
+        self.stage2 = nn.Sequential(nn.Linear(3 * labels + representation + 1, config.stage2_hidden), nn.ReLU())
         self.change_head = nn.Linear(config.stage2_hidden, 1)
         self.transition_head = nn.Linear(config.stage2_hidden, labels * labels)
 
+        # Start the maxent layer as "the largest emotion axis wins": emotion vectors live near
+        # [0, 1], so small random weights would give near-uniform stage-1 probabilities for a long time.
+        with torch.no_grad():
+            self.stage1.weight.copy_(STAGE1_INIT_SCALE * torch.eye(labels))
+            self.stage1.bias.zero_()
         _init_lstm(self.feature_lstm)
         _init_lstm(self.context_lstm)
 
@@ -195,7 +207,7 @@ class MoodshiftModel(nn.Module):
             items[:, None], (state.feature_h, state.feature_c))  # [B, 1, hidden]
         context_out, (context_h, context_c) = self.context_lstm(
             temporal[:, None], (state.context_h, state.context_c))
-        representation = torch.cat([feature_out[:, 0], context_out[:, 0]], dim=-1)
+        representation = torch.cat([feature_out[:, 0], context_out[:, 0], items], dim=-1)
         outputs = self.heads(self.emotion_vector(representation), representation,
                              state.prev_emotion, state.steps > 0)
         new_state = UserStates(feature_h, feature_c, context_h, context_c,
@@ -213,7 +225,7 @@ class MoodshiftModel(nn.Module):
         temporal = temporal.view(batch, length, -1)
         feature_out, _ = self.feature_lstm(items, (state.feature_h, state.feature_c))  # [B, T, hidden]
         context_out, _ = self.context_lstm(temporal, (state.context_h, state.context_c))
-        representation = torch.cat([feature_out, context_out], dim=-1)
+        representation = torch.cat([feature_out, context_out, items], dim=-1)
         emotion = self.emotion_vector(representation)  # [B, T, labels]
         # Stage 2 compares each step with the one before; the first compares with the given state.
         prev_emotion = torch.cat([state.prev_emotion[:, None], emotion[:, :-1]], dim=1)

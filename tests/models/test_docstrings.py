@@ -10,7 +10,7 @@ import pytest
 
 import models
 
-MODULES = sorted(info.name for info in pkgutil.iter_modules(models.__path__, "models."))
+MODULES = sorted(info.name for info in pkgutil.walk_packages(models.__path__, "models."))
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,0 +1,112 @@
+"""``moodshift train`` and ``moodshift evaluate``: argparse subcommands for the project's CLI.
+
+The project's ``moodshift`` entry point calls :func:`register` on its subparsers and runs
+``args.handler(args, settings)``, which returns the process exit code. Without ``--out`` /
+``--checkpoint`` the model lives at ``default_checkpoint_path(settings.state_dir)``.
+
+>>> import argparse
+>>> parser = argparse.ArgumentParser(prog="moodshift")
+>>> register(parser.add_subparsers(dest="command"))
+>>> args = parser.parse_args(["train", "--preset", "quick", "--random-backbone"])
+>>> args.preset, args.out, args.handler.__name__
+('quick', None, 'run_train')
+>>> checkpoint_path(None, Path("/tmp/state"))
+PosixPath('/tmp/state/models/moodshift.pt')
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from models.checkpoint import default_checkpoint_path
+from models.datasets.timelines import ALL_MODALITIES
+from models.image import BackboneWeightsUnavailable
+
+DEFAULT_REPORT_DIR = Path("docs/model")
+
+
+def checkpoint_path(given: Path | None, state_dir: Path | None) -> Path:
+    if given is not None:
+        return given
+    if state_dir is None:
+        raise ValueError("no checkpoint path given and no state folder to default to")
+    return default_checkpoint_path(state_dir)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` and ``evaluate`` subcommands."""
+    train = subparsers.add_parser("train", help="train the emotion model on real offline data",
+                                  description="Train the multimodal emotion model (see docs/model/).")
+    train.add_argument("--preset", choices=("default", "quick"), default="default",
+                       help="default: the method's model, < 15 min on 2 CPU cores; quick: < 2 min, for demos")
+    train.add_argument("--out", type=Path, help="checkpoint to write (default: STATE_DIR/models/moodshift.pt)")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run saved at --out")
+    train.add_argument("--seed", type=int, default=0, help="initialisation and training-batch seed")
+    train.add_argument("--data-seed", type=int, default=0, help="split and validation/test timeline seed")
+    train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    train.add_argument("--epochs", type=int, help="override the preset's maximum number of epochs")
+    train.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
+    train.add_argument("--image-weights", default="DEFAULT",
+                       help="torchvision weights name (from its cache) or a local .pth file")
+    train.add_argument("--download-weights", action="store_true", help="let torchvision download the weights")
+    train.add_argument("--random-backbone", action="store_true",
+                       help="use a random image backbone when no weights are available (marked in the checkpoint)")
+    train.add_argument("--without", action="append", default=[], choices=("image", "audio", "context", "text"),
+                       help="leave a modality out (ablations); may repeat")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(handler=run_train)
+
+    evaluate = subparsers.add_parser("evaluate", help="evaluate a checkpoint against baselines",
+                                     description="Write report.json, report.md and PNG plots.")
+    evaluate.add_argument("--checkpoint", type=Path, help="default: STATE_DIR/models/moodshift.pt")
+    evaluate.add_argument("--out-dir", type=Path, default=DEFAULT_REPORT_DIR)
+    evaluate.add_argument("--ablation", action="append", default=[], metavar="NAME=CHECKPOINT",
+                          help="also report a model trained with `train --without ...`; may repeat")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.set_defaults(handler=run_evaluate)
+
+
+def run_train(args: argparse.Namespace, settings=None) -> int:
+    from models.train import TrainOptions, train
+
+    options = TrainOptions(
+        out=checkpoint_path(args.out, getattr(settings, "state_dir", None)), preset=args.preset, seed=args.seed, data_seed=args.data_seed, device=args.device,
+        resume=args.resume, image_weights=args.image_weights, random_backbone=args.random_backbone,
+        allow_download=args.download_weights,
+        modalities=tuple(m for m in ALL_MODALITIES if m not in args.without),
+        epochs=args.epochs, max_minutes=args.max_minutes, progress=not args.no_progress,
+    )
+    try:
+        train(options)
+    except BackboneWeightsUnavailable as why:
+        print(f"moodshift train: {why}", file=sys.stderr)
+        return 2
+    except (ModuleNotFoundError, ValueError) as why:
+        print(f"moodshift train: {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace, settings=None) -> int:
+    from models.evaluate import evaluate
+
+    checkpoint = checkpoint_path(args.checkpoint, getattr(settings, "state_dir", None))
+    ablations = {}
+    for item in args.ablation:
+        name, sep, path = item.partition("=")
+        if not sep:
+            print(f"moodshift evaluate: --ablation wants NAME=CHECKPOINT, got {item!r}", file=sys.stderr)
+            return 2
+        ablations[name] = Path(path)
+    if not checkpoint.exists():
+        print(f"moodshift evaluate: no checkpoint at {checkpoint}; run `moodshift train` first", file=sys.stderr)
+        return 1
+    try:
+        evaluate(checkpoint, args.out_dir, ablations, args.device, command=shlex.join(["moodshift", *sys.argv[1:]]))
+    except (ModuleNotFoundError, ValueError, BackboneWeightsUnavailable) as why:
+        print(f"moodshift evaluate: {why}", file=sys.stderr)
+        return 1
+    return 0

