@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust.App:
     """The faust app of one moodshift worker; ``runtime`` (model, features) loads on start when None."""
+    (settings.state_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.topic("worker"),
         broker=settings.faust_broker_url(),
@@ -48,13 +49,13 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
     )
-    events = app.topic(
-        settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS),
-        key_type=bytes, value_type=bytes,
-    )
-    dead_letters = app.topic(settings.topic(topic_names.DEAD_LETTERS), key_type=bytes, value_type=bytes)
-    changes = app.topic(settings.topic(topic_names.EMOTION_CHANGES), key_type=bytes, value_type=bytes)
-    steps_topic = app.topic(settings.topic(topic_names.EMOTION_STEPS), key_type=bytes, value_type=bytes)
+    # Raw bytes in and out: validation is ours (connectors.schemas). With faust's default JSON codec
+    # a record that is not JSON would be dropped before the agent sees it, not dead-lettered.
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    events = app.topic(settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS), **raw)
+    dead_letters = app.topic(settings.topic(topic_names.DEAD_LETTERS), **raw)
+    changes = app.topic(settings.topic(topic_names.EMOTION_CHANGES), **raw)
+    steps_topic = app.topic(settings.topic(topic_names.EMOTION_STEPS), **raw)
     # Keys are the raw user-id bytes, as on the input topics, and the producer's partitioner places
     # changelog records: so a user's record lives on the partition of the user's events.
     users = app.Table("users", key_type=bytes, value_type=bytes, partitions=settings.partitions,
@@ -62,11 +63,18 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moodshift-model")
     holder: dict[str, WorkerRuntime] = {} if runtime is None else {"runtime": runtime}
     context_ready = asyncio.Event()
+    # Held from loading users' records to storing them, so the idle timer never reads a record
+    # that a batch in the executor is about to replace.
+    user_records = asyncio.Lock()
+
+    loading: list[asyncio.Future] = []  # one load shared by every caller
 
     async def get_runtime() -> WorkerRuntime:
         if "runtime" not in holder:
-            loop = asyncio.get_running_loop()
-            holder["runtime"] = await loop.run_in_executor(executor, WorkerRuntime.from_settings, settings)
+            if not loading:
+                loading.append(asyncio.get_running_loop().run_in_executor(
+                    executor, WorkerRuntime.from_settings, settings))
+            holder["runtime"] = await loading[0]
         return holder["runtime"]
 
     def store(outputs: Outputs) -> None:
@@ -85,21 +93,26 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
 
     @app.agent(events)
     async def process_events(stream: faust.StreamT) -> None:
-        runtime = await get_runtime()
-        await context_ready.wait()
         loop = asyncio.get_running_loop()
+        # Iterate at once: awaiting before the first iteration can leave faust's stream stopped
+        # (seen with faust-streaming 0.15.3). The first batch waits for the model and the context.
         async for batch in stream.take_events(settings.batch_max_users, within=settings.batch_max_wait_ms / 1000):
+            runtime = await get_runtime()
+            await context_ready.wait()
             received_ms = int(time.time() * 1000)
-            raw = [(event.message.topic, event.message.key, event.message.value,
-                    event.message.timestamp) for event in batch]
-            for topic, *_ in raw:
+            records_in = [(event.message.topic, event.message.key, event.message.value,
+                           event.message.timestamp) for event in batch]
+            for topic, *_ in records_in:
                 metrics.RECORDS_IN.labels(topic=topic).inc()
-            valid, rejected = runtime.decode(raw)
-            records = {user: _load(users.get(user.encode())) for user in runtime.user_ids(valid)}
-            outputs = await loop.run_in_executor(executor, runtime.process, valid, records, received_ms)
-            outputs.dead_letters[:0] = rejected
-            store(outputs)
+            valid, rejected = runtime.decode(records_in)
+            async with user_records:
+                records = {user: _load(users.get(user.encode())) for user in runtime.user_ids(valid)}
+                outputs = await loop.run_in_executor(executor, runtime.process, valid, records, received_ms)
+                outputs.dead_letters[:0] = rejected
+                store(outputs)
             await publish(outputs)
+            log.debug("batch: %d records, %d users, %d dead letters, %d change points", len(records_in),
+                      len(outputs.records), len(outputs.dead_letters), len(outputs.change_points))
 
     @app.task
     async def follow_context() -> None:
@@ -113,11 +126,27 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
             idle = runtime.idle_users(settings.idle_close_seconds)
             if not idle:
                 return
-            records = {user: _load(users.get(user.encode())) for user in idle}
-            loop = asyncio.get_running_loop()
-            outputs = await loop.run_in_executor(executor, runtime.flush_users, records)
-            store(outputs)
+            async with user_records:
+                records = {user: _load(users.get(user.encode())) for user in idle}
+                log.debug("closing the windows of %d idle users", len(idle))
+                loop = asyncio.get_running_loop()
+                outputs = await loop.run_in_executor(executor, runtime.flush_users, records)
+                store(outputs)
             await publish(outputs)
+
+    input_topics = {settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS)}
+
+    @app.timer(interval=5.0)
+    async def report_consumer_lag() -> None:
+        """Lag per input partition: the broker's high-water mark minus the consumer's position."""
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if tp.topic not in input_topics:
+                continue
+            position = await consumer.position(tp)
+            if position is not None:
+                lag = max(0, consumer.highwater(tp) - position)
+                metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from pipeline.settings import Settings
 
@@ -28,9 +29,15 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from connectors.topics import ALL_TOPICS, ensure_topics
     from pipeline.app import build_app
+    from pipeline.worker_runtime import WorkerRuntime
 
+    try:
+        runtime = WorkerRuntime.from_settings(settings)  # fail fast: no checkpoint, wrong backbone, ...
+    except (FileNotFoundError, ValueError) as error:
+        print(f"moodshift worker: {error}", file=sys.stderr)
+        return 2
     ensure_topics(settings, ALL_TOPICS)
-    app = build_app(settings)
+    app = build_app(settings, runtime)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()  # returns via SystemExit when the worker stops
     return 0

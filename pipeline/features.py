@@ -70,8 +70,8 @@ class FeatureExtractor:
                 tokens[i] = self.hasher.encode(event.text) if event.text else []
                 refs = list(event.media)
             else:
-                refs = list(event.frame_refs)
-                if event.audio_ref is not None:
+                refs = list(event.frames)
+                if event.audio is not None:
                     audio[i] = self._audio(event, problems[i])
             for ref in refs:
                 image = self._image(ref, problems[i])
@@ -100,7 +100,7 @@ class FeatureExtractor:
         if not ref.content_type.startswith("image/"):
             return None  # e.g. a video attached to a post: the video connector handles it
         try:
-            data = self.media.read_bytes(ref)
+            data = self.media.read(ref)
             tensor = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
             return tensor.permute(1, 2, 0).numpy()  # HWC uint8
         except Exception as error:  # any decoder failure is bad input, not a crash
@@ -109,8 +109,8 @@ class FeatureExtractor:
 
     def _audio(self, clip: VideoClip, problems: list[Problem]) -> np.ndarray | None:
         try:
-            samples = np.load(io.BytesIO(self.media.read_bytes(clip.audio_ref)), allow_pickle=False)
+            samples = np.load(io.BytesIO(self.media.read(clip.audio)), allow_pickle=False)
             return audio_summary(np.asarray(samples, np.float32), clip.audio_sample_rate, self.audio_mels)
         except Exception as error:
-            problems.append(("undecodable_media", f"audio {clip.audio_ref.sha256[:12]}: {error}"))
+            problems.append(("undecodable_media", f"audio {clip.audio.sha256[:12]}: {error}"))
             return None

@@ -101,7 +101,7 @@ class EmotionProcessor:
     def process(
         self, events: Sequence[UserEvent], records: Mapping[str, dict[str, Any] | None], flush: bool = False
     ) -> ProcessResult:
-        """Add ``events`` (any order) to their users' windows and step every window that closes.
+        """Add ``events`` (in arrival order) to their users' windows and step every window that closes.
 
         ``records`` holds the stored record of each user in ``events`` (missing or None: new user).
         ``flush`` closes every open window afterwards (end of a bounded replay).
@@ -111,7 +111,8 @@ class EmotionProcessor:
             windows.update({u: self._windows(u, r) for u, r in records.items() if u not in windows})
         result = ProcessResult(records={})
         closed: list[ClosedWindow[ModalityAggregate]] = []
-        for event in sorted(events, key=lambda e: (e.event_time_ms, e.event_id)):
+        # Arrival order, not sorted: whether an event is late must not depend on batch boundaries.
+        for event in events:
             outcome = windows[event.user_id].add(event.event_time_ms, event.event_id, event.features)
             if isinstance(outcome, LateEvent):
                 result.late_events.append(outcome)

@@ -111,7 +111,6 @@ class Settings:
     context_symbol: str = "^GSPC"  # the market symbol whose context every user step gets
     idle_close_seconds: int = 0  # >0: close a quiet user's windows after this much wall time
     worker_web_port: int = 6066
-    metrics_port: int = 9108
 
     # Model (models/): checkpoint and inference device
     model_checkpoint: Path | None = None  # None: <state_dir>/models/moodshift.pt

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from connectors import topics as topic_names
-from connectors.schemas import DeadLetter, MarketTick, Post, ValidationError, VideoClip, WeatherObservation
+from connectors.schemas import DeadLetter, MarketTick, Post, Rejected, VideoClip, WeatherObservation
 from models.checkpoint import default_checkpoint_path
 from pipeline import metrics
 from pipeline.context import DailyContext
@@ -80,8 +80,8 @@ class WorkerRuntime:
             schema = Post if kind == topic_names.POSTS else VideoClip
             try:
                 events.append(schema.from_json_bytes(value or b""))
-            except ValidationError as error:
-                dead.append(self._dead_letter(topic, key, value or b"", error.reason, str(error)))
+            except Rejected as error:
+                dead.append(self._dead_letter(kind or topic, key, value or b"", error.reason, str(error)))
         return events, dead
 
     def user_ids(self, events: Iterable[Post | VideoClip]) -> set[str]:
@@ -95,11 +95,12 @@ class WorkerRuntime:
         for event, (features, problems) in zip(events, self.extractor.extract(events)):
             for reason, message in problems:
                 outputs.dead_letters.append(self._dead_letter(
-                    self.settings.topic(topic_names.VIDEOS if isinstance(event, VideoClip) else topic_names.POSTS),
+                    topic_names.VIDEOS if isinstance(event, VideoClip) else topic_names.POSTS,
                     event.user_id.encode(), event.to_json_bytes(), reason, message))
-            user_events.append(UserEvent(event.user_id, event.event_id, _ms(event.event_time_s), features))
-            self._last_seen[event.user_id] = time.monotonic()
+            user_events.append(UserEvent(event.user_id, event.event_id, event.event_time_ms, features))
         result = self.processor.process(user_events, records)
+        now = time.monotonic()
+        self._last_seen.update((user, now) for user in result.records)
         self._collect(result, outputs, received_ms)
         return outputs
 
@@ -121,7 +122,7 @@ class WorkerRuntime:
         for late in result.late_events:
             metrics.LATE_EVENTS.inc()
             outputs.dead_letters.append(self._dead_letter(
-                self.settings.topic(topic_names.POSTS), late.user_id.encode(),
+                topic_names.POSTS, late.user_id.encode(),
                 json.dumps({"user_id": late.user_id, "event_id": late.event_id,
                             "event_time_ms": late.event_time_ms}).encode(),
                 late.reason, f"event time {late.event_time_ms} ms is behind the user's watermark "
@@ -144,9 +145,11 @@ class WorkerRuntime:
 
     def _dead_letter(self, topic: str, key: bytes | None, value: bytes, reason: str,
                      message: str) -> tuple[bytes | None, bytes]:
+        """A dead letter for input meant for the logical ``topic`` (``posts``, ``videos``, ...)."""
         metrics.DEAD_LETTERS.labels(reason=reason).inc()
-        log.warning("dead letter from %s: %s: %s", topic, reason, message)
-        letter = DeadLetter.create(original=value, source="worker", topic=topic, reason=reason, message=message)
+        log.warning("dead letter for %s: %s: %s", topic, reason, message)
+        letter = DeadLetter.create(value, source="worker", topic=topic, reason=reason, message=message,
+                                   key=key.decode("utf-8", "replace") if key else None)
         return key, letter.to_json_bytes()
 
     # -- context ---------------------------------------------------------------------------------
@@ -157,12 +160,12 @@ class WorkerRuntime:
         try:
             if kind == topic_names.WEATHER:
                 observation = WeatherObservation.from_json_bytes(value)
-                self.context.add_weather(observation.location_id, _ms(observation.observed_time_s),
+                self.context.add_weather(observation.location_id, observation.event_time_ms,
                                          observation.temperature_c)
             else:
                 tick = MarketTick.from_json_bytes(value)
-                self.context.add_market(tick.symbol, _ms(tick.observed_time_s), tick.close, tick.volume)
-        except ValidationError as error:
+                self.context.add_market(tick.symbol, tick.event_time_ms, tick.close, tick.volume)
+        except Rejected as error:
             metrics.DEAD_LETTERS.labels(reason=error.reason).inc()
             log.warning("invalid context record on %s: %s", topic, error)
             return error.reason
@@ -171,52 +174,29 @@ class WorkerRuntime:
     async def follow_context(self, settings: Settings, ready: asyncio.Event) -> None:
         """Read weather and market from the beginning, forever; set ``ready`` once caught up.
 
-        A plain consumer with no group: every worker needs the whole context, whatever users it owns.
+        A plain consumer with no group gets every partition: every worker needs the whole context,
+        whatever users it owns.
         """
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
 
-        consumer = AIOKafkaConsumer(**settings.aiokafka_config(), enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
+        wanted = (settings.topic(topic_names.WEATHER), settings.topic(topic_names.MARKET))
+        consumer = AIOKafkaConsumer(*wanted, **settings.aiokafka_config(), group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="earliest")
         await consumer.start()
         try:
-            wanted = [settings.topic(topic_names.WEATHER), settings.topic(topic_names.MARKET)]
-            partitions = [TopicPartition(topic, p) for topic in wanted
-                          for p in (await _partitions_for(consumer, topic))]
-            if not partitions:
-                ready.set()
-                return
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            end = await consumer.end_offsets(partitions)
-            pending = {tp for tp, offset in end.items() if offset > 0}
-            if not pending:
-                ready.set()
+            end: dict[Any, int] | None = None
             while True:
-                batch = await consumer.getmany(timeout_ms=1000)
+                batch = await consumer.getmany(timeout_ms=500)
                 for tp, records in batch.items():
                     for record in records:
                         metrics.RECORDS_IN.labels(topic=tp.topic).inc()
                         self.add_context(tp.topic, record.value or b"")
-                    if tp in pending and records and records[-1].offset + 1 >= end[tp]:
-                        pending.discard(tp)
-                if not ready.is_set() and not pending:
-                    log.info("context caught up: %d partitions", len(partitions))
-                    ready.set()
+                if end is None and consumer.assignment():
+                    end = await consumer.end_offsets(list(consumer.assignment()))
+                if end is not None and not ready.is_set():
+                    positions = {tp: await consumer.position(tp) for tp in end}
+                    if all(positions[tp] >= offset for tp, offset in end.items()):
+                        log.info("context caught up: %d records in %d partitions", sum(end.values()), len(end))
+                        ready.set()
         finally:
             await consumer.stop()
-
-
-async def _partitions_for(consumer: Any, topic: str) -> list[int]:
-    """Partitions of ``topic``; waits briefly for metadata (the topic is created by ensure_topics)."""
-    for _ in range(20):
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return sorted(partitions)
-        await consumer.topics()  # refreshes the cluster metadata
-        await asyncio.sleep(0.25)
-    log.warning("context topic %s has no partitions; running without it", topic)
-    return []
-
-
-def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))

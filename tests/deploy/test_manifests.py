@@ -406,7 +406,9 @@ def test_dockerfile_builds_the_moodshift_entrypoint():
     assert 'ENTRYPOINT ["moodshift"]' in text
     exposed = {int(port) for line in text.splitlines() if line.startswith("EXPOSE") for port in line.split()[1:]}
     defaults = Settings()
-    assert {defaults.worker_web_port, defaults.metrics_port, defaults.ingest_http_port} <= exposed
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    (connector_sd,) = {job["job_name"]: job for job in config["scrape_configs"]}["moodshift-connector"]["dns_sd_configs"]
+    assert {defaults.worker_web_port, connector_sd["port"], defaults.ingest_http_port} <= exposed
     for package in ("pipeline", "models", "connectors"):
         assert f"COPY {package} ./{package}" in text
     # Without the user line the containers would run as root despite runAsNonRoot in k8s.

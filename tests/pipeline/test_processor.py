@@ -68,8 +68,7 @@ def test_users_batched_together_equal_each_alone(engine: InferenceEngine) -> Non
 def test_late_events_are_returned_not_dropped(engine: InferenceEngine) -> None:
     processor = EmotionProcessor(engine, WindowSpec(60_000, 60_000, 0))
     result = processor.process(events_for("u", 5) + [UserEvent("u", "old", 1_000, ModalityFeatures(tokens=[1]))], {})
-    # Sorted by event time inside the batch, so "old" is on time here; after the batch it is late.
-    assert not result.late_events
+    assert [e.event_id for e in result.late_events] == ["old"]  # late within its batch, too
     late = processor.process([UserEvent("u", "older", 500, ModalityFeatures())], result.records)
     assert [e.event_id for e in late.late_events] == ["older"]
 
