@@ -82,7 +82,8 @@ def run_train(args: argparse.Namespace, settings=None) -> int:
     try:
         train(options)
     except BackboneWeightsUnavailable as why:
-        print(f"moodshift train: {why}", file=sys.stderr)
+        print(f"moodshift train: {why}\nmoodshift train: pass --image-weights FILE.pth, "
+              "--download-weights, or --random-backbone", file=sys.stderr)
         return 2
     except (ModuleNotFoundError, ValueError) as why:
         print(f"moodshift train: {why}", file=sys.stderr)

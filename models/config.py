@@ -41,6 +41,7 @@ class ModelConfig:
     text_buckets: int = 2**16
     text_ngrams: int = 2
     text_hash_salt: str = "moodshift-v1"
+    word_dropout: float = 0.3  # share of a post's tokens hidden from the model in each training step
 
     # Image: pooled trunk features of a torchvision backbone (2048 for resnet101, 512 for resnet18).
     image_backbone: str = "resnet101"
@@ -78,8 +79,9 @@ class ModelConfig:
         object.__setattr__(self, "context_channels", tuple(self.context_channels))
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels: need at least two distinct labels, got {self.labels}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "word_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}: must be in [0, 1), got {getattr(self, name)}")
         for name in ("text_dim", "text_buckets", "text_ngrams", "image_dim", "audio_mels",
                      "context_length", "context_hidden", "common_dim", "hidden_size", "num_layers"):
             if getattr(self, name) < 1:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from models import baselines
+from models import report as report_writer
 from models.checkpoint import CheckpointMeta, load_checkpoint
 from models.datasets.timelines import Timeline
 from models.inputs import SequenceInputs
@@ -78,7 +79,7 @@ def tune_and_score(detect, values_val, true_val, values_test, true_test, grid, m
     return {**score(values_test, true_test, best), "tuned_setting": float(best)}
 
 
-def model_report(model: MoodshiftModel, data: TrainingData, val: list[Timeline], test: list[Timeline],
+def model_report(model: MoodshiftModel, val: list[Timeline], test: list[Timeline],
                  test_texts: list[str], test_labels: np.ndarray, margin: int, device: torch.device) -> dict:
     labels = model.config.labels
     out_val, out_test = run_on_timelines(model, val, device), run_on_timelines(model, test, device)
@@ -108,11 +109,11 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
     labels = meta.labels
     log(f"evaluating {meta.model_version} on {len(test)} test timelines and {len(test_texts)} test posts")
 
-    main = model_report(model, data, val, test, test_texts, test_labels, margin, device_)
+    main = model_report(model, val, test, test_texts, test_labels, margin, device_)
     outputs = main.pop("_outputs")
     report: dict[str, Any] = {
         "command": command,
-        "model": {"version": meta.model_version, "training_data_hash": meta.training_data_hash,
+        "model": {"checkpoint": str(checkpoint), "version": meta.model_version, "training_data_hash": meta.training_data_hash,
                   "random_backbone": meta.random_backbone, "image_encoder": meta.image_encoder,
                   "config": meta.config.to_dict(),
                   "training": {k: v for k, v in meta.training.items() if k != "history"}},
@@ -158,7 +159,7 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
         ablated, ablated_meta = load_checkpoint(path, device_)
         ablated_data = _data_for(ablated_meta, device_)
         ablated_report = model_report(
-            ablated, ablated_data, ablated_data.fixed_timelines("validation", VALIDATION_TIMELINES),
+            ablated, ablated_data.fixed_timelines("validation", VALIDATION_TIMELINES),
             ablated_data.fixed_timelines("test", TEST_TIMELINES), test_texts, test_labels, margin, device_)
         ablated_report.pop("_outputs")
         report["ablations"][name] = {"modalities": ablated_meta.training.get("modalities"),
@@ -166,8 +167,6 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
     report["evaluation_seconds"] = round(time.monotonic() - started, 1)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    from models import report as report_writer
-
     report_writer.plot_roc(step_labels, np.concatenate(outputs.stage1), labels, out_dir / "roc.png")
     report_writer.plot_confusion(report["moodshift"]["timeline_steps"]["confusion"], labels, out_dir / "confusion.png")
     shown = next(i for i, t in enumerate(test) if len(t.change_points) >= 3)

@@ -121,7 +121,7 @@ class MoodshiftModel(nn.Module):
         common, hidden, labels = config.common_dim, config.hidden_size, config.n_labels
         lstm_dropout = config.dropout if config.num_layers > 1 else 0.0
 
-        self.text_embedding = nn.EmbeddingBag(config.text_buckets, config.text_dim, mode="mean")
+        self.text_embedding = nn.EmbeddingBag(config.text_buckets, config.text_dim, mode="sum")
         # Small word vectors (as fastText starts them): Adam's fixed-size steps then move a rarely
         # seen word's vector far enough to matter, which N(0, 1) initial vectors would drown.
         nn.init.uniform_(self.text_embedding.weight, -1.0 / config.text_dim, 1.0 / config.text_dim)
@@ -156,9 +156,21 @@ class MoodshiftModel(nn.Module):
 
     # -- building blocks ---------------------------------------------------------------------
 
+    def embed_text(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """Mean of each bag's word vectors; in training, of a random ``word_dropout`` subset, so the
+        model cannot memorise a post by one rare word."""
+        keep = torch.ones(len(ids), device=ids.device)
+        if self.training and self.config.word_dropout > 0:
+            keep = (torch.rand(len(ids), device=ids.device) >= self.config.word_dropout).float()
+        starts = offsets[1:][offsets[1:] < len(ids)]  # empty bags repeat an offset: count each
+        bag = torch.zeros(len(ids), dtype=torch.long, device=ids.device).index_add_(
+            0, starts, torch.ones_like(starts)).cumsum(0)  # bag index of each id
+        kept = torch.zeros(len(offsets), device=ids.device).index_add_(0, bag, keep)
+        return self.text_embedding(ids, offsets, per_sample_weights=keep / kept.clamp(min=1)[bag])
+
     def encode_steps(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-step inputs of the two LSTM units: items+context [N, 4 * common], context [N, common]."""
-        text = self.text_embedding(inputs.text_ids, inputs.text_offsets)  # [N, text_dim]
+        text = self.embed_text(inputs.text_ids, inputs.text_offsets)  # [N, text_dim]
         context = self.context_encoder(inputs.context)  # [N, context_hidden]
         temporal = self.temporal(torch.cat(
             [self.context_proj(context, inputs.context_mask), inputs.time], dim=-1))  # [N, common]

@@ -3,12 +3,14 @@
 Adam, learning rate 1e-4, batch 32, dropout 0.5 (the method's values) for the default preset;
 fresh training timelines every epoch (from the training posts only), fixed validation timelines
 (from the validation posts only) for early stopping on the validation loss. The checkpoint keeps
-the best weights; while training it also keeps the last weights and the optimiser, so ``--resume``
-continues an interrupted run exactly where its last finished epoch left off.
+the best weights; ``<checkpoint>.resume`` keeps the last weights, the optimiser and the random
+state, so ``--resume`` continues a run exactly where its last finished epoch left off (also to
+train a finished run for more epochs).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -159,19 +161,10 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
         context_normaliser=data.normaliser, image_encoder=data.image_encoder,
     )
     progress = {"epoch": 0, "best_loss": math.inf, "bad_epochs": 0, "history": [], "best_state": None}
-    if options.resume and options.out.exists():
-        state = load_training_state(options.out, map_location=device)
-        if not state or "last_model_state" not in state:
-            raise ValueError(f"{options.out}: nothing to resume (the run finished or was not saved to resume)")
-        _, saved_meta = load_checkpoint(options.out)
-        if saved_meta.training_data_hash != data.data_hash or saved_meta.config != config:
-            raise ValueError(f"{options.out}: made with another config or training data; cannot resume")
-        model.load_state_dict(state["last_model_state"])
-        optimiser.load_state_dict(state["optimiser"])
-        progress.update({k: state[k] for k in ("epoch", "best_loss", "bad_epochs", "history")})
-        progress["best_state"] = load_checkpoint(options.out, device)[0].state_dict()
-        meta = saved_meta
-        log(f"resuming after epoch {progress['epoch']}")
+    if options.resume:
+        state = _resume(options, data, model, optimiser, device, log)
+        progress.update(state["progress"])
+        meta = state["meta"]
 
     epochs = options.epochs or preset.epochs
     budget_s = 60.0 * (options.max_minutes or preset.max_minutes)
@@ -206,7 +199,7 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
         log(f"epoch {epoch}: train loss {running:.4f}  val loss {scores['loss']:.4f} "
             f"(stage1 {scores['stage1']:.3f}, change {scores['change']:.3f})"
             f"{'  *best' if improved else ''}  [{elapsed:.0f}s]")
-        _save(options.out, model, meta, progress, optimiser, finished=False)
+        _save(options.out, model, meta, progress, optimiser)
         if progress["bad_epochs"] >= preset.patience:
             stop_reason = "early stopping"
             break
@@ -219,18 +212,42 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
                "modalities": list(options.modalities), "timeline_spec": data.spec.to_dict(),
                "history": progress["history"]}
     meta = replace(meta, training=summary)
-    _save(options.out, model, meta, progress, optimiser, finished=True)
+    _save(options.out, model, meta, progress, optimiser)
     log(f"wrote {options.out} ({stop_reason} after {progress['epoch']} epochs, {summary['train_seconds']}s)")
     return options.out, summary
 
 
-def _save(path: Path, model: MoodshiftModel, meta: CheckpointMeta, progress: dict,
-          optimiser: torch.optim.Optimizer, finished: bool) -> None:
-    """Best weights as the model; the last weights and optimiser too while a run can resume."""
-    best = MoodshiftModel(model.config)
+def resume_path(out: Path) -> Path:
+    """The last weights, optimiser and progress of a run, next to its checkpoint."""
+    return out.with_name(out.name + ".resume")
+
+
+def _save(out: Path, model: MoodshiftModel, meta: CheckpointMeta, progress: dict,
+          optimiser: torch.optim.Optimizer) -> None:
+    """The best weights to ``out`` (what the pipeline loads); the last ones, the optimiser and the
+    random state to the resume file. Copies, not fresh modules: building one would draw random
+    numbers and make a resumed run differ from an uninterrupted one."""
+    best = copy.deepcopy(model)
     best.load_state_dict(progress["best_state"] or model.state_dict())
-    state = None if finished else {
-        "last_model_state": model.state_dict(), "optimiser": optimiser.state_dict(),
-        **{k: progress[k] for k in ("epoch", "best_loss", "bad_epochs", "history")},
-    }
-    save_checkpoint(path, best, meta, training_state=state)
+    save_checkpoint(out, best, meta)
+    state = {"optimiser": optimiser.state_dict(), "torch_rng": torch.get_rng_state(),
+             **{k: progress[k] for k in ("epoch", "best_loss", "bad_epochs", "history")}}
+    save_checkpoint(resume_path(out), model, meta, training_state=state)
+
+
+def _resume(options: TrainOptions, data: TrainingData, model: MoodshiftModel,
+            optimiser: torch.optim.Optimizer, device: torch.device, log: Callable[[str], None]) -> dict:
+    path = resume_path(options.out)
+    if not path.exists():
+        raise ValueError(f"{path}: nothing to resume")
+    last, meta = load_checkpoint(path, device)
+    if meta.training_data_hash != data.data_hash or meta.config != model.config:
+        raise ValueError(f"{path}: made with another config or training data; cannot resume")
+    state = load_training_state(path, device)
+    model.load_state_dict(last.state_dict())
+    optimiser.load_state_dict(state["optimiser"])
+    progress = {k: state[k] for k in ("epoch", "best_loss", "bad_epochs", "history")}
+    progress["best_state"] = load_checkpoint(options.out, device)[0].state_dict()
+    torch.set_rng_state(state["torch_rng"].cpu())  # last: loading models above draws random numbers
+    log(f"resuming after epoch {progress['epoch']}")
+    return {"progress": progress, "meta": meta}

@@ -71,3 +71,21 @@ def test_padding_does_not_leak_into_the_loss():
         out.emotion[1, 2:] = 1e6  # garbage at padded steps must not matter
         out.stage1_logits[1, 2:] = 1e6
         assert torch.equal(moodshift_loss(out, Targets.collate(rows, 3), TINY)[0], loss)
+
+
+def test_text_bags_are_means_and_word_dropout_only_hides_words_in_training():
+    model = build_model(TINY.replace(word_dropout=0.5), seed=0)
+    ids = torch.tensor([1, 2, 3, 4, 5, 6, 7])
+    offsets = torch.tensor([0, 3, 3, 3, 5, 7, 7])  # empty bags in the middle and at the end
+    mean = torch.nn.functional.embedding_bag(ids, model.text_embedding.weight, offsets, mode="mean")
+    assert torch.allclose(model.eval().embed_text(ids, offsets), mean, atol=1e-6)
+    torch.manual_seed(0)
+    dropped = model.train().embed_text(ids, offsets)
+    assert torch.equal(dropped[[1, 2, 5, 6]], torch.zeros(4, TINY.text_dim))  # empty stays empty
+    vectors = model.text_embedding.weight[ids]
+    for bag, (start, end) in enumerate([(0, 3), (3, 5), (5, 7)]):
+        row = dropped[[0, 3, 4][bag]]
+        # Each kept bag is the mean of a subset of its own words (or empty if all were hidden).
+        subsets = [vectors[start:end][mask].mean(0) for mask in
+                   ([bool(b >> i & 1) for i in range(end - start)] for b in range(1, 2 ** (end - start)))]
+        assert any(torch.allclose(row, s, atol=1e-6) for s in subsets) or torch.equal(row, torch.zeros_like(row))

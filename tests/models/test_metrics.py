@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.baselines import DETECTORS, MajorityClass
+from models.metrics import change_point_metrics, classification_metrics, match_change_points, rising_edges
+
+
+def test_a_detection_counts_once_and_never_before_the_change():
+    m = match_change_points(true=[10, 12], detected=[9, 12], margin=3)
+    # 9 is early (a false alarm); 12 may serve 10 (delay 2) and then 12 has nothing left.
+    assert (m["true_positives"], m["false_positives"], m["false_negatives"], m["delays"]) == (1, 1, 1, [2])
+
+
+def test_change_point_metrics_pool_over_timelines():
+    m = change_point_metrics(true=[[5], [5, 20]], detected=[[6], [30, 21]], steps=2000, margin=3)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["mean_delay_steps"] == pytest.approx(1.0)
+    assert m["false_alarms_per_1000_steps"] == pytest.approx(0.5)
+
+
+def test_rising_edges_fire_once_per_excursion():
+    probabilities = np.array([0.6, 0.7, 0.1, 0.1, 0.9, 0.9, 0.2])
+    assert rising_edges(probabilities, 0.5) == [0, 4]
+    assert rising_edges(probabilities, 0.95) == []
+
+
+def test_classification_metrics_agree_with_counting():
+    labels = np.array([0, 0, 1, 1, 2, 2, 2])
+    scores = np.eye(3)[[0, 1, 1, 1, 2, 2, 0]]
+    m = classification_metrics(labels, scores, ("a", "b", "c"))
+    assert m["accuracy"] == pytest.approx(5 / 7)
+    assert m["per_class"]["a"]["precision"] == pytest.approx(1 / 2)
+    assert m["per_class"]["c"]["recall"] == pytest.approx(2 / 3)
+    assert np.trace(np.array(m["confusion"])) == 5 and np.sum(m["confusion"]) == 7
+    majority = classification_metrics(labels, MajorityClass().fit(labels).scores(["x"] * 7), ("a", "b", "c"))
+    assert majority["macro"]["auc_ovr"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_every_change_detector_finds_an_obvious_shift(name):
+    make, grid = DETECTORS[name]
+    values = np.r_[np.full(30, -0.8), np.full(30, 0.8)] + np.random.default_rng(0).normal(0, 0.05, 60)
+    found = [make(setting)(values) for setting in grid]
+    assert any(match_change_points([30], f, margin=3)["true_positives"] == 1 for f in found)
