@@ -10,15 +10,18 @@ and :meth:`DailyContext.series` samples the last ``context_length`` days as of a
 
 - weather: a day's max and min of the observed temperatures (°C);
 - market: a day's close is the close of its latest bar, its volume the sum over its distinct bars;
-  ``market_log_return`` = log(close / previous day's close), ``market_log_volume`` = log1p(volume).
+  ``market_log_return`` = log(close / previous day's close), ``market_log_volume`` = log(volume).
+
+As in training (``models.datasets.external``), a step sees the ``context_length`` days *before* its
+own day: values complete at its event time, never a day still in progress.
 
 >>> ctx = DailyContext("berlin", "SPY", context_length=2, mean=(0, 0, 0, 0), std=(1, 1, 1, 1))
 >>> DAY = 86_400_000
 >>> ctx.add_weather("berlin", DAY + 3_600_000, 10.0); ctx.add_weather("berlin", DAY + 7_200_000, 14.0)
 >>> ctx.add_market("SPY", DAY - 1, close=100.0, volume=0.0); ctx.add_market("SPY", DAY + 1, 110.0, 5.0)
->>> values, present = ctx.series(2 * DAY - 1)
+>>> values, present = ctx.series(2 * DAY + 5)  # a step on day 2 sees day 1
 >>> [round(float(v), 4) for v in values[-1]], present
-([14.0, 10.0, 0.0953, 1.7918], True)
+([14.0, 10.0, 0.0953, 1.6094], True)
 """
 
 from __future__ import annotations
@@ -98,8 +101,10 @@ class DailyContext:
             self._market.add(day * DAY_MS, self._daily_values(day, None))
 
     def series(self, time_ms: int) -> tuple[np.ndarray, bool]:
-        """``[context_length, 4]`` standardised values as of ``time_ms`` and whether any is present."""
-        frame = self.combiner.build({self.location: self._weather, self.symbol: self._market}, time_ms)
+        """``[context_length, 4]`` standardised values of the days before ``time_ms``'s day, and
+        whether any is present."""
+        before_today = (time_ms // DAY_MS) * DAY_MS - 1
+        frame = self.combiner.build({self.location: self._weather, self.symbol: self._market}, before_today)
         return frame.values, bool(frame.mask.any())
 
     def _daily_values(self, day: int, previous_day: int | None) -> tuple[float, float]:
@@ -111,7 +116,7 @@ class DailyContext:
         else:
             previous = self._bars[previous_day]
             log_return = math.log(close / previous[max(previous)][0])
-        return log_return, math.log1p(volume)
+        return log_return, math.log(volume) if volume > 0 else 0.0
 
     def _prune(self, by_day: dict, newest: int) -> None:
         horizon = max(by_day) - self.keep_days

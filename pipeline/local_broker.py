@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -134,6 +135,8 @@ class LocalBroker:
             if process is not None and process.poll() is not None:
                 raise BrokerError(f"broker exited with {process.returncode}:\n{self.log_tail()}")
             try:
+                # A plain connect first: the Kafka client logs every refused connection as an error.
+                socket.create_connection(("127.0.0.1", self.settings.broker_port), timeout=1).close()
                 admin = KafkaAdminClient(
                     bootstrap_servers=self.bootstrap, request_timeout_ms=3000
                 )
@@ -198,7 +201,8 @@ class LocalBroker:
         ]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
-            raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")
+            raise BrokerError(f"formatting KRaft storage failed (exit {result.returncode}):\n"
+                              f"{result.stdout}{result.stderr}")
 
     def jvm_options(self) -> list[str]:
         return [

@@ -110,6 +110,9 @@ class Settings:
     context_location: str = "default"  # the weather location id whose context every user step gets
     context_symbol: str = "^GSPC"  # the market symbol whose context every user step gets
     idle_close_seconds: int = 0  # >0: close a quiet user's windows after this much wall time
+    detector_enter_threshold: float = 0.5  # a new emotion's probability must reach this ...
+    detector_margin: float = 0.1  # ... and beat the current emotion's by this much ...
+    detector_min_dwell: int = 3  # ... on this many consecutive window steps
     worker_web_port: int = 6066
 
     # Model (models/): checkpoint and inference device

@@ -19,6 +19,7 @@ from connectors.schemas import DeadLetter, MarketTick, Post, Rejected, VideoClip
 from models.checkpoint import default_checkpoint_path
 from pipeline import metrics
 from pipeline.context import DailyContext
+from pipeline.detector import DetectorConfig
 from pipeline.features import FeatureExtractor
 from pipeline.inference import InferenceEngine
 from pipeline.processor import EmotionProcessor, ProcessResult, UserEvent
@@ -58,7 +59,10 @@ class WorkerRuntime:
         )
         spec = WindowSpec(settings.window_size_seconds * 1000, settings.window_slide_seconds * 1000,
                           settings.allowed_lateness_seconds * 1000)
-        self.processor = EmotionProcessor(engine, spec, self.context)
+        detector = DetectorConfig(enter_threshold=settings.detector_enter_threshold,
+                                  margin=settings.detector_margin, min_dwell=settings.detector_min_dwell,
+                                  signal_dwell=min(2, settings.detector_min_dwell))
+        self.processor = EmotionProcessor(engine, spec, self.context, detector)
         self._topic_kinds = {settings.topic(name): name for name in (
             topic_names.POSTS, topic_names.VIDEOS, topic_names.WEATHER, topic_names.MARKET)}
         self._last_seen: dict[str, float] = {}  # user → wall time of their last event (idle closing)
