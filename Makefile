@@ -21,6 +21,9 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+benchmark: setup
+	$(BIN)/python -m benchmarks.run
+
 broker-start: setup
 	$(BIN)/moodshift broker start
 

@@ -9,6 +9,7 @@ end of the session.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -94,12 +95,57 @@ class PrometheusServer:
         pytest.fail(f"{expr!r} still empty after {timeout}s: {answer}\n{self.log.read_text()[-3000:]}")
 
 
+@contextlib.contextmanager
+def run_prometheus(scrape_configs: list[dict[str, Any]], workdir: Path) -> Iterator[tuple[str, Path]]:
+    """A real Prometheus server on 127.0.0.1 with deploy/prometheus/alerts.yml and these scrape
+    configs (the job names of deploy/prometheus/prometheus.yml, with static targets in place of its
+    DNS discovery); yields its URL and log once it is ready, and stops it afterwards."""
+    binary = tool("prometheus")
+    config = {
+        "global": {"scrape_interval": f"{SCRAPE_INTERVAL_S}s", "evaluation_interval": f"{SCRAPE_INTERVAL_S}s"},
+        "rule_files": [str(PROMETHEUS_DIR / "alerts.yml")],
+        "scrape_configs": scrape_configs,
+    }
+    config_file = workdir / "prometheus.yml"
+    config_file.write_text(json.dumps(config))  # JSON is YAML
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = workdir / "prometheus.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [binary, f"--config.file={config_file}", f"--storage.tsdb.path={workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],
+            stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir,
+        )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"prometheus exited {process.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"prometheus not ready after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url, log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
 @pytest.fixture(scope="session")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
     from connectors import metrics as connector_metrics
     from pipeline import metrics as pipeline_metrics
 
-    binary = tool("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
 
     # Some values to find: the counters' label sets appear only once a child exists.
@@ -116,53 +162,13 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
     connector_target = f"127.0.0.1:{connector_server.server_port}"
     # The job names of deploy/prometheus/prometheus.yml (the alert rules select on them), with
     # static targets in place of its DNS discovery.
-    config = {
-        "global": {"scrape_interval": f"{SCRAPE_INTERVAL_S}s", "evaluation_interval": f"{SCRAPE_INTERVAL_S}s"},
-        "rule_files": [str(PROMETHEUS_DIR / "alerts.yml")],
-        "scrape_configs": [
-            {"job_name": "moodshift-worker", "static_configs": [{"targets": [worker_target]}]},
-            {"job_name": "moodshift-connector", "static_configs": [{"targets": [connector_target]}]},
-        ],
-    }
-    config_file = workdir / "prometheus.yml"
-    config_file.write_text(json.dumps(config))  # JSON is YAML
-    port = free_port()
-    log = workdir / "prometheus.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--web.enable-lifecycle",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
-    server = PrometheusServer(f"http://127.0.0.1:{port}", worker_target, connector_target, log)
+    scrape_configs = [
+        {"job_name": "moodshift-worker", "static_configs": [{"targets": [worker_target]}]},
+        {"job_name": "moodshift-connector", "static_configs": [{"targets": [connector_target]}]},
+    ]
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"prometheus exited {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"prometheus not ready after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield server
+        with run_prometheus(scrape_configs, workdir) as (url, log):
+            yield PrometheusServer(url, worker_target, connector_target, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
         worker_server.shutdown()
         connector_server.shutdown()

@@ -132,6 +132,16 @@ def test_worker_matches_the_offline_runtime(kafka_settings: Settings, tmp_path: 
         exposition = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         assert f"moodshift_window_steps_total {float(len(expected_steps))}" in exposition
         assert 'moodshift_dead_letters_total{reason="late"} 1.0' in exposition
+
+        # A real Prometheus scrapes the running worker.
+        from tests.deploy.conftest import PrometheusServer, run_prometheus
+
+        target = f"127.0.0.1:{port}"
+        job = {"job_name": "moodshift-worker", "static_configs": [{"targets": [target]}]}
+        (tmp_path / "prometheus").mkdir()
+        with run_prometheus([job], tmp_path / "prometheus") as (url, log):
+            answer = PrometheusServer(url, target, "", log).wait_for("moodshift_window_steps_total")
+            assert float(answer[0]["value"][1]) == len(expected_steps)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
