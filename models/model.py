@@ -2,14 +2,15 @@
 
 Reads top-down: building blocks, the model, then the factory. Per step and user::
 
-    text ids ──EmbeddingBag──┐
+    text ids ─word vectors───┐
     image features ──────────┼─ per-modality projection to common_dim (or a learned "missing")
     audio summary ───────────┘          │ items [3 * common]
     context series ─GRU─┐               │
     time features ──────┴─ temporal context g [common] ──┬──────────┐
                                                           ▼          ▼
                              feature LSTM([items, g]) h_f   context LSTM(g) h_c   (layers × hidden)
-                                             └──── r = [h_f, h_c] [2 * hidden] ────┘
+                    r = [h_f, h_c, items, g]  [2 * hidden + 4 * common]  (the step's own features
+                        skip past the LSTMs: without them stage 1 sat at chance for ~100 batches)
     emotion vector   e = softplus(W r)            [labels]   non-negative by construction
     stage 1 (maxent) p(y | e) = softmax(θ e + b)  [labels]
     stage 2          [e, e_prev, e - e_prev, r, has_prev] → change logit [1], transition (from → to)
