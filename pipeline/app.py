@@ -148,6 +148,16 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                 lag = max(0, consumer.highwater(tp) - position)
                 metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
+    @app.timer(interval=15.0)
+    async def report_gpu_memory() -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            for index in range(torch.cuda.device_count()):
+                device = f"cuda:{index}"
+                metrics.GPU_MEMORY_BYTES.labels(device=device, kind="allocated").set(torch.cuda.memory_allocated(index))
+                metrics.GPU_MEMORY_BYTES.labels(device=device, kind="reserved").set(torch.cuda.memory_reserved(index))
+
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         ready = "runtime" in holder and context_ready.is_set()

@@ -43,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seconds", type=float, default=60, help="wall time to replay the posts over")
     parser.add_argument("--timeout", type=float, default=240, help="give up waiting for the worker after this")
     parser.add_argument("--out", type=Path, default=None, help="summary and PNGs (default <state_dir>/demo)")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="after the replay, keep the worker running and printing until Ctrl-C")
     parser.set_defaults(handler=run)
 
 
@@ -66,14 +68,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.replace(
             topic_prefix=f"{settings.topic_prefix}demo-{run_id}.", model_checkpoint=checkpoint,
             retention_hours=24 * 365 * 30,  # the records carry 2016 event times: keep them
-            window_size_seconds=12 * 3600, window_slide_seconds=6 * 3600,
+            # Three-day windows sliding by a day: a change means a mood that held for days, not a tweet.
+            window_size_seconds=3 * 86_400, window_slide_seconds=86_400,
             # posts and videos are two topics, read in parallel: allow a day of event-time skew.
             allowed_lateness_seconds=86_400,
             emit_step_emotions=True, idle_close_seconds=10, context_location=LOCATION, context_symbol=SYMBOL,
             worker_web_port=_free_port(),
-            # The quick model (90 s of training) is barely sure of anything: a lower bar to enter,
-            # confirmed over three windows. The summary reports how sure the model was.
-            detector_enter_threshold=0.38, detector_margin=0.03, detector_min_dwell=3,
         )
         worker = start_worker(settings, out / "worker.log")
         follower = OutputFollower(settings, worker, out / "worker.log")
@@ -81,6 +81,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         counts = produce_stream(settings, args.months, args.seconds)
         print(f"replayed {counts['posts']} posts, {counts['videos']} videos, {counts['context']} context "
               f"records into topics {settings.topic_prefix}*; waiting for the last windows ...")
+        if args.keep_running:
+            print(f"the worker keeps running (topics {settings.topic_prefix}*); Ctrl-C to stop")
+            try:
+                while follower.is_alive():
+                    follower.join(1)
+            except KeyboardInterrupt:
+                pass
         follower.replay_done.set()
         follower.join(args.timeout)
         steps, changes = follower.steps, follower.changes
@@ -203,8 +210,7 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
     ensure_topics(settings, ALL_TOPICS)
     names = ["topic_prefix", "model_checkpoint", "retention_hours", "window_size_seconds",
              "window_slide_seconds", "allowed_lateness_seconds", "emit_step_emotions", "idle_close_seconds",
-             "context_location", "context_symbol", "worker_web_port", "bootstrap_servers", "state_dir",
-             "detector_enter_threshold", "detector_margin", "detector_min_dwell"]
+             "context_location", "context_symbol", "worker_web_port", "bootstrap_servers", "state_dir"]
     command = [sys.executable, "-m", "pipeline.cli", *(f"--set={n}={getattr(settings, n)}" for n in names), "worker"]
     print(f"starting a worker (log: {log_path}) ...")
     worker = subprocess.Popen(command, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, env=dict(os.environ))

@@ -68,6 +68,11 @@ CONSUMER_LAG = Gauge(
 USERS_IN_STATE = Gauge(
     "moodshift_users_in_state", "Users whose state this worker holds.", registry=REGISTRY
 )
+GPU_MEMORY_BYTES = Gauge(
+    "moodshift_gpu_memory_bytes", "CUDA memory of this worker's process, by device and kind "
+    "(allocated: tensors; reserved: held by the caching allocator). Absent without a GPU.",
+    ["device", "kind"], registry=REGISTRY,
+)
 PROCESSING_ERRORS = Counter(
     "moodshift_processing_errors_total", "Errors while processing, by stage.", ["stage"], registry=REGISTRY
 )
