@@ -107,7 +107,12 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
             valid, rejected = runtime.decode(records_in)
             async with user_records:
                 records = {user: _load(users.get(user.encode())) for user in runtime.user_ids(valid)}
-                outputs = await loop.run_in_executor(executor, runtime.process, valid, records, received_ms)
+                try:
+                    outputs = await loop.run_in_executor(executor, runtime.process, valid, records, received_ms)
+                except Exception as error:  # a bug must not lose the batch nor stop the worker
+                    metrics.PROCESSING_ERRORS.labels(stage="process").inc()
+                    log.exception("processing a batch of %d records failed; dead-lettering it", len(valid))
+                    outputs = runtime.reject(valid, "internal_error", repr(error))
                 outputs.dead_letters[:0] = rejected
                 store(outputs)
             await publish(outputs)

@@ -98,14 +98,21 @@ class WorkerRuntime:
         user_events: list[UserEvent] = []
         for event, (features, problems) in zip(events, self.extractor.extract(events)):
             for reason, message in problems:
-                outputs.dead_letters.append(self._dead_letter(
-                    topic_names.VIDEOS if isinstance(event, VideoClip) else topic_names.POSTS,
-                    event.user_id.encode(), event.to_json_bytes(), reason, message))
+                outputs.dead_letters += self.reject([event], reason, message).dead_letters
             user_events.append(UserEvent(event.user_id, event.event_id, event.event_time_ms, features))
         result = self.processor.process(user_events, records)
         now = time.monotonic()
         self._last_seen.update((user, now) for user in result.records)
         self._collect(result, outputs, received_ms)
+        return outputs
+
+    def reject(self, events: Sequence[Post | VideoClip], reason: str, message: str) -> Outputs:
+        """Dead letters for every event of a batch that could not be processed; no state changes."""
+        outputs = Outputs()
+        for event in events:
+            topic = topic_names.VIDEOS if isinstance(event, VideoClip) else topic_names.POSTS
+            outputs.dead_letters.append(
+                self._dead_letter(topic, event.user_id.encode(), event.to_json_bytes(), reason, message))
         return outputs
 
     def idle_users(self, idle_seconds: float) -> list[str]:

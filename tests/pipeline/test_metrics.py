@@ -27,6 +27,7 @@ def test_names_follow_prometheus_conventions():
         "moodshift_change_points": "counter",
         "moodshift_consumer_lag_records": "gauge",
         "moodshift_users_in_state": "gauge",
+        "moodshift_gpu_memory_bytes": "gauge",
         "moodshift_processing_errors": "counter",
     }
     body, _ = metrics.exposition()

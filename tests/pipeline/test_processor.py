@@ -87,3 +87,18 @@ def test_engine_rounds_keep_each_users_order(engine: InferenceEngine) -> None:
     assert [r.steps_taken for r in results] == [1, 1, 2]
     sequential = engine.step([StepRequest("x", results[0].state, step)])[0]
     assert sequential.state == results[2].state
+
+
+def test_a_failing_batch_becomes_dead_letters_with_a_reason() -> None:
+    """WorkerRuntime.reject: what the worker sends when processing a batch raised."""
+    from datetime import datetime, timezone
+
+    from connectors.schemas import DeadLetter, Post
+    from pipeline.worker_runtime import WorkerRuntime
+
+    runtime = WorkerRuntime.__new__(WorkerRuntime)  # reject needs only the dead-letter helper
+    post = Post(event_id="e1", user_id="u1", event_time=datetime(2016, 1, 1, tzinfo=timezone.utc), text="hi")
+    (key, value), = runtime.reject([post], "internal_error", "RuntimeError('boom')").dead_letters
+    letter = DeadLetter.from_json_bytes(value)
+    assert key == b"u1" and letter.reason == "internal_error" and letter.topic == "posts"
+    assert Post.from_json_bytes(letter.original) == post
