@@ -178,13 +178,7 @@ class Settings:
                 ssl_keyfile=self.ssl_keyfile or None,
                 ssl_check_hostname=True,
             )
-        if self.security_protocol.startswith("SASL"):
-            config.update(
-                sasl_mechanism=self.sasl_mechanism,
-                sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self.sasl_password,
-            )
-        return config
+        return config | self._sasl_config()
 
     def aiokafka_config(self) -> dict[str, Any]:
         """Connection keyword arguments for aiokafka's producer and consumer."""
@@ -193,13 +187,17 @@ class Settings:
             "security_protocol": self.security_protocol,
             "ssl_context": self.ssl_context(),
         }
-        if self.security_protocol.startswith("SASL"):
-            config.update(
-                sasl_mechanism=self.sasl_mechanism,
-                sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self.sasl_password,
-            )
-        return config
+        return config | self._sasl_config()
+
+    def _sasl_config(self) -> dict[str, Any]:
+        """The SASL keyword arguments, spelled the same by kafka-python and aiokafka."""
+        if not self.security_protocol.startswith("SASL"):
+            return {}
+        return {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_plain_username": self.sasl_username,
+            "sasl_plain_password": self.sasl_password,
+        }
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.security_protocol not in ("SSL", "SASL_SSL"):
