@@ -8,7 +8,7 @@
   table (changelog-backed), publish change points (and optionally per-step emotions);
 - ``weather`` and ``market`` are read in full by every worker (they are small and every user step
   needs them) by a plain consumer without a group, into :class:`pipeline.context.DailyContext`; the
-  agent starts only once that consumer has caught up with the end offsets it saw at start-up.
+  agent's first batch waits until that consumer has caught up with the end offsets it saw at start.
 
 Guarantee: at-least-once. faust commits a batch's offsets only after the loop body finished; a
 crash replays the batch, and the change detector's deterministic ids let consumers deduplicate.
