@@ -135,7 +135,12 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                 records = {user: _load(users.get(user.encode())) for user in idle}
                 log.debug("closing the windows of %d idle users", len(idle))
                 loop = asyncio.get_running_loop()
-                outputs = await loop.run_in_executor(executor, runtime.flush_users, records)
+                try:
+                    outputs = await loop.run_in_executor(executor, runtime.flush_users, records)
+                except Exception:  # their windows stay open and close with their next events
+                    metrics.PROCESSING_ERRORS.labels(stage="idle_close").inc()
+                    log.exception("closing the windows of %d idle users failed", len(idle))
+                    return
                 store(outputs)
             await publish(outputs)
 
