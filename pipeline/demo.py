@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pipeline.net import answers, free_port
 from pipeline.settings import Settings
 
 SOURCES = {"Twitter for Android": "trump-android", "Twitter for iPhone": "trump-iphone",
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     out = args.out or settings.state_dir / "demo"
     out.mkdir(parents=True, exist_ok=True)
     broker = None
-    if not _answers(settings.bootstrap_servers):
+    if not answers(settings.bootstrap_servers.split(",")[0]):
         if settings.bootstrap_servers != Settings().bootstrap_servers:
             print(f"no Kafka broker answers at {settings.bootstrap_servers}", file=sys.stderr)
             return 1
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             # posts and videos are two topics, read in parallel: allow a day of event-time skew.
             allowed_lateness_seconds=86_400,
             emit_step_emotions=True, idle_close_seconds=10, context_location=LOCATION, context_symbol=SYMBOL,
-            worker_web_port=_free_port(),
+            worker_web_port=free_port(),
         )
         worker = start_worker(settings, out / "worker.log")
         follower = OutputFollower(settings, worker, out / "worker.log")
@@ -331,18 +331,3 @@ def write_summary(steps: list[dict], changes: list[dict], counts: dict[str, int]
 
 def _time(iso: str) -> datetime:
     return datetime.fromisoformat(iso.replace("Z", "+00:00"))
-
-
-def _answers(bootstrap: str) -> bool:
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

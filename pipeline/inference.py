@@ -31,6 +31,7 @@ from models.checkpoint import CheckpointMeta, load_checkpoint
 from models.inputs import StepInputs
 from models.model import MoodshiftModel
 from models.state import UserStates
+from models.train import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +58,6 @@ class StepResult:
     transition_probs: list[list[float]]
 
 
-def choose_device(requested: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
-
-
 class InferenceEngine:
     """Runs :meth:`MoodshiftModel.step` for batches of users, in inference mode."""
 
@@ -83,7 +77,7 @@ class InferenceEngine:
                 f"no model checkpoint at {path}: train one with `moodshift train --preset quick` "
                 "or set MOODSHIFT_MODEL_CHECKPOINT"
             )
-        chosen = choose_device(device)
+        chosen = resolve_device(device)
         model, meta = load_checkpoint(path, map_location=chosen)
         log.info("loaded model %s on %s (random backbone: %s)", meta.model_version, chosen, meta.random_backbone)
         return cls(model, meta, chosen)

@@ -6,7 +6,8 @@ The official broker artifacts come from Maven Central: ``deploy/kafka/pom.xml`` 
 ``<state_dir>/kafka``; a restart keeps the data. The process started is remembered in a pid file,
 and :func:`stop` ends only that process.
 
->>> from pipeline.settings import Settings
+>>> from pipeline.net import answers
+from pipeline.settings import Settings
 >>> LocalBroker(Settings(state_dir=Path("/tmp/x"))).pid_file
 PosixPath('/tmp/x/kafka/broker.pid')
 """
@@ -18,7 +19,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.net import answers
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,8 @@ class LocalBroker:
             if process is not None and process.poll() is not None:
                 raise BrokerError(f"broker exited with {process.returncode}:\n{self.log_tail()}")
             try:
-                # A plain connect first: the Kafka client logs every refused connection as an error.
-                socket.create_connection(("127.0.0.1", self.settings.broker_port), timeout=1).close()
+                if not answers(self.bootstrap, timeout=1):
+                    raise OSError(f"nothing listens on {self.bootstrap} yet")
                 admin = KafkaAdminClient(
                     bootstrap_servers=self.bootstrap, request_timeout_ms=3000
                 )

@@ -7,20 +7,14 @@ instead of starting a local broker.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from pathlib import Path
 
 import pytest
 
 from pipeline.local_broker import LocalBroker
+from pipeline.net import free_port
 from pipeline.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

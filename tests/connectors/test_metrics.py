@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 
 import requests
 
 from connectors import metrics
 from connectors.cli import status_line
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from pipeline.net import free_port
 
 
 def test_metrics_are_served_with_prometheus_names_and_summed_in_the_status_line() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.local_broker import LocalBroker, new_cluster_id
+from pipeline.net import free_port
 from pipeline.settings import Settings
 
 
@@ -54,8 +55,6 @@ def test_cluster_id_is_urlsafe_16_bytes() -> None:
 @pytest.mark.kafka
 def test_broker_cli_start_stop_twice_leaves_no_process(kafka_cluster: Settings, tmp_path: Path) -> None:
     """start twice (idempotent), status, stop twice: one broker process, then none."""
-    from tests.conftest import free_port
-
     env = dict(os.environ, MOODSHIFT_STATE_DIR=str(tmp_path), MOODSHIFT_BROKER_PORT=str(free_port()),
                MOODSHIFT_CONTROLLER_PORT=str(free_port()))
     env.pop("MOODSHIFT_BOOTSTRAP_SERVERS", None)

@@ -27,6 +27,7 @@ from connectors.topics import ensure_topics
 from models.checkpoint import CheckpointMeta, save_checkpoint
 from models.config import ModelConfig
 from models.model import build_model
+from pipeline.net import free_port
 from pipeline.settings import Settings
 from pipeline.worker_runtime import WorkerRuntime
 
@@ -66,8 +67,6 @@ def make_records() -> tuple[list, list]:
 
 
 def test_worker_matches_the_offline_runtime(kafka_settings: Settings, tmp_path: Path) -> None:
-    from tests.conftest import free_port
-
     settings = kafka_settings.replace(
         model_checkpoint=tiny_checkpoint(tmp_path / "model.pt"), window_size_seconds=3600,
         window_slide_seconds=1800, allowed_lateness_seconds=0, emit_step_emotions=True,
