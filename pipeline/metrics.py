@@ -38,6 +38,10 @@ DEAD_LETTERS = Counter(
     "moodshift_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["reason"],
     registry=REGISTRY,
 )
+EVENTS_WINDOWED = Counter(
+    "moodshift_events_windowed_total", "Valid posts and videos added to their user's windows (not late).",
+    registry=REGISTRY,
+)
 LATE_EVENTS = Counter(
     "moodshift_late_events_total", "Events older than their user's watermark allows.", registry=REGISTRY
 )

@@ -80,6 +80,7 @@ class ProcessResult:
     steps: list[EmotionStep] = field(default_factory=list)
     change_points: list[ChangePoint] = field(default_factory=list)
     late_events: list[LateEvent] = field(default_factory=list)
+    events_windowed: int = 0  # events added to windows: len(events) - len(late_events)
     model_seconds: float = 0.0
 
 
@@ -117,6 +118,7 @@ class EmotionProcessor:
             if isinstance(outcome, LateEvent):
                 result.late_events.append(outcome)
             else:
+                result.events_windowed += 1
                 closed.extend(outcome)
         if flush:
             for user_windows in windows.values():

@@ -130,6 +130,7 @@ class WorkerRuntime:
 
     def _collect(self, result: ProcessResult, outputs: Outputs, received_ms: int) -> None:
         outputs.records = result.records
+        metrics.EVENTS_WINDOWED.inc(result.events_windowed)
         for late in result.late_events:
             metrics.LATE_EVENTS.inc()
             outputs.dead_letters.append(self._dead_letter(
