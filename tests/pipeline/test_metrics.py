@@ -29,6 +29,7 @@ def test_names_follow_prometheus_conventions():
         "moodshift_users_in_state": "gauge",
         "moodshift_gpu_memory_bytes": "gauge",
         "moodshift_processing_errors": "counter",
+        "moodshift_events_windowed": "counter",
     }
     body, _ = metrics.exposition()
     for name, kind in families.items():
