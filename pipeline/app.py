@@ -28,7 +28,7 @@ from connectors import topics as topic_names
 from pipeline import metrics
 from pipeline.records import decode_record, encode_record
 from pipeline.settings import Settings
-from pipeline.worker_runtime import Outputs, WorkerRuntime
+from pipeline.worker_runtime import Outputs, RawRecord, WorkerRuntime
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
         web_bind="0.0.0.0",
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.worker_session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_seconds / 3),
     )
     # Raw bytes in and out: validation is ours (connectors.schemas). With faust's default JSON codec
     # a record that is not JSON would be dropped before the agent sees it, not dead-lettered.
@@ -56,6 +58,7 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
     dead_letters = app.topic(settings.topic(topic_names.DEAD_LETTERS), **raw)
     changes = app.topic(settings.topic(topic_names.EMOTION_CHANGES), **raw)
     steps_topic = app.topic(settings.topic(topic_names.EMOTION_STEPS), **raw)
+    input_topics = {settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS)}
     # Keys are the raw user-id bytes, as on the input topics, and the producer's partitioner places
     # changelog records: so a user's record lives on the partition of the user's events.
     users = app.Table("users", key_type=bytes, value_type=bytes, partitions=settings.partitions,
@@ -82,14 +85,16 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
             users[user.encode()] = encode_record(record)
         metrics.USERS_IN_STATE.set(len(users))
 
-    async def publish(outputs: Outputs) -> None:
-        for key, value in outputs.dead_letters:
-            await dead_letters.send(key=key, value=value)
-        for key, value in outputs.change_points:
-            await changes.send(key=key, value=value)
+    async def publish_then_store(outputs: Outputs) -> None:
+        """Outputs first, acknowledged, then the users' records: a crash in between replays the batch
+        and publishes the same outputs again (consumers deduplicate by id); the other order could
+        store a record whose outputs were never sent, and the replay would skip its events."""
+        sent = [await dead_letters.send(key=key, value=value) for key, value in outputs.dead_letters]
+        sent += [await changes.send(key=key, value=value) for key, value in outputs.change_points]
         if settings.emit_step_emotions:
-            for key, value in outputs.steps:
-                await steps_topic.send(key=key, value=value)
+            sent += [await steps_topic.send(key=key, value=value) for key, value in outputs.steps]
+        await asyncio.gather(*sent)
+        store(outputs)
 
     @app.agent(events)
     async def process_events(stream: faust.StreamT) -> None:
@@ -100,10 +105,10 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
             runtime = await get_runtime()
             await context_ready.wait()
             received_ms = int(time.time() * 1000)
-            records_in = [(event.message.topic, event.message.key, event.message.value,
-                           event.message.timestamp) for event in batch]
-            for topic, *_ in records_in:
-                metrics.RECORDS_IN.labels(topic=topic).inc()
+            records_in = [RawRecord(m.topic, m.key, m.value, m.timestamp, m.partition, m.offset)
+                          for m in (event.message for event in batch)]
+            for record in records_in:
+                metrics.RECORDS_IN.labels(topic=record.topic).inc()
             valid, rejected = runtime.decode(records_in)
             async with user_records:
                 records = {user: _load(users.get(user.encode())) for user in runtime.user_ids(valid)}
@@ -114,8 +119,7 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                     log.exception("processing a batch of %d records failed; dead-lettering it", len(valid))
                     outputs = runtime.reject(valid, "internal_error", repr(error))
                 outputs.dead_letters[:0] = rejected
-                store(outputs)
-            await publish(outputs)
+                await publish_then_store(outputs)
             log.debug("batch: %d records, %d users, %d dead letters, %d change points", len(records_in),
                       len(outputs.records), len(outputs.dead_letters), len(outputs.change_points))
 
@@ -128,7 +132,9 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
         @app.timer(interval=max(1.0, settings.idle_close_seconds / 4))
         async def close_idle_users() -> None:
             runtime = await get_runtime()
-            idle = runtime.idle_users(settings.idle_close_seconds)
+            owned = {runtime.source_of(tp.topic, tp.partition)
+                     for tp in app.consumer.assignment() if tp.topic in input_topics}
+            idle = runtime.idle_users(settings.idle_close_seconds, owned)
             if not idle:
                 return
             async with user_records:
@@ -141,10 +147,7 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                     metrics.PROCESSING_ERRORS.labels(stage="idle_close").inc()
                     log.exception("closing the windows of %d idle users failed", len(idle))
                     return
-                store(outputs)
-            await publish(outputs)
-
-    input_topics = {settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS)}
+                await publish_then_store(outputs)
 
     @app.timer(interval=5.0)
     async def report_consumer_lag() -> None:

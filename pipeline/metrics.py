@@ -42,6 +42,10 @@ EVENTS_WINDOWED = Counter(
     "moodshift_events_windowed_total", "Valid posts and videos added to their user's windows (not late).",
     registry=REGISTRY,
 )
+EVENTS_REPLAYED = Counter(
+    "moodshift_events_replayed_total", "Events read again after a crash or rebalance and skipped: their "
+    "user's record had applied them already.", registry=REGISTRY,
+)
 LATE_EVENTS = Counter(
     "moodshift_late_events_total", "Events older than their user's watermark allows.", registry=REGISTRY
 )

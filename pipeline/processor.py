@@ -8,7 +8,7 @@ event loop, and writes records and outputs back.
 
 A user's record (the faust table stores it in the format of :mod:`pipeline.records`):
 ``{"windows": UserWindows dict, "model": state bytes | None, "detector": dict | None,
-"last_step_ms": int | None}``.
+"last_step_ms": int | None, "applied": {source: highest offset applied}}``.
 
 Per user, work per step is O(1): the record holds the open panes, the LSTM state and the detector
 state, never the history.
@@ -46,6 +46,11 @@ class UserEvent:
     event_id: str
     event_time_ms: int
     features: ModalityFeatures
+    # Where the event was read ("posts/3") and its offset there. An event at or below the offset
+    # the user's record has applied from that source is a replay (after a crash, a rebalance) and is
+    # skipped, so a re-read event never counts twice in a window. None: not from Kafka, never skipped.
+    source: str | None = None
+    offset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,8 @@ class ProcessResult:
     steps: list[EmotionStep] = field(default_factory=list)
     change_points: list[ChangePoint] = field(default_factory=list)
     late_events: list[LateEvent] = field(default_factory=list)
-    events_windowed: int = 0  # events added to windows: len(events) - len(late_events)
+    events_windowed: int = 0  # events added to windows (not late, not replayed)
+    events_replayed: int = 0  # events skipped: their user's record had applied them already
     model_seconds: float = 0.0
 
 
@@ -111,9 +117,15 @@ class EmotionProcessor:
         if flush:
             windows.update({u: self._windows(u, r) for u, r in records.items() if u not in windows})
         result = ProcessResult(records={})
+        applied = {user: dict((records.get(user) or {}).get("applied", {})) for user in windows}
         closed: list[ClosedWindow[ModalityAggregate]] = []
         # Arrival order, not sorted: whether an event is late must not depend on batch boundaries.
         for event in events:
+            if event.source is not None and event.offset is not None:
+                if event.offset <= applied[event.user_id].get(event.source, -1):
+                    result.events_replayed += 1
+                    continue
+                applied[event.user_id][event.source] = event.offset
             outcome = windows[event.user_id].add(event.event_time_ms, event.event_id, event.features)
             if isinstance(outcome, LateEvent):
                 result.late_events.append(outcome)
@@ -142,6 +154,8 @@ class EmotionProcessor:
         for user in windows:
             state[user]["windows"] = windows[user].to_dict()
             state[user]["detector"] = detectors[user].to_dict()
+            if applied[user]:
+                state[user]["applied"] = applied[user]
             result.records[user] = state[user]
         return result
 

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from connectors import topics as topic_names
 from connectors.schemas import DeadLetter, MarketTick, Post, Rejected, VideoClip, WeatherObservation
@@ -28,7 +28,28 @@ from pipeline.windows import WindowSpec
 
 log = logging.getLogger(__name__)
 
-RawRecord = tuple[str, bytes | None, bytes | None, int | None]  # topic, key, value, timestamp (ms)
+class RawRecord(NamedTuple):
+    """One record as consumed; ``partition`` and ``offset`` are None when it did not come from Kafka."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+@dataclass(frozen=True)
+class InputEvent:
+    """A validated post or video and where it was read (see :class:`pipeline.processor.UserEvent`)."""
+
+    event: Post | VideoClip
+    source: str | None = None  # "<logical topic>/<partition>"
+    offset: int | None = None
+
+    @property
+    def user_id(self) -> str:
+        return self.event.user_id
 
 
 @dataclass
@@ -65,7 +86,8 @@ class WorkerRuntime:
         self.processor = EmotionProcessor(engine, spec, self.context, detector)
         self._topic_kinds = {settings.topic(name): name for name in (
             topic_names.POSTS, topic_names.VIDEOS, topic_names.WEATHER, topic_names.MARKET)}
-        self._last_seen: dict[str, float] = {}  # user → wall time of their last event (idle closing)
+        # user → (monotonic time, source) of their last event, for idle closing
+        self._last_seen: dict[str, tuple[float, str | None]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "WorkerRuntime":
@@ -75,49 +97,67 @@ class WorkerRuntime:
 
     # -- user events -----------------------------------------------------------------------------
 
-    def decode(self, raw: Sequence[RawRecord]) -> tuple[list[Post | VideoClip], list[tuple[bytes | None, bytes]]]:
+    def decode(self, raw: Sequence[RawRecord | tuple]) -> tuple[list[InputEvent], list[tuple[bytes | None, bytes]]]:
         """Validated posts and videos, and dead letters for the records that are not."""
-        events: list[Post | VideoClip] = []
+        events: list[InputEvent] = []
         dead: list[tuple[bytes | None, bytes]] = []
-        for topic, key, value, _ in raw:
-            kind = self._topic_kinds.get(topic)
+        for record in (RawRecord(*r) for r in raw):
+            kind = self._topic_kinds.get(record.topic)
             schema = Post if kind == topic_names.POSTS else VideoClip
             try:
-                events.append(schema.from_json_bytes(value or b""))
+                event = schema.from_json_bytes(record.value or b"")
             except Rejected as error:
-                dead.append(self._dead_letter(kind or topic, key, value or b"", error.reason, str(error)))
+                dead.append(self._dead_letter(kind or record.topic, record.key, record.value or b"",
+                                              error.reason, str(error)))
+                continue
+            source = None if record.partition is None else self.source_of(record.topic, record.partition)
+            events.append(InputEvent(event, source, record.offset))
         return events, dead
 
-    def user_ids(self, events: Iterable[Post | VideoClip]) -> set[str]:
+    def source_of(self, topic: str, partition: int) -> str:
+        """The name a partition has in users' records: "posts/3" (no topic prefix)."""
+        return f"{self._topic_kinds.get(topic, topic)}/{partition}"
+
+    def user_ids(self, events: Iterable[InputEvent]) -> set[str]:
         return {event.user_id for event in events}
 
-    def process(self, events: Sequence[Post | VideoClip], records: dict[str, dict | None],
-                received_ms: int) -> Outputs:
+    def process(self, events: Sequence[InputEvent], records: dict[str, dict | None], received_ms: int) -> Outputs:
         """Features, windows, model steps and change points for a batch of validated events."""
         outputs = Outputs()
         user_events: list[UserEvent] = []
-        for event, (features, problems) in zip(events, self.extractor.extract(events)):
+        extracted = self.extractor.extract([item.event for item in events])
+        for item, (features, problems) in zip(events, extracted):
+            event = item.event
             for reason, message in problems:
-                outputs.dead_letters += self.reject([event], reason, message).dead_letters
-            user_events.append(UserEvent(event.user_id, event.event_id, event.event_time_ms, features))
+                outputs.dead_letters += self.reject([item], reason, message).dead_letters
+            user_events.append(UserEvent(event.user_id, event.event_id, event.event_time_ms, features,
+                                         item.source, item.offset))
         result = self.processor.process(user_events, records)
         now = time.monotonic()
-        self._last_seen.update((user, now) for user in result.records)
+        for item in events:
+            self._last_seen[item.user_id] = (now, item.source)
         self._collect(result, outputs, received_ms)
         return outputs
 
-    def reject(self, events: Sequence[Post | VideoClip], reason: str, message: str) -> Outputs:
+    def reject(self, events: Sequence[InputEvent], reason: str, message: str) -> Outputs:
         """Dead letters for every event of a batch that could not be processed; no state changes."""
         outputs = Outputs()
-        for event in events:
-            topic = topic_names.VIDEOS if isinstance(event, VideoClip) else topic_names.POSTS
+        for item in events:
+            topic = topic_names.VIDEOS if isinstance(item.event, VideoClip) else topic_names.POSTS
             outputs.dead_letters.append(
-                self._dead_letter(topic, event.user_id.encode(), event.to_json_bytes(), reason, message))
+                self._dead_letter(topic, item.user_id.encode(), item.event.to_json_bytes(), reason, message))
         return outputs
 
-    def idle_users(self, idle_seconds: float) -> list[str]:
+    def idle_users(self, idle_seconds: float, owned_sources: set[str] | None = None) -> list[str]:
+        """Users with no event for ``idle_seconds``. With ``owned_sources`` ("posts/0", ...), only users
+        whose last event came from one of them: after a rebalance another worker owns the rest, and
+        they are forgotten here."""
+        if owned_sources is not None:
+            for user, (_, source) in list(self._last_seen.items()):
+                if source is not None and source not in owned_sources:
+                    del self._last_seen[user]
         cutoff = time.monotonic() - idle_seconds
-        return [user for user, seen in self._last_seen.items() if seen < cutoff]
+        return [user for user, (seen, _) in self._last_seen.items() if seen < cutoff]
 
     def flush_users(self, records: dict[str, dict | None]) -> Outputs:
         """Close every open window of these users (they went quiet); see docs on idle closing."""
@@ -131,6 +171,7 @@ class WorkerRuntime:
     def _collect(self, result: ProcessResult, outputs: Outputs, received_ms: int) -> None:
         outputs.records = result.records
         metrics.EVENTS_WINDOWED.inc(result.events_windowed)
+        metrics.EVENTS_REPLAYED.inc(result.events_replayed)
         for late in result.late_events:
             metrics.LATE_EVENTS.inc()
             outputs.dead_letters.append(self._dead_letter(

@@ -30,6 +30,7 @@ def test_names_follow_prometheus_conventions():
         "moodshift_gpu_memory_bytes": "gauge",
         "moodshift_processing_errors": "counter",
         "moodshift_events_windowed": "counter",
+        "moodshift_events_replayed": "counter",
     }
     body, _ = metrics.exposition()
     for name, kind in families.items():

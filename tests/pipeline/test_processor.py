@@ -94,11 +94,28 @@ def test_a_failing_batch_becomes_dead_letters_with_a_reason() -> None:
     from datetime import datetime, timezone
 
     from connectors.schemas import DeadLetter, Post
-    from pipeline.worker_runtime import WorkerRuntime
+    from pipeline.worker_runtime import InputEvent, WorkerRuntime
 
     runtime = WorkerRuntime.__new__(WorkerRuntime)  # reject needs only the dead-letter helper
     post = Post(event_id="e1", user_id="u1", event_time=datetime(2016, 1, 1, tzinfo=timezone.utc), text="hi")
-    (key, value), = runtime.reject([post], "internal_error", "RuntimeError('boom')").dead_letters
+    (key, value), = runtime.reject([InputEvent(post)], "internal_error", "RuntimeError('boom')").dead_letters
     letter = DeadLetter.from_json_bytes(value)
     assert key == b"u1" and letter.reason == "internal_error" and letter.topic == "posts"
     assert Post.from_json_bytes(letter.original) == post
+
+
+def test_a_replayed_event_is_skipped_not_counted_twice(engine: InferenceEngine) -> None:
+    """After a crash, Kafka hands out events whose effect the stored record already holds: a batch
+    replayed over the record it produced changes nothing, and new events still count."""
+    processor = EmotionProcessor(engine, WindowSpec(120_000, 60_000, 0))
+    positioned = [UserEvent(e.user_id, e.event_id, e.event_time_ms, e.features, "posts/0", offset)
+                  for offset, e in enumerate(events_for("u", 12))]
+    first = processor.process(positioned[:8], {})
+    assert first.records["u"]["applied"] == {"posts/0": 7}
+    replayed = processor.process(positioned, first.records)  # offsets 0..7 again, then 8..11
+    assert (replayed.events_replayed, replayed.events_windowed) == (8, 4)
+    straight, _ = run_in_batches(processor, [positioned])
+    key = lambda s: (s.user_id, s.window_end_ms)  # noqa: E731
+    assert [key(s) for s in first.steps + replayed.steps] == [key(s) for s in straight]
+    np.testing.assert_allclose([s.emotion for s in first.steps + replayed.steps],
+                               [s.emotion for s in straight], atol=1e-5)
