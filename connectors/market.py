@@ -10,7 +10,9 @@ yfinance talks to Yahoo through its own session (curl_cffi when installed). With
 it gets a :class:`YahooRedirectSession` instead: a ``requests.Session`` (a session type yfinance
 accepts) that sends every request for a ``*.yahoo.com`` URL to that base URL, keeping path and query.
 That is how tests point yfinance at a stand-in on 127.0.0.1, and how a deployment can use a proxy.
-yfinance's session is process-wide (a singleton), so one process talks to one Yahoo.
+yfinance's session is process-wide (a singleton), so one process talks to one Yahoo. Every request
+gets ``fetch_timeout_seconds`` in total: this session enforces it as a deadline for the whole answer;
+curl_cffi's timeout already is one.
 
 >>> YahooRedirectSession("http://127.0.0.1:8000").rewrite("https://query2.finance.yahoo.com/v8/finance/chart/X?range=1d")
 'http://127.0.0.1:8000/v8/finance/chart/X?range=1d'
@@ -26,7 +28,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from connectors.live import ChangeFilter, SourceError
+from connectors.live import ChangeFilter, DeadlineSession, SourceError
 from connectors.producer import EventProducer
 from connectors.schemas import MarketTick, Rejected, utc_now
 from connectors.topics import MARKET
@@ -37,8 +39,9 @@ log = logging.getLogger(__name__)
 DAILY = "1d"
 
 
-class YahooRedirectSession(requests.Session):
-    """A ``requests.Session`` that sends requests for Yahoo hosts to ``base_url`` instead."""
+class YahooRedirectSession(DeadlineSession):
+    """A ``requests.Session`` that sends requests for Yahoo hosts to ``base_url`` instead, each answered
+    in full within its timeout (:class:`connectors.live.DeadlineSession`)."""
 
     def __init__(self, base_url: str) -> None:
         super().__init__()

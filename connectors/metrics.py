@@ -33,13 +33,22 @@ FETCH_ERRORS = Counter(
     "moodshift_connector_fetch_errors", "Failed or refused outbound fetches, by reason.",
     ["reason"], registry=REGISTRY,
 )
+CIRCUIT_STATE = Gauge(
+    "moodshift_connector_circuit_state", "A polled source's circuit: 0 closed, 1 open (not called), 2 half-open.",
+    ["source"], registry=REGISTRY,
+)
+CIRCUIT_TRANSITIONS = Counter(
+    "moodshift_connector_circuit_transitions", "Circuit state changes of a polled source, by new state.",
+    ["source", "to"], registry=REGISTRY,
+)
 LAST_SUCCESS = Gauge(
     "moodshift_connector_last_success_timestamp_seconds", "When a source last polled or received successfully.",
     ["source"], registry=REGISTRY,
 )
 
 __all__ = [
-    "REGISTRY", "RECORDS_SENT", "SEND_ERRORS", "DEAD_LETTERS", "RETRIES", "FETCH_ERRORS", "LAST_SUCCESS",
+    "REGISTRY", "RECORDS_SENT", "SEND_ERRORS", "DEAD_LETTERS", "RETRIES", "FETCH_ERRORS", "CIRCUIT_STATE",
+    "CIRCUIT_TRANSITIONS", "LAST_SUCCESS",
     "generate_latest", "serve",
 ]
 

@@ -4,7 +4,8 @@ One ``GET {open_meteo_url}/v1/forecast`` per location asks for ``current`` and `
 temperature, humidity, precipitation, wind speed and WMO weather code in UTC (``past_hours=3``,
 ``forecast_hours=1``). Hourly values later than now are forecasts and are not sent. An observation
 equal to the one last sent for the same location, kind and hour is not sent again. A body that is not
-the documented shape goes to the dead letters (source ``open-meteo``) and the poll backs off.
+the documented shape goes to the dead letters (source ``open-meteo``) and the poll backs off. Each
+request must be answered in full within ``fetch_timeout_seconds`` (:class:`DeadlineSession`).
 
 >>> parse_locations("berlin:52.52:13.41, nyc:40.71:-74.01")
 (Location(id='berlin', latitude=52.52, longitude=13.41), Location(id='nyc', latitude=40.71, longitude=-74.01))
@@ -19,7 +20,7 @@ from typing import Any, Callable
 
 import requests
 
-from connectors.live import ChangeFilter, SourceError, http_get
+from connectors.live import ChangeFilter, DeadlineSession, SourceError, http_get
 from connectors.producer import EventProducer
 from connectors.schemas import Reason, Rejected, ValidationError, WeatherObservation, utc_now
 from connectors.topics import WEATHER
@@ -77,7 +78,7 @@ class OpenMeteoSource:
         self.locations = parse_locations(settings.weather_locations)
         if not self.locations:
             raise ValueError("weather_locations: no location configured (id:latitude:longitude,...)")
-        self.session = session or requests.Session()
+        self.session = session or DeadlineSession()
         self.changes = ChangeFilter()
         self.now = now
 

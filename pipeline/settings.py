@@ -89,6 +89,8 @@ class Settings:
     ingest_http_max_body_bytes: int = 1_048_576
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 300.0
+    circuit_failure_threshold: int = 5  # failed polls in a row that open a source's circuit ...
+    circuit_cooldown_seconds: float = 60.0  # ... for this long; then one trial poll
     open_meteo_url: str = "https://api.open-meteo.com"
     weather_locations: str = ""  # comma-separated id:latitude:longitude, e.g. "berlin:52.52:13.41"
     weather_interval_seconds: float = 900.0

@@ -19,7 +19,7 @@ def connector_settings(kafka_settings: Settings, tmp_path: Path) -> Settings:
     """Per-test Kafka settings whose connector topics exist, with loopback fetching allowed."""
     settings = kafka_settings.replace(
         media_dir=tmp_path / "media", fetch_allow_private=True, fetch_timeout_seconds=2.0,
-        backoff_initial_seconds=0.05, backoff_max_seconds=0.2,
+        backoff_initial_seconds=0.05, backoff_max_seconds=0.2, circuit_cooldown_seconds=0.2,
     )
     ensure_topics(settings, CONNECTOR_TOPICS)
     return settings

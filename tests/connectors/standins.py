@@ -41,6 +41,22 @@ class Seen:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)  # when it arrived
+
+
+def trickle(body: bytes, seconds_per_byte: float, content_type: str = "application/json") -> Streamer:
+    """A 200 answer whose body is sent one byte at a time, ``seconds_per_byte`` apart: each read is
+    quick, the whole body slow."""
+    def stream(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        for i in range(len(body)):
+            handler.wfile.write(body[i:i + 1])
+            handler.wfile.flush()
+            time.sleep(seconds_per_byte)
+    return stream
 
 
 class StandIn:
@@ -131,8 +147,9 @@ def dead_letter_reasons(settings: Settings, count: int) -> list[str]:
 
 class YahooChart:
     """Answers ``/v8/finance/chart/<symbol>`` with Yahoo's chart JSON; ``failures`` are answered first
-    (a status code, or ``"garbage"`` for a body that is not JSON). ``open_now`` sets the regular session
-    around now; ``daily``/``intraday`` are (epoch seconds, open, high, low, close, volume) bars."""
+    (a status code, ``"garbage"`` for a body that is not JSON, ``"trickle"`` for the chart sent a byte
+    every ``trickle_seconds``). ``open_now`` sets the regular session around now; ``daily``/``intraday``
+    are (epoch seconds, open, high, low, close, volume) bars."""
 
     def __init__(self, server: StandIn, symbol: str) -> None:
         self.symbol = symbol
@@ -141,6 +158,7 @@ class YahooChart:
         self.daily: list[tuple] = []
         self.intraday: list[tuple] = []
         self.intervals_asked: list[str] = []
+        self.trickle_seconds = 0.1
         server.route("/", Reply(200, "cookie", {"Set-Cookie": "A3=d=stand-in; Path=/"}))
         server.route("/v1/test/getcrumb", Reply(200, "stand-in-crumb", {"Content-Type": "text/plain"}))
         server.route(f"/v8/finance/chart/{symbol}", self._answer)
@@ -149,6 +167,9 @@ class YahooChart:
         query = parse_qs(urlsplit(handler.path).query)
         interval = query.get("interval", ["1d"])[0]
         self.intervals_asked.append(interval)
+        if self.failures and self.failures[0] == "trickle":
+            self.failures.pop(0)
+            return trickle(json.dumps(self.chart(interval)).encode(), self.trickle_seconds)(handler)
         if self.failures:
             failure = self.failures.pop(0)
             status, body = (200, b"<html>Oops") if failure == "garbage" else (failure, b'{"chart":{"result":null,'

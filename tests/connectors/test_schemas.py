@@ -108,7 +108,7 @@ def test_any_post_round_trips(text: str, user: str, micros: int) -> None:
 
 
 @pytest.mark.parametrize("module", ["schemas", "producer", "media", "fetch", "ingest", "replay", "backoff",
-                                    "metrics", "topics", "http_ingest", "video"])
+                                    "metrics", "topics", "http_ingest", "video", "circuit", "live"])
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(f"connectors.{module}"), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
