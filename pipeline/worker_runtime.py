@@ -171,7 +171,10 @@ class WorkerRuntime:
     def _collect(self, result: ProcessResult, outputs: Outputs, received_ms: int) -> None:
         outputs.records = result.records
         metrics.EVENTS_WINDOWED.inc(result.events_windowed)
-        metrics.EVENTS_REPLAYED.inc(result.events_replayed)
+        if result.events_replayed:
+            metrics.EVENTS_REPLAYED.inc(result.events_replayed)
+            log.info("skipped %d events their users' records had applied already (a replay after a crash "
+                     "or a rebalance)", result.events_replayed)
         for late in result.late_events:
             metrics.LATE_EVENTS.inc()
             outputs.dead_letters.append(self._dead_letter(

@@ -1,0 +1,72 @@
+"""A `moodshift worker` subprocess for tests, configured like a deployment: environment variables
+for the connection, ``--set`` for the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from pipeline.settings import Settings
+
+# What the environment carries (where the cluster is); everything else goes through --set.
+CONNECTION = ("bootstrap_servers", "topic_prefix", "partitions", "state_dir")
+
+
+class WorkerProcess:
+    """``python -m pipeline.cli worker`` with ``settings``; its output goes to ``log_path``."""
+
+    def __init__(self, settings: Settings, log_path: Path, overrides: tuple[str, ...] = ()) -> None:
+        self.settings, self.log_path, self.overrides = settings, log_path, overrides
+        env = {f"MOODSHIFT_{name.upper()}": str(getattr(settings, name)) for name in CONNECTION}
+        args = [f"--set={name}={getattr(settings, name)}" for name in overrides]
+        self.process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args, "worker"],
+                                        env=dict(os.environ, **env), stdout=open(log_path, "ab"),
+                                        stderr=subprocess.STDOUT)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def get(self, path: str) -> bytes:
+        """A page of the worker's web server (/health, /metrics)."""
+        url = f"http://127.0.0.1:{self.settings.worker_web_port}{path}"
+        try:
+            return urllib.request.urlopen(url, timeout=10).read()
+        except urllib.error.HTTPError as error:  # /health answers 503 while starting
+            return error.read()
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until /health says ready: the model is loaded and the context caught up."""
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.alive(), self.log_tail()
+            try:
+                if json.loads(self.get("/health")).get("ready"):
+                    return
+            except (OSError, ValueError):
+                pass  # not listening yet
+            assert time.monotonic() < deadline, f"worker not ready after {timeout} s:\n{self.log_tail()}"
+            time.sleep(0.5)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no commit, no flush (a crash)."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self, timeout: float = 60) -> None:
+        """SIGTERM and wait: faust's graceful shutdown (commits, leaves the group)."""
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
