@@ -6,10 +6,16 @@ The official broker artifacts come from Maven Central: ``deploy/kafka/pom.xml`` 
 ``<state_dir>/kafka``; a restart keeps the data. The process started is remembered in a pid file,
 and :func:`stop` ends only that process.
 
->>> from pipeline.net import answers
-from pipeline.settings import Settings
->>> LocalBroker(Settings(state_dir=Path("/tmp/x"))).pid_file
-PosixPath('/tmp/x/kafka/broker.pid')
+Clients use the PLAINTEXT listener on ``broker_port``. With ``broker_sasl_ssl_port`` set, a second
+listener speaks SASL_SSL: TLS with a certificate from a throwaway CA (:mod:`pipeline.broker_tls`;
+clients trust ``<state_dir>/kafka/tls/ca.pem``) and SCRAM authentication of the user
+``sasl_username`` with ``sasl_password``. That user is created when the storage is formatted or, on a
+state folder formatted earlier, through the admin API at every start (which also applies a changed
+password). The password never reaches a command line or a file: only its salted SCRAM form does.
+
+>>> broker = LocalBroker(Settings(state_dir=Path("/tmp/x"), broker_sasl_ssl_port=9094))
+>>> broker.pid_file, broker.sasl_ssl_bootstrap
+(PosixPath('/tmp/x/kafka/broker.pid'), '127.0.0.1:9094')
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,15 +32,23 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pipeline.broker_tls import BrokerTlsFiles, write_broker_tls
 from pipeline.net import answers
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from kafka.admin import UserScramCredentialUpsertion
 
 log = logging.getLogger(__name__)
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy" / "kafka"
 BROKER_MAIN = "kafka.Kafka"
 STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
+SCRAM_ITERATIONS = 8192
+SCRAM_LOGIN_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
+SCRAM_USERNAME = re.compile(r"[A-Za-z0-9._@-]+")  # nothing the storage tool's [name=...] syntax would split
 
 
 class BrokerError(RuntimeError):
@@ -73,19 +88,35 @@ class LocalBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.settings.broker_port}"
 
+    @property
+    def sasl_ssl_bootstrap(self) -> str | None:
+        """The SASL_SSL listener's address, or None when ``broker_sasl_ssl_port`` is 0 (off)."""
+        port = self.settings.broker_sasl_ssl_port
+        return f"127.0.0.1:{port}" if port else None
+
+    @property
+    def tls(self) -> BrokerTlsFiles:
+        """The CA certificate clients trust (``tls.ca_file``) and the broker's PEM key store."""
+        return BrokerTlsFiles(self.home / "tls")
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self, timeout: float = 90.0) -> str:
         """Start the broker unless it runs already; return the bootstrap address once it answers."""
+        self.check_sasl_settings()
         pid = self.running_pid()
         if pid is not None:
             self.wait_ready(timeout)
+            self.upsert_scram_user()
             return self.bootstrap
         java = require_tool("java", "Java 17 or newer (Debian: apt-get install openjdk-17-jre-headless)")
         self.resolve_artifacts()
         self.home.mkdir(parents=True, exist_ok=True)
+        if self.sasl_ssl_bootstrap:
+            write_broker_tls(self.tls.folder)
         self.write_properties()
-        if not (self.home / "data" / "meta.properties").exists():
+        formatted_now = not (self.home / "data" / "meta.properties").exists()
+        if formatted_now:
             self.format_storage(java)
         with open(self.log_file, "ab") as out:
             process = subprocess.Popen(
@@ -98,6 +129,8 @@ class LocalBroker:
         self.pid_file.write_text(str(process.pid))
         try:
             self.wait_ready(timeout, process)
+            if not formatted_now:
+                self.upsert_scram_user()
         except BrokerError:
             self.stop()
             raise
@@ -172,16 +205,19 @@ class LocalBroker:
 
     def write_properties(self) -> None:
         port, controller = self.settings.broker_port, self.settings.controller_port
+        listeners = [f"PLAINTEXT://127.0.0.1:{port}"]
+        if self.sasl_ssl_bootstrap:
+            listeners.append(f"SASL_SSL://{self.sasl_ssl_bootstrap}")
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
             # Static voters: the ports live in this file, not in the formatted storage.
             "controller.quorum.voters": f"1@127.0.0.1:{controller}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "listeners": ",".join([*listeners, f"CONTROLLER://127.0.0.1:{controller}"]),
+            "advertised.listeners": ",".join(listeners),
             "inter.broker.listener.name": "PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
             "log.dirs": str(self.home / "data"),
             "num.partitions": str(self.settings.partitions),
             "offsets.topic.replication.factor": "1",
@@ -192,13 +228,74 @@ class LocalBroker:
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
+            **self.sasl_ssl_properties(),
         }
         self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+
+    def sasl_ssl_properties(self) -> dict[str, str]:
+        """The SASL_SSL listener's settings: SCRAM only, TLS from the PEM key store (none when off).
+
+        Inter-broker and controller traffic stay on the PLAINTEXT loopback listeners, so the JAAS
+        entry holds no credentials: the broker only checks clients against the stored SCRAM users.
+        """
+        if not self.sasl_ssl_bootstrap:
+            return {}
+        mechanism = self.settings.sasl_mechanism
+        prefix = "listener.name.sasl_ssl."
+        return {
+            f"{prefix}sasl.enabled.mechanisms": mechanism,
+            f"{prefix}{mechanism.lower()}.sasl.jaas.config": f"{SCRAM_LOGIN_MODULE} required;",
+            f"{prefix}ssl.keystore.type": "PEM",
+            f"{prefix}ssl.keystore.location": str(self.tls.keystore_file),
+        }
+
+    def check_sasl_settings(self) -> None:
+        """Fail early when the SASL_SSL listener is on but its SCRAM user cannot be made."""
+        if not self.sasl_ssl_bootstrap:
+            return
+        settings = self.settings
+        if not settings.sasl_mechanism.startswith("SCRAM-"):
+            raise BrokerError(f"the local broker's SASL_SSL listener supports SCRAM-SHA-256 and SCRAM-SHA-512, "
+                              f"not sasl_mechanism={settings.sasl_mechanism}")
+        if not SCRAM_USERNAME.fullmatch(settings.sasl_username) or not settings.sasl_password:
+            raise BrokerError("broker_sasl_ssl_port needs the SCRAM user to create: set sasl_username (letters, "
+                              "digits, . _ @ -) and sasl_password (or MOODSHIFT_SASL_PASSWORD_FILE)")
+
+    def scram_credential(self) -> UserScramCredentialUpsertion:
+        """The settings' SCRAM user, salted: the same object serves the formatter and the admin API."""
+        from kafka.admin import UserScramCredentialUpsertion
+
+        return UserScramCredentialUpsertion(self.settings.sasl_username, self.settings.sasl_mechanism,
+                                            self.settings.sasl_password, iterations=SCRAM_ITERATIONS)
+
+    def scram_format_arguments(self) -> list[str]:
+        """``--add-scram`` for the storage formatter, with the salted password (never the password)."""
+        if not self.sasl_ssl_bootstrap:
+            return []
+        credential = self.scram_credential()
+        salt, salted = (base64.b64encode(raw).decode() for raw in (credential.salt, credential.salted_password))
+        return ["--add-scram", f"{self.settings.sasl_mechanism}=[name={credential.user},salt={salt},"
+                f"saltedpassword={salted},iterations={credential.iterations}]"]
+
+    def upsert_scram_user(self) -> None:
+        """Create or update the SCRAM user over the PLAINTEXT listener (a folder formatted earlier)."""
+        if not self.sasl_ssl_bootstrap:
+            return
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+        try:
+            errors = admin.alter_user_scram_credentials([self.scram_credential()])
+        finally:
+            admin.close()
+        error = errors.get(self.settings.sasl_username)
+        if error:
+            raise BrokerError(f"could not create the SCRAM user {self.settings.sasl_username!r}: {error}")
 
     def format_storage(self, java: str) -> None:
         command = [
             java, *self.jvm_options(), "-cp", self.classpath(), STORAGE_TOOL_MAIN, "format",
-            "-t", new_cluster_id(), "-c", str(self.properties_file),
+            "-t", new_cluster_id(), "-c", str(self.properties_file), *self.scram_format_arguments(),
         ]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:

@@ -66,6 +66,9 @@ class Settings:
     broker_port: int = 9092
     controller_port: int = 9093
     broker_heap: str = "512m"
+    # >0: also a SASL_SSL listener on this port, with a self-signed CA (<state_dir>/kafka/tls/ca.pem)
+    # and the SCRAM user sasl_username/sasl_password; PLAINTEXT on broker_port stays the default.
+    broker_sasl_ssl_port: int = 0
 
     # Connectors (connectors/): sources, validation, media store, safe fetching
     media_dir: Path | None = None  # None: <state_dir>/media
