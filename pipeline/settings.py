@@ -27,6 +27,21 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
+class HiddenText(str):
+    """A secret string whose ``repr`` hides it; everything else (``str``, ``encode``) sees the value.
+
+    Client configuration dictionaries end up in DEBUG logs (kafka-python's admin client logs its whole
+    configuration), and a dictionary shows its values by ``repr``.
+
+    >>> config = {"sasl_plain_password": HiddenText("s3cret")}
+    >>> config, config["sasl_plain_password"] == "s3cret"
+    ({'sasl_plain_password': '***'}, True)
+    """
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
 def _default_state_dir() -> Path:
     return Path.home() / ".local" / "state" / "moodshift"
 
@@ -154,7 +169,7 @@ class Settings:
             if key in env:
                 values[f.name] = env[key]
             elif f"{key}_FILE" in env:
-                values[f.name] = Path(env[f"{key}_FILE"]).read_text().strip()
+                values[f.name] = _read_secret_file(f.name, f"{key}_FILE", env[f"{key}_FILE"])
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
@@ -201,7 +216,7 @@ class Settings:
         return {
             "sasl_mechanism": self.sasl_mechanism,
             "sasl_plain_username": self.sasl_username,
-            "sasl_plain_password": self.sasl_password,
+            "sasl_plain_password": HiddenText(self.sasl_password),
         }
 
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -229,6 +244,14 @@ class Settings:
 
     def faust_broker_url(self) -> str:
         return ";".join(f"kafka://{server}" for server in self.bootstrap_servers.split(","))
+
+
+def _read_secret_file(name: str, variable: str, path: str) -> str:
+    """The value of ``name`` from the file ``variable`` names, without its trailing newline."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError as error:
+        raise ValueError(f"{name}: cannot read {variable}={path} ({error.strerror})") from None
 
 
 def _coerce(cls: type, name: str, raw: Any) -> Any:

@@ -74,3 +74,9 @@ def test_broker_cli_start_stop_twice_leaves_no_process(kafka_cluster: Settings, 
     assert moodshift("stop").stdout.strip() == "not running"
     assert moodshift("status").returncode == 3
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
+
+
+def test_an_unreadable_secret_file_names_the_setting_and_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(ValueError, match=f"sasl_password: cannot read MOODSHIFT_SASL_PASSWORD_FILE={missing} "):
+        Settings.load(env={"MOODSHIFT_SASL_PASSWORD_FILE": str(missing)})
