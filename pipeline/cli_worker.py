@@ -29,11 +29,13 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from connectors.topics import ALL_TOPICS, ensure_topics
     from pipeline.app import build_app
+    from pipeline.kafka_access import KafkaAccessError, check_kafka_access
     from pipeline.worker_runtime import WorkerRuntime
 
     try:
+        check_kafka_access(settings)  # fail fast: wrong credentials, untrusted CA (faust would retry)
         runtime = WorkerRuntime.from_settings(settings)  # fail fast: no checkpoint, wrong backbone, ...
-    except (FileNotFoundError, ValueError) as error:
+    except (KafkaAccessError, FileNotFoundError, ValueError) as error:
         print(f"moodshift worker: {error}", file=sys.stderr)
         return 2
     ensure_topics(settings, ALL_TOPICS)
