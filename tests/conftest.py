@@ -1,14 +1,20 @@
 """Shared fixtures: one real Kafka broker per test session, unique topics per test.
 
+The session's broker has two listeners: PLAINTEXT (``kafka_cluster``, ``kafka_settings``) and SASL_SSL
+with SCRAM-SHA-512 and a throwaway CA (``secure_cluster``, ``secure_settings``), whose user gets a
+random password for the session.
+
 With MOODSHIFT_BOOTSTRAP_SERVERS set, tests use that cluster (with the other MOODSHIFT_* settings)
-instead of starting a local broker.
+instead of starting a local broker; the SASL_SSL tests then need those settings to say SASL_SSL.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -16,28 +22,67 @@ from pipeline.local_broker import LocalBroker
 from pipeline.net import free_port
 from pipeline.settings import Settings
 
+SCRAM_USER = "moodshift-test"
+
 
 @pytest.fixture(scope="session")
-def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Settings pointing at a running broker: the external one, or a local one started here."""
+def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker | None]:
+    """The local broker started for this session, or None when an external cluster is used."""
     if os.environ.get("MOODSHIFT_BOOTSTRAP_SERVERS"):
-        yield Settings.load()
+        yield None
         return
     settings = Settings.load(
         overrides={
             "state_dir": tmp_path_factory.mktemp("kafka-state"),
             "broker_port": free_port(),
             "controller_port": free_port(),
+            "broker_sasl_ssl_port": free_port(),
+            "sasl_username": SCRAM_USER,
+            "sasl_password": secrets.token_urlsafe(18),
             "partitions": 2,
         }
     )
     broker = LocalBroker(settings)
-    settings = settings.replace(bootstrap_servers=broker.start())
-    yield settings
+    broker.start()
+    yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(session_broker: LocalBroker | None) -> Settings:
+    """Settings pointing at a running broker's PLAINTEXT listener: the external one, or the session's."""
+    if session_broker is None:
+        return Settings.load()
+    return session_broker.settings.replace(
+        bootstrap_servers=session_broker.bootstrap, broker_sasl_ssl_port=0, sasl_username="", sasl_password="",
+    )
+
+
+@pytest.fixture(scope="session")
+def secure_cluster(session_broker: LocalBroker | None) -> Settings:
+    """Settings for the SASL_SSL listener: SCRAM-SHA-512, the broker's CA file, the user and password."""
+    if session_broker is None:
+        settings = Settings.load()
+        if settings.security_protocol != "SASL_SSL":
+            pytest.skip("the external cluster's settings (MOODSHIFT_SECURITY_PROTOCOL) are not SASL_SSL")
+        return settings
+    return session_broker.settings.replace(
+        bootstrap_servers=session_broker.sasl_ssl_bootstrap, security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512", ssl_cafile=str(session_broker.tls.ca_file), broker_sasl_ssl_port=0,
+    )
 
 
 @pytest.fixture
 def kafka_settings(kafka_cluster: Settings, tmp_path: Path) -> Settings:
     """Per-test settings: the session's broker, a unique topic prefix and a fresh state folder."""
-    return kafka_cluster.replace(topic_prefix=f"t{uuid.uuid4().hex[:10]}.", state_dir=tmp_path / "state")
+    return _for_one_test(kafka_cluster, tmp_path)
+
+
+@pytest.fixture
+def secure_settings(secure_cluster: Settings, tmp_path: Path) -> Settings:
+    """Like ``kafka_settings``, over the SASL_SSL listener with the session user's credentials."""
+    return _for_one_test(secure_cluster, tmp_path)
+
+
+def _for_one_test(cluster: Settings, tmp_path: Path) -> Settings:
+    return cluster.replace(topic_prefix=f"t{uuid.uuid4().hex[:10]}.", state_dir=tmp_path / "state")
