@@ -139,7 +139,10 @@ class SafeFetcher:
         raise FetchError(Reason.FETCH_REFUSED, "redirects", url, f"more than {self.max_redirects} redirects")
 
     def _request(self, url: str, deadline: float) -> urllib3.BaseHTTPResponse:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as error:  # e.g. "http://[::1": an unclosed IPv6 literal
+            raise FetchError(Reason.FETCH_REFUSED, "scheme", url, f"is not a valid URL ({error})") from None
         if parts.scheme not in DEFAULT_PORTS:
             raise FetchError(Reason.FETCH_REFUSED, "scheme", url, f"scheme {parts.scheme!r} is not http or https")
         host = parts.hostname

@@ -74,14 +74,15 @@ class IngestServer:
     def handle_events(self, body: bytes) -> tuple[int, dict[str, Any]]:
         try:
             payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (ValueError, RecursionError) as error:  # as schemas.parse_json_object
             message = f"$: the body is not valid UTF-8 JSON ({error})"
             self.ingestor.producer.send_dead_letter(body, topic=POSTS, reason=Reason.MALFORMED_JSON, message=message)
             return 400, {"error": Reason.MALFORMED_JSON.value, "message": message}
         items = payload if isinstance(payload, list) else [payload]
         outcomes = []
         for item in items:
-            raw = json.dumps(item, ensure_ascii=False).encode() if isinstance(payload, list) else body
+            # surrogatepass: a "\ud800" escape in the body must not stop the batch (the item is rejected)
+            raw = json.dumps(item, ensure_ascii=False).encode("utf-8", "surrogatepass") if isinstance(payload, list) else body
             if isinstance(item, dict):
                 outcomes.append(self.ingestor.submit_object(item, raw))
             else:

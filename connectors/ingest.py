@@ -36,7 +36,7 @@ from connectors.fetch import SafeFetcher
 from connectors.media import MediaStore
 from connectors.producer import EventProducer
 from connectors.schemas import (
-    MediaRef, Post, Reason, Rejected, ValidationError, VideoClip, parse_json_object, parse_time, utc_now,
+    MediaRef, Post, Reason, Rejected, ValidationError, VideoClip, parse_json_object, parse_time, utc_now, writable,
 )
 from connectors.topics import POSTS, VIDEOS
 from connectors.video import extract_clip_media
@@ -99,11 +99,10 @@ class Ingestor:
         """Ingest one already parsed item; ``original`` is what a dead letter keeps."""
         kind = item.get("kind", default_kind)
         topic = KINDS.get(kind, KINDS[default_kind]) if isinstance(kind, str) else KINDS[default_kind]
-        key = item.get("user_id") if isinstance(item.get("user_id"), str) else None
-        event_id = item.get("event_id") if isinstance(item.get("event_id"), str) else None
+        key, event_id = (writable(v) if isinstance(v, str) else None for v in (item.get("user_id"), item.get("event_id")))
         try:
-            if kind not in KINDS:
-                raise ValidationError("kind", f"{kind!r} is not one of {sorted(KINDS)}")
+            if not isinstance(kind, str) or kind not in KINDS:
+                raise ValidationError("kind", f"{str(kind)[:40]!r} is not one of {sorted(KINDS)}")
             fields = {k: v for k, v in item.items() if k != "kind"}
             fields.setdefault("source", self.source)
             record = self._post(fields) if kind == "post" else self._video(fields, base_dir)

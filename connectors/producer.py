@@ -97,7 +97,7 @@ class EventProducer:
         )
         metrics.DEAD_LETTERS.labels(source=letter.source, reason=letter.reason).inc()
         log.info("dead letter (%s) from %s for %s: %s", letter.reason, letter.source, topic, letter.message)
-        self._send(DEAD_LETTERS, (key or letter.source).encode(), letter.to_json_bytes(),
+        self._send(DEAD_LETTERS, (letter.key or letter.source).encode(), letter.to_json_bytes(),
                    timestamp_ms=letter.event_time_ms)
         return letter
 

@@ -3,7 +3,11 @@
 JSON on the wire, UTF-8, timestamps as ISO-8601 UTC (``2024-05-01T12:00:00.000000Z``). Reading is
 strict: a missing field, an unknown field, a wrong type, a timestamp without a UTC offset or a value
 out of range raises :class:`ValidationError`, whose message names the field and the problem and whose
-``reason`` is a short stable code (the dead-letter reason).
+``reason`` is a short stable code (the dead-letter reason). Reading any bytes raises nothing else.
+Strings must be valid Unicode (JSON's ``\\ud800`` escapes can smuggle in lone surrogates, which no
+UTF-8 writer can write back), and a record's time must lie in [:data:`EARLIEST_TIME`,
+:data:`LATEST_TIME`): Kafka timestamps cannot be negative, and windows and formatting need headroom
+below year 9999.
 
 >>> post = Post(event_id="e1", user_id="u1", event_time=parse_time("2024-05-01T12:00:00Z"), text="hi")
 >>> raw = post.to_json_bytes()
@@ -51,11 +55,23 @@ class Reason(StrEnum):
 
 
 class Rejected(Exception):
-    """Input that cannot become an event; ``reason`` is its dead-letter :class:`Reason`."""
+    """Input that cannot become an event; ``reason`` is its dead-letter :class:`Reason`.
+
+    The message is made writable as UTF-8 (it may quote the input).
+    """
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(writable(message))
         self.reason = str(reason)
+
+
+def writable(text: str) -> str:
+    """``text`` with lone surrogates replaced, so that it encodes as UTF-8.
+
+    >>> writable("ok " + chr(0xD800))
+    'ok ?'
+    """
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 class ValidationError(Rejected, ValueError):
@@ -73,6 +89,9 @@ class ValidationError(Rejected, ValueError):
 
 # -- timestamps ------------------------------------------------------------------------------------
 
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)  # Kafka timestamps are ms since the epoch
+LATEST_TIME = datetime(3000, 1, 1, tzinfo=timezone.utc)
+
 
 def parse_time(value: Any, field: str = "time") -> datetime:
     """An ISO-8601 string with a UTC offset (``Z`` or ``+hh:mm``) → an aware UTC datetime."""
@@ -80,11 +99,13 @@ def parse_time(value: Any, field: str = "time") -> datetime:
         raise ValidationError(field, f"expected an ISO-8601 string, got {_type_name(value)}", Reason.WRONG_TYPE)
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        if parsed.tzinfo is None:
+            raise ValidationError(field, f"{value[:40]!r} has no UTC offset (add Z)", Reason.BAD_TIMESTAMP)
+        return parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError) as error:  # OverflowError: an offset past year 1 or 9999
+        if isinstance(error, ValidationError):
+            raise
         raise ValidationError(field, f"{value[:40]!r} is not an ISO-8601 timestamp", Reason.BAD_TIMESTAMP) from None
-    if parsed.tzinfo is None:
-        raise ValidationError(field, f"{value[:40]!r} has no UTC offset (add Z)", Reason.BAD_TIMESTAMP)
-    return parsed.astimezone(timezone.utc)
 
 
 def format_time(value: datetime) -> str:
@@ -120,6 +141,10 @@ class Record:
             value = getattr(self, f.name)
             if isinstance(value, datetime) and value.tzinfo is None:
                 raise ValidationError(f.name, "must be timezone-aware", Reason.BAD_TIMESTAMP)
+        time_field = getattr(self, "TIME_FIELD", None)
+        if time_field and not EARLIEST_TIME <= getattr(self, time_field) < LATEST_TIME:
+            raise ValidationError(time_field, f"must lie in [{EARLIEST_TIME.year}, {LATEST_TIME.year})",
+                                  Reason.BAD_TIMESTAMP)
         self._check()
 
     def _check(self) -> None:
@@ -190,8 +215,8 @@ def parse_json_object(raw: bytes | str) -> dict[str, Any]:
     """UTF-8 JSON text → a dict, or :class:`ValidationError` with reason ``malformed_json``."""
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValidationError("$", f"not valid UTF-8 JSON ({error})", Reason.MALFORMED_JSON) from None
+    except (ValueError, RecursionError) as error:  # ValueError: bad UTF-8 or JSON, an int of 4300+ digits
+        raise ValidationError("$", f"not valid UTF-8 JSON ({str(error)[:200]})", Reason.MALFORMED_JSON) from None
     if not isinstance(data, dict):
         raise ValidationError("$", f"expected a JSON object, got {_type_name(data)}", Reason.WRONG_TYPE)
     return data
@@ -233,6 +258,8 @@ def _decode(hint: Any, value: Any, name: str) -> Any:
     expected = {str: "a string", int: "an integer", bool: "a boolean"}[hint]
     if type(value) is not hint:
         raise ValidationError(name, f"expected {expected}, got {_type_name(value)}", Reason.WRONG_TYPE)
+    if hint is str and writable(value) != value:
+        raise ValidationError(name, "is not valid Unicode (a lone surrogate)")
     return value
 
 
@@ -402,6 +429,7 @@ class MarketTick(Record):
 
 # Dead letters keep at most this much of the original so that they fit into a Kafka message.
 DEAD_LETTER_MAX_ORIGINAL_BYTES = 256 * 1024
+DEAD_LETTER_MAX_KEY_CHARS = 256  # as ids: a rejected over-long id must not make the letter too big
 
 
 @dataclass(frozen=True)
@@ -436,7 +464,8 @@ class DeadLetter(Record):
         return cls(
             original_b64=base64.b64encode(kept).decode(), original_size=len(original),
             original_truncated=len(kept) < len(original), source=source, topic=topic, reason=str(reason),
-            message=message[:2000], time=time or utc_now(), key=key,
+            message=writable(message[:2000]), time=time or utc_now(),
+            key=None if key is None else writable(key[:DEAD_LETTER_MAX_KEY_CHARS]),
         )
 
     @property
