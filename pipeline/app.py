@@ -17,10 +17,11 @@ crash replays the batch, and the change detector's deterministic ids let consume
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import faust
 
@@ -150,18 +151,21 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                 await publish_then_store(outputs)
 
     @app.timer(interval=5.0)
+    @_counted_not_raised("consumer_lag")
     async def report_consumer_lag() -> None:
         """Lag per input partition: the broker's high-water mark minus the consumer's position."""
         consumer = app.consumer
         for tp in consumer.assignment():
             if tp.topic not in input_topics:
                 continue
-            position = await consumer.position(tp)
-            if position is not None:
-                lag = max(0, consumer.highwater(tp) - position)
+            # Both are None for a partition assigned a moment ago (seen right after a rebalance).
+            position, highwater = await consumer.position(tp), consumer.highwater(tp)
+            if position is not None and highwater is not None:
+                lag = max(0, highwater - position)
                 metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
     @app.timer(interval=15.0)
+    @_counted_not_raised("gpu_memory")
     async def report_gpu_memory() -> None:
         import torch
 
@@ -184,6 +188,21 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
 
     app.moodshift_runtime = holder  # for tests
     return app
+
+
+def _counted_not_raised(stage: str) -> Callable[[Callable[[], Awaitable[None]]], Callable[[], Awaitable[None]]]:
+    """For timers: an exception in a faust timer crashes the whole worker; a report that failed
+    once must not. The failure is counted in ``moodshift_processing_errors_total{stage}`` and logged."""
+    def decorate(timer: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        @functools.wraps(timer)
+        async def guarded() -> None:
+            try:
+                await timer()
+            except Exception:
+                metrics.PROCESSING_ERRORS.labels(stage=stage).inc()
+                log.exception("%s failed; trying again at the next tick", stage)
+        return guarded
+    return decorate
 
 
 def _load(value: bytes | None) -> dict[str, Any] | None:

@@ -134,6 +134,7 @@ class Settings:
     detector_margin: float = 0.1  # ... and beat the current emotion's by this much ...
     detector_min_dwell: int = 3  # ... on this many consecutive window steps
     worker_web_port: int = 6066
+    worker_session_timeout_seconds: float = 30.0  # a crashed worker's partitions move after this long
 
     # Model (models/): checkpoint and inference device
     model_checkpoint: Path | None = None  # None: <state_dir>/models/moodshift.pt
