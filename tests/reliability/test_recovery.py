@@ -141,25 +141,26 @@ class Outputs:
             assert time.monotonic() < deadline, "timed out:\n" + "\n".join(w.log_tail() for w in workers)
             self.poll()
 
+    def wait_sent(self, feeder: Feeder, fraction: float, workers: list[WorkerProcess]) -> None:
+        """Until the feeder has sent ``fraction`` of the stream (reading outputs meanwhile)."""
+        self.wait_for(lambda: feeder.sent >= len(feeder.posts) * fraction, 120, workers)
+
     def close(self) -> None:
         self.consumer.close()
 
 
-def run_with_disruption(stream: Stream, disrupt: Callable[[Outputs], list[WorkerProcess]],
-                        first: WorkerProcess, timeout: float = 240) -> Outputs:
-    """Feed the stream, call ``disrupt`` once two thirds are sent, and wait for the rest.
-
-    Not earlier: the worker's changelog lags its outputs by a few seconds, and a crash before the
-    first changelog write and offset commit would only replay the stream from scratch.
-    """
-    feeder = Feeder(stream.settings, stream.posts, FEED_SECONDS)
+def run_with_disruption(stream: Stream, disrupt: Callable[[Feeder, Outputs], list[WorkerProcess]],
+                        first: WorkerProcess, feed_seconds: float = 16, timeout: float = 240) -> Outputs:
+    """Feed the stream while ``disrupt`` runs (it returns the workers it started), then wait for the
+    outputs of every post."""
+    feeder = Feeder(stream.settings, stream.posts, feed_seconds)
     outputs = Outputs(stream.settings)
     workers = [first]
     try:
         first.wait_ready()
         feeder.start()
-        outputs.wait_for(lambda: feeder.sent >= len(stream.posts) * 2 // 3, timeout, workers)
-        workers += disrupt(outputs)
+        workers += disrupt(feeder, outputs)
+        assert feeder.is_alive(), "the disruption came after the stream had ended"
         outputs.wait_for(lambda: outputs.steps.keys() >= stream.expected_steps.keys()
                          and outputs.changes >= stream.expected_changes, timeout, workers)
         feeder.join(timeout=60)
@@ -182,8 +183,59 @@ def test_a_killed_worker_restarts_from_the_changelog_and_loses_nothing(kafka_set
     stream = prepare(kafka_settings, tmp_path)
     first = stream.worker(tmp_path / "worker-1.log")
 
-    def crash_and_restart(outputs: Outputs) -> list[WorkerProcess]:
+    def crash_and_restart(feeder: Feeder, outputs: Outputs) -> list[WorkerProcess]:
+        # Not earlier: the changelog lags the outputs by a few seconds, and a crash before its first
+        # write and the first offset commit would only replay the stream from scratch.
+        outputs.wait_sent(feeder, 2 / 3, [first])
         first.kill()  # SIGKILL: no commit, no flush
         return [stream.worker(tmp_path / "worker-2.log")]
 
     run_with_disruption(stream, crash_and_restart, first)
+
+
+def test_a_second_worker_joins_and_leaves_mid_stream(kafka_settings: Settings, tmp_path: Path) -> None:
+    """Partitions move to the newcomer and back; each move hands users' state over via the changelog."""
+    stream = prepare(kafka_settings, tmp_path)
+    first = stream.worker(tmp_path / "worker-1.log")
+
+    def join_then_leave(feeder: Feeder, outputs: Outputs) -> list[WorkerProcess]:
+        outputs.wait_sent(feeder, 1 / 5, [first])
+        second = stream.worker(tmp_path / "worker-2.log", state_dir=tmp_path / "state-2")
+        outputs.wait_for(lambda: owns_partitions(second), 120, [first, second])
+        outputs.wait_sent(feeder, 3 / 5, [first, second])
+        time.sleep(2)
+        second.stop()  # leaves the group: its partitions go back to the first worker
+        return [second]
+
+    run_with_disruption(stream, join_then_leave, first, feed_seconds=45)
+
+
+def owns_partitions(worker: WorkerProcess) -> bool:
+    """Whether the worker has input partitions (its consumer-lag gauge has a series)."""
+    try:
+        return worker.alive() and b"moodshift_consumer_lag_records{" in worker.get("/metrics")
+    except OSError:
+        return False  # not listening yet
+
+
+def test_the_broker_restarts_mid_stream(kafka_cluster: Settings, tmp_path: Path) -> None:
+    """The connector's producer and the worker ride out a broker restart (same ports, same data)."""
+    settings = kafka_cluster.replace(state_dir=tmp_path / "broker-state", broker_port=free_port(),
+                                     controller_port=free_port())
+    broker = LocalBroker(settings)
+    settings = settings.replace(bootstrap_servers=broker.start(), topic_prefix="restart.",
+                                state_dir=tmp_path / "state")
+    try:
+        stream = prepare(settings, tmp_path)
+        first = stream.worker(tmp_path / "worker.log")
+
+        def restart_broker(feeder: Feeder, outputs: Outputs) -> list[WorkerProcess]:
+            outputs.wait_sent(feeder, 1 / 3, [first])
+            broker.stop()
+            time.sleep(3)
+            broker.start()
+            return []
+
+        run_with_disruption(stream, restart_broker, first)
+    finally:
+        broker.stop()
