@@ -1,14 +1,20 @@
-"""Run every benchmark and write the results: ``python -m benchmarks.run [--size tiny|full]``.
+"""Run the benchmarks and write the results: ``python -m benchmarks.run [--size tiny|full] [--only ...]``.
 
-Results go to ``benchmarks/results/<size>.json`` and, for the full size, to the table in
-``docs/benchmarks.md``. Each comparison is measured side by side in one run, so the ratios hold on
-a noisy machine even when the absolute numbers move.
+- ``model``: model-level comparisons (:mod:`benchmarks.model_bench`);
+- ``e2e``: end to end through a real Kafka broker (:mod:`benchmarks.e2e`; about 6 minutes at full size);
+- ``gpu``: GPU throughput (:mod:`benchmarks.gpu`); skipped without a CUDA device.
+
+Results go to ``benchmarks/results/<size>.json`` (a run with ``--only`` replaces just its parts) and,
+for the full size, the tables to ``benchmarks/results/full.md``, from which ``docs/benchmarks.md`` is
+written. Each comparison is measured side by side in one run, so the ratios hold on a noisy machine
+even when the absolute numbers move.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import time
@@ -16,10 +22,11 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import model_bench
+from benchmarks import e2e, gpu, model_bench
 from models.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parent
+BENCHMARKS = ("model", "e2e", "gpu")
 SIZES = {
     # tiny: a smoke run for the test suite (seconds); full: the numbers in docs/benchmarks.md.
     "tiny": dict(lengths=[10, 100], users=[1, 10], repeats=3, per_event_budget=10, memory_users=1_000),
@@ -34,13 +41,24 @@ def machine() -> dict[str, object]:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def run(size: str) -> dict[str, object]:
+def run(size: str, only: tuple[str, ...] = BENCHMARKS, logs: Path | None = None) -> dict[str, object]:
+    """The chosen benchmarks at ``size``; ``logs``: keep the end-to-end run's process logs there."""
+    results: dict[str, object] = {"size": size, "machine": machine()}
+    if "model" in only:
+        results["model"] = run_model(size)
+    if "e2e" in only:
+        results["e2e"] = e2e.run(size, logs=logs)
+    if "gpu" in only:
+        results["gpu"] = gpu.run(size) if torch.cuda.is_available() else {"skipped": "no CUDA device"}
+    return results
+
+
+def run_model(size: str) -> dict[str, object]:
     spec = SIZES[size]
     config = ModelConfig()  # the method's shapes: hidden 256, 2 layers
     started = time.time()
     results = {
-        "size": size, "machine": machine(), "config": {"hidden_size": config.hidden_size,
-                                                       "num_layers": config.num_layers},
+        "config": {"hidden_size": config.hidden_size, "num_layers": config.num_layers},
         "incremental_vs_recompute": model_bench.incremental_vs_recompute(config, spec["lengths"], spec["repeats"]),
         "batched_vs_per_event": model_bench.batched_vs_per_event(config, spec["users"], spec["per_event_budget"]),
         "memory": model_bench.state_memory(config, spec["memory_users"]),
@@ -50,8 +68,18 @@ def run(size: str) -> dict[str, object]:
 
 
 def markdown(results: dict) -> str:
-    lines = [f"Machine: `{results['machine']}`", "",
-             "### Incremental step vs recompute over history (per new step, median)", "",
+    lines = [f"Machine: `{results['machine']}`", ""]
+    if "model" in results:
+        lines.append(model_markdown(results["model"]))
+    if "e2e" in results:
+        lines.append(e2e.markdown(results["e2e"]))
+    if "gpu" in results:
+        lines.append(gpu.markdown(results["gpu"]))
+    return "\n".join(lines)
+
+
+def model_markdown(results: dict) -> str:
+    lines = ["### Incremental step vs recompute over history (per new step, median)", "",
              "| history | incremental ms | recompute ms | speedup |", "|---|---|---|---|"]
     lines += [f"| {r['history']} | {r['incremental_ms']:.2f} | {r['recompute_ms']:.2f} | {r['speedup']:.1f}× |"
               for r in results["incremental_vs_recompute"]]
@@ -73,15 +101,23 @@ def markdown(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--only", choices=BENCHMARKS, action="append",
+                        help="run only this benchmark (repeatable); default: all")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
+    parser.add_argument("--logs", type=Path, default=None, help="keep the end-to-end run's worker logs here")
     args = parser.parse_args()
-    results = run(args.size)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("benchmarks").setLevel(logging.INFO)  # the end-to-end run's progress
+    results = run(args.size, tuple(args.only or BENCHMARKS), args.logs)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.size}.json").write_text(json.dumps(results, indent=2))
+    path = args.out / f"{args.size}.json"
+    if args.only and path.exists():  # keep the parts not run this time
+        results = {**json.loads(path.read_text()), **results}
+    path.write_text(json.dumps(results, indent=2))
     table = markdown(results)
     print(table)
     if args.size == "full":
-        (args.out / "model.md").write_text(table)
+        (args.out / "full.md").write_text(table)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,67 @@
 
 from __future__ import annotations
 
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import e2e, gpu
 from benchmarks.run import markdown, run
+from pipeline.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_model_benchmarks_run_at_tiny_size() -> None:
-    results = run("tiny")
-    assert [r["history"] for r in results["incremental_vs_recompute"]] == [10, 100]
-    assert all(r["incremental_ms"] > 0 and r["recompute_ms"] > 0 for r in results["incremental_vs_recompute"])
-    assert [r["users"] for r in results["batched_vs_per_event"]] == [1, 10]
-    assert results["memory"]["model_state_bytes_float16"] < results["memory"]["model_state_bytes_float32"]
+    results = run("tiny", only=("model",))
+    model = results["model"]
+    assert [r["history"] for r in model["incremental_vs_recompute"]] == [10, 100]
+    assert all(r["incremental_ms"] > 0 and r["recompute_ms"] > 0 for r in model["incremental_vs_recompute"])
+    assert [r["users"] for r in model["batched_vs_per_event"]] == [1, 10]
+    assert model["memory"]["model_state_bytes_float16"] < model["memory"]["model_state_bytes_float32"]
     assert "| history |" in markdown(results)
+
+
+@pytest.mark.kafka
+def test_end_to_end_benchmark_runs_at_tiny_size(kafka_cluster: Settings) -> None:
+    results = e2e.run("tiny", cluster=kafka_cluster)
+    spec = e2e.SIZES["tiny"]
+    assert all(results["bare"][name]["records_per_s"] > 0 for name in ("text", "images"))
+    text = results["moodshift"]["text"]
+    assert text["trials"][0]["input_rate"] > 0 and text["trials"][0]["consumed_rate"] > 0
+    latency = text["latency"]["50%"]
+    assert latency["count"] > 0 and 0 < latency["p50_ms"] <= latency["p99_ms"] < 60_000
+    assert results["naive"]["text"]["trials"][0]["consumed_rate"] > 0
+    assert results["naive"]["text"]["history_at_start"] == spec.naive_history
+    changelog = results["changelog"]
+    assert changelog["keys"] == changelog["users"] == spec.text_users + spec.image_users
+    assert changelog["latest_bytes_per_user"] > 1_000 and changelog["on_disk_bytes"] >= changelog["latest_per_key_bytes"]
+    assert set(results["ratios"]) == {"moodshift_over_bare_text", "moodshift_over_bare_images",
+                                      "moodshift_over_naive_text", "p99_ms_at_50pct_text"}
+    assert math.isfinite(results["ratios"]["p99_ms_at_50pct_text"])
+    assert "| text |" in e2e.markdown(results)
+
+
+def test_gpu_benchmark_code_runs_on_the_cpu_at_tiny_size() -> None:
+    results = gpu.run("tiny", device="cpu")
+    assert [(r["batch"], r["mode"]) for r in results["resnet101"]] == [(1, "fp32"), (1, "bf16")]
+    assert all(r["images_per_s"] > 0 for r in results["resnet101"])
+    assert [r["users"] for r in results["lstm_steps"]] == [64, 256]
+    assert all(r["steps_per_s"] > 0 for r in results["lstm_steps"])
+    assert results["engine_steps"]["steps_per_s"] > 0
+    assert "ResNet-101" in gpu.markdown(results)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_gpu_benchmark_skips_without_cuda(tmp_path: Path) -> None:
+    out = tmp_path / "gpu.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "skipped: no CUDA device" in done.stdout
+    assert json.loads(out.read_text()) == {"skipped": "no CUDA device"}

@@ -1,0 +1,366 @@
+"""Measuring a stream processor through a real broker: paced input, consumer lag, outputs' latency.
+
+- :class:`Service` runs a processor (the moodshift worker, the naive app) as a subprocess configured
+  by ``MOODSHIFT_*`` variables, and always stops it;
+- :class:`LagMeter` samples, in a thread, the input topic's end offsets and the group's committed
+  offsets; **lag = end − committed**, summed over partitions. Both workers run with faust's
+  ``BROKER_COMMIT_INTERVAL=1.0`` (default 2.8 s), so committed offsets trail processing by ≤ 1 s;
+- :class:`PacedProducer` sends posts at a fixed rate with ``event_time`` = the wall clock at
+  sending, and remembers each user's event times;
+- :func:`trial` produces at a rate for some seconds and judges whether the lag stayed flat:
+  between the first and the last commit seen in the trial's last two thirds, the lag may grow by at
+  most 5% of what was produced meanwhile (i.e. the group consumed ≥ 95% of the input rate);
+- :func:`max_sustained_rate` searches between the flat and the failed rates, starting at the
+  in-process rate (an upper bound) and guessing from what failed trials consumed;
+- :func:`step_latencies`: for each per-step record, its emit time (the record's Kafka timestamp,
+  stamped by the worker's producer) minus the event time of the post that closed its window;
+- :func:`topic_bytes` reads a topic back (a table's changelog) and asks the broker its size on disk;
+  :func:`write_table` fills a faust table's changelog before its app starts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError
+
+from benchmarks.workload import Workload
+from connectors import topics
+from connectors.producer import EventProducer
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+COMMIT_INTERVAL_S = 1.0
+SAMPLE_INTERVAL_S = 0.2
+MAX_LAG_GROWTH = 0.05  # of the records produced while measuring
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``MOODSHIFT_*`` variables for every setting that differs from its default."""
+    defaults = Settings()
+    return {f"MOODSHIFT_{f.name.upper()}": str(getattr(settings, f.name)) for f in fields(Settings)
+            if getattr(settings, f.name) != getattr(defaults, f.name)}
+
+
+class Service:
+    """``python -m <module_args>`` with exactly these settings (``MOODSHIFT_*`` variables, nothing
+    inherited) and ``torch_threads`` intra-op threads; :meth:`stop` (also on leaving the ``with``)
+    sends SIGTERM, then SIGKILL."""
+
+    def __init__(self, module_args: list[str], settings: Settings, log_path: Path, torch_threads: int) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSHIFT_")}
+        env.update(settings_env(settings), BROKER_COMMIT_INTERVAL=str(COMMIT_INTERVAL_S),
+                   OMP_NUM_THREADS=str(torch_threads))
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", *module_args], env=env, stdout=log,
+                                            stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> "Service":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- lag -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LagSample:
+    t: float  # time.monotonic()
+    end: int  # the input topic's end offsets, summed
+    committed: int  # the group's committed offsets, summed
+
+    @property
+    def lag(self) -> int:
+        return self.end - self.committed
+
+
+class LagMeter:
+    """The consumer lag of ``group_id`` on the ``posts`` topic; samples in a thread while running."""
+
+    def __init__(self, settings: Settings, group_id: str) -> None:
+        self.settings = settings
+        self.group_id = group_id
+        self.admin = KafkaAdminClient(**settings.kafka_python_config())
+        self.consumer = KafkaConsumer(**settings.kafka_python_config())
+        topic = settings.topic(topics.POSTS)
+        self.partitions = [TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic))]
+        self.samples: list[LagSample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._lock = threading.Lock()
+
+    def sample(self) -> LagSample | None:
+        """None while the group's coordinator is not known yet (a fresh broker, a new group)."""
+        with self._lock:
+            end = self.consumer.end_offsets(self.partitions)
+            try:
+                committed = self.admin.list_group_offsets({self.group_id: self.partitions})[self.group_id]
+            except KafkaError as error:
+                if error.retriable:
+                    return None
+                raise
+        done = sum(max(0, c.offset) for c in committed.values() if c is not None)
+        return LagSample(time.monotonic(), sum(end.values()), done)
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_INTERVAL_S):
+            sample = self.sample()
+            if sample is not None:
+                self.samples.append(sample)
+
+    def __enter__(self) -> "LagMeter":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.admin.close()
+        self.consumer.close()
+
+    def between(self, start: float, end: float) -> list[LagSample]:
+        return [s for s in list(self.samples) if start <= s.t <= end]
+
+    def wait_caught_up(self, timeout: float, service: Service | None = None) -> float:
+        """Seconds until the group has committed everything (lag 0); raises after ``timeout``."""
+        started = time.monotonic()
+        while True:
+            sample = self.sample()
+            if sample is not None and sample.lag == 0 and sample.end > 0:
+                return time.monotonic() - started
+            if service is not None and service.process.poll() is not None:
+                raise RuntimeError(f"the processor exited with {service.process.returncode}; see {service.log_path}")
+            if time.monotonic() - started > timeout:
+                lag = "an unknown number of" if sample is None else sample.lag
+                raise TimeoutError(f"group {self.group_id} still lags {lag} records after {timeout:.0f} s")
+            time.sleep(SAMPLE_INTERVAL_S)
+
+
+# -- input ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PacedProducer:
+    """Sends a workload's posts at fixed rates, numbering them on from ``next_k``."""
+
+    producer: EventProducer
+    workload: Workload
+    next_k: int = 0
+    sent_ms: dict[str, list[int]] = field(default_factory=dict)  # user → event times, ascending
+
+    def send(self, count: int, rate: float | None = None) -> float:
+        """Send ``count`` posts, ``rate`` per second (None: as fast as possible); the rate achieved."""
+        started = time.monotonic()
+        for i in range(count):
+            if rate is not None:
+                ahead = started + i / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+            now_ms = time.time_ns() // 1_000_000
+            post = self.workload.post(self.next_k, now_ms)
+            self.producer.send_event(topics.POSTS, post)
+            self.sent_ms.setdefault(post.user_id, []).append(now_ms)
+            self.next_k += 1
+        self.producer.flush()
+        return count / max(time.monotonic() - started, 1e-9)
+
+    def closing_event_ms(self, user_id: str, window_end_ms: int) -> int | None:
+        """The event time of the user's first post at or after ``window_end_ms``: with no allowed
+        lateness, that post moved the user's watermark past the window end and closed it."""
+        times = self.sent_ms.get(user_id, [])
+        i = bisect.bisect_left(times, window_end_ms)
+        return times[i] if i < len(times) else None
+
+
+# -- throughput ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trial:
+    target_rate: float
+    input_rate: float  # what the producer achieved
+    consumed_rate: float  # committed records per second over the measured span
+    max_lag: int
+    sustained: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def trial(meter: LagMeter, source: PacedProducer, rate: float, seconds: float,
+          service: Service, drain_timeout: float) -> Trial:
+    """Produce at ``rate`` for ``seconds`` and judge the lag (see the module docstring)."""
+    meter.wait_caught_up(drain_timeout, service)
+    started = time.monotonic()
+    achieved = source.send(max(1, round(rate * seconds)), rate)
+    ended = time.monotonic()
+    samples = meter.between(started + (ended - started) / 3, ended)
+    commits = [b for a, b in zip(samples, samples[1:]) if b.committed != a.committed]
+    if len(commits) >= 2 and commits[-1].t > commits[0].t:
+        first, last = commits[0], commits[-1]
+        produced = last.end - first.end
+        consumed_rate = (last.committed - first.committed) / (last.t - first.t)
+        sustained = last.lag - first.lag <= MAX_LAG_GROWTH * max(produced, 1)
+    else:  # fewer than two commits: nothing to judge by, so not sustained
+        consumed_rate, sustained = 0.0, False
+    result = Trial(rate, achieved, consumed_rate, max((s.lag for s in samples), default=0), sustained)
+    log.info("%s: %s", meter.group_id, result)
+    return result
+
+
+def max_sustained_rate(meter: LagMeter, source: PacedProducer, first_rate: float, seconds: float,
+                       service: Service, max_trials: int, drain_timeout: float) -> tuple[float, list[Trial]]:
+    """The highest input rate (records/s) a trial kept flat, and every trial run (0 if none was).
+
+    The flat rates found so far bound the answer from below, the failed ones from above. After a
+    failed trial the next one runs at 95% of what it consumed (running saturated, it consumed at the
+    processor's capacity under that load) when that lies between the bounds, else halfway; with no
+    failure yet, 1.5× higher. Stops after ``max_trials`` or when the bounds are within 15%.
+    """
+    trials: list[Trial] = []
+    flat, failed = 0.0, float("inf")
+    rate = first_rate
+    while len(trials) < max_trials:
+        result = trial(meter, source, rate, seconds, service, drain_timeout)
+        trials.append(result)
+        if result.sustained:
+            flat = max(flat, result.input_rate)
+        else:
+            failed = min(failed, rate)
+        if failed == float("inf"):
+            rate *= 1.5
+            continue
+        if flat and failed / flat <= 1.15:
+            break
+        guess = 0.95 * result.consumed_rate
+        rate = guess if not result.sustained and flat * 1.05 < guess < failed * 0.95 else (flat + failed) / 2
+    meter.wait_caught_up(drain_timeout, service)
+    return flat, trials
+
+
+# -- latency -------------------------------------------------------------------------------------
+
+
+def step_latencies(settings: Settings, source: PacedProducer, start_offsets: dict[TopicPartition, int],
+                   since_ms: int) -> list[float]:
+    """Milliseconds from the closing post's event time to each per-step record's emit time, for
+    the steps on ``emotion-steps`` after ``start_offsets`` whose closing post came at ``since_ms`` or later."""
+    consumer = KafkaConsumer(**settings.kafka_python_config(), enable_auto_commit=False)
+    try:
+        partitions = list(start_offsets)
+        consumer.assign(partitions)
+        for tp, offset in start_offsets.items():
+            consumer.seek(tp, offset)
+        end = consumer.end_offsets(partitions)
+        latencies = []
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            for records in consumer.poll(timeout_ms=1000).values():
+                for record in records:
+                    step = json.loads(record.value)
+                    window_end_ms = int(datetime.fromisoformat(step["window_end"]).timestamp() * 1000)
+                    closed_by = source.closing_event_ms(step["user_id"], window_end_ms)
+                    if closed_by is not None and closed_by >= since_ms:
+                        latencies.append(float(record.timestamp - closed_by))
+        return latencies
+    finally:
+        consumer.close()
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, int]:
+    consumer = KafkaConsumer(**settings.kafka_python_config())
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"count": 0, "p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan")}
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {"count": len(values), "p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99)}
+
+
+# -- state size ----------------------------------------------------------------------------------
+
+
+def topic_bytes(settings: Settings, topic: str) -> dict[str, int]:
+    """A topic read back: records, distinct keys, key+value bytes of all records and of the latest
+    per key (what compaction keeps), and the partitions' size on the broker's disk."""
+    start = end_offsets(settings, topic)
+    consumer = KafkaConsumer(**settings.kafka_python_config(), enable_auto_commit=False)
+    latest: dict[bytes, int] = {}
+    total = records = 0
+    try:
+        consumer.assign(list(start))
+        consumer.seek_to_beginning()
+        while any(consumer.position(tp) < offset for tp, offset in start.items()):
+            for batch in consumer.poll(timeout_ms=1000).values():
+                for record in batch:
+                    size = len(record.key or b"") + len(record.value or b"")
+                    total, records = total + size, records + 1
+                    latest[record.key] = size
+    finally:
+        consumer.close()
+    admin = KafkaAdminClient(**settings.kafka_python_config())
+    try:
+        described = admin.describe_log_dirs({topic: [tp.partition for tp in start]})
+    finally:
+        admin.close()
+    return {"records": records, "keys": len(latest), "all_records_bytes": total,
+            "latest_per_key_bytes": sum(latest.values()), "on_disk_bytes": _partition_sizes(described, topic)}
+
+
+def _partition_sizes(described: list[dict], topic: str) -> int:
+    return sum(partition["partition_size"] for broker in described for log_dir in broker["log_dirs"]
+               for entry in log_dir["topics"] if entry["name"] == topic for partition in entry["partitions"])
+
+
+def write_table(settings: Settings, changelog_topic: str, rows: dict[str, bytes]) -> None:
+    """Write a faust table's contents into its (new, compacted) changelog topic before the app
+    starts: the app recovers them as if it had built them itself."""
+    admin = KafkaAdminClient(**settings.kafka_python_config())
+    try:
+        admin.create_topics([NewTopic(changelog_topic, num_partitions=settings.partitions,
+                                      replication_factor=settings.replication_factor,
+                                      topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        admin.close()
+    producer = KafkaProducer(**settings.kafka_python_config(), acks="all", linger_ms=20)
+    try:
+        for key, value in rows.items():
+            producer.send(changelog_topic, key=key.encode(), value=value)
+        producer.flush()
+    finally:
+        producer.close()
