@@ -27,7 +27,6 @@ from pipeline.inference import InferenceEngine
 from pipeline.settings import Settings
 
 
-
 class NaivePipeline:
     """One post → (the user's new history, the output record), recomputing over the whole history."""
 
