@@ -110,7 +110,12 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                           for m in (event.message for event in batch)]
             for record in records_in:
                 metrics.RECORDS_IN.labels(topic=record.topic).inc()
-            valid, rejected = runtime.decode(records_in)
+            try:
+                valid, rejected = runtime.decode(records_in)
+            except Exception as error:  # a validation bug: the batch goes to dead letters, whole
+                metrics.PROCESSING_ERRORS.labels(stage="decode").inc()
+                log.exception("decoding a batch of %d records failed; dead-lettering it", len(records_in))
+                valid, rejected = [], runtime.reject_raw(records_in, "internal_error", repr(error))
             async with user_records:
                 records = {user: _load(users.get(user.encode())) for user in runtime.user_ids(valid)}
                 try:

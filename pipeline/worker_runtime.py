@@ -148,6 +148,11 @@ class WorkerRuntime:
                 self._dead_letter(topic, item.user_id.encode(), item.event.to_json_bytes(), reason, message))
         return outputs
 
+    def reject_raw(self, raw: Sequence[RawRecord], reason: str, message: str) -> list[tuple[bytes | None, bytes]]:
+        """Dead letters for raw records that could not even be decoded (a bug, not bad input)."""
+        return [self._dead_letter(self._topic_kinds.get(r.topic, r.topic), r.key, r.value or b"", reason, message)
+                for r in raw]
+
     def idle_users(self, idle_seconds: float, owned_sources: set[str] | None = None) -> list[str]:
         """Users with no event for ``idle_seconds``. With ``owned_sources`` ("posts/0", ...), only users
         whose last event came from one of them: after a rebalance another worker owns the rest, and
@@ -206,7 +211,8 @@ class WorkerRuntime:
         log.warning("dead letter for %s: %s: %s", topic, reason, message)
         letter = DeadLetter.create(value, source="worker", topic=topic, reason=reason, message=message,
                                    key=key.decode("utf-8", "replace") if key else None)
-        return key, letter.to_json_bytes()
+        # The letter's key, capped by DeadLetter: a huge input key must not make the letter too big.
+        return (letter.key.encode() if letter.key is not None else None), letter.to_json_bytes()
 
     # -- context ---------------------------------------------------------------------------------
 

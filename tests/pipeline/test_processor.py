@@ -119,3 +119,18 @@ def test_a_replayed_event_is_skipped_not_counted_twice(engine: InferenceEngine) 
     assert [key(s) for s in first.steps + replayed.steps] == [key(s) for s in straight]
     np.testing.assert_allclose([s.emotion for s in first.steps + replayed.steps],
                                [s.emotion for s in straight], atol=1e-5)
+
+
+def test_a_batch_that_cannot_be_decoded_becomes_dead_letters_whole() -> None:
+    """WorkerRuntime.reject_raw: when decoding itself raised (a bug), every raw record is kept."""
+    from connectors.schemas import DeadLetter
+    from pipeline.settings import Settings
+    from pipeline.worker_runtime import RawRecord, WorkerRuntime
+
+    runtime = WorkerRuntime.__new__(WorkerRuntime)
+    runtime._topic_kinds = {Settings().topic("posts"): "posts"}
+    raw = [RawRecord(Settings().topic("posts"), b"u" * 10_000, b"\xff not json", None, 0, 7)]
+    (key, value), = runtime.reject_raw(raw, "internal_error", "ValueError('bug')")
+    letter = DeadLetter.from_json_bytes(value)
+    assert (letter.reason, letter.topic, letter.original) == ("internal_error", "posts", b"\xff not json")
+    assert key is not None and len(key) <= 256  # a huge input key is capped in the letter
