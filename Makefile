@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test benchmark broker-start broker-stop clean
+.PHONY: setup demo test benchmark soak broker-start broker-stop clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ test: setup
 
 benchmark: setup
 	$(BIN)/python -m benchmarks.run
+
+# A bounded run (MOODSHIFT_SOAK_SECONDS, default 600) sampling the worker's memory and lag.
+soak: setup
+	$(BIN)/python -m pytest -m soak tests/soak -s
 
 broker-start: setup
 	$(BIN)/moodshift broker start
