@@ -10,8 +10,10 @@
   needs them) by a plain consumer without a group, into :class:`pipeline.context.DailyContext`; the
   agent's first batch waits until that consumer has caught up with the end offsets it saw at start.
 
-Guarantee: at-least-once. faust commits a batch's offsets only after the loop body finished; a
-crash replays the batch, and the change detector's deterministic ids let consumers deduplicate.
+Guarantee: at-least-once output, exact state. faust commits a batch's offsets only after the loop
+body finished, and the body publishes outputs (acknowledged) before it stores users' records; a crash
+replays the batch, the records' applied offsets keep replayed events out of the windows, and the
+change detector's deterministic ids let consumers deduplicate outputs (README, Operations).
 """
 
 from __future__ import annotations
