@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -66,6 +67,13 @@ def _live_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _producer(settings: Settings, source: str) -> EventProducer:
+    from pipeline.kafka_access import KafkaAccessError, check_kafka_access
+
+    try:
+        check_kafka_access(settings)  # fail fast: kafka-python would retry a rejected login for 30 s
+    except KafkaAccessError as error:
+        print(f"moodshift {source}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     ensure_topics(settings, CONNECTOR_TOPICS)
     return EventProducer(settings, source)
 

@@ -59,6 +59,7 @@ from pipeline.settings import Settings
 from pipeline.worker_runtime import WorkerRuntime
 from tests.connectors.standins import Reply, StandIn
 from tests.pipeline.test_worker_kafka import tiny_checkpoint
+from tests.pipeline.worker_process import terminate
 
 START = datetime(2016, 6, 1, tzinfo=timezone.utc)
 REASONS = {reason.value for reason in Reason}
@@ -268,12 +269,7 @@ class Worker:
 
     def stop(self) -> None:
         self.letters.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
 
 
 @pytest.fixture(scope="module")
