@@ -185,7 +185,9 @@ def test_market_circuit_opens_on_failures_and_closes_when_yahoo_recovers(
     moved = {to: count - before[to] for to, count in transitions("yahoo").items()}
     # Two failed polls open it (how many answers a failed poll takes is yfinance's business); then
     # failed trials (429, garbage, the trickle: timed out, not minutes) reopen it, a healthy one closes it.
-    assert moved["open"] == moved["half_open"] >= 3 and moved["closed"] == 1
+    # How the six bad answers split into polls varies with yfinance's retries (seen 2 and 3 reopenings
+    # under load), so: at least one failed trial.
+    assert moved["open"] == moved["half_open"] >= 2 and moved["closed"] == 1
     ticks = [MarketTick.from_json_bytes(r.value) for r in read_topic(settings, MARKET, 2)]
     assert [(t.interval, t.close) for t in ticks] == [("1d", 11.0), ("1d", 12.0)]
 
