@@ -322,8 +322,15 @@ class LocalBroker:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: URL-safe base64 of 16 random bytes without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id: URL-safe base64 of 16 random bytes without padding.
+
+    Never one that starts with "-" (1 in 64 would): the storage tool would read it as an option and
+    fail with "--cluster-id/-t: expected one argument". Kafka's own Uuid.randomUuid skips those too.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def require_tool(name: str, what: str) -> str:

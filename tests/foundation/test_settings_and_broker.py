@@ -80,3 +80,8 @@ def test_an_unreadable_secret_file_names_the_setting_and_file(tmp_path: Path) ->
     missing = tmp_path / "nope"
     with pytest.raises(ValueError, match=f"sasl_password: cannot read MOODSHIFT_SASL_PASSWORD_FILE={missing} "):
         Settings.load(env={"MOODSHIFT_SASL_PASSWORD_FILE": str(missing)})
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    """The storage tool's parser would take a leading "-" for an option (seen: a flaky broker start)."""
+    assert not any(new_cluster_id().startswith("-") for _ in range(2_000))
