@@ -8,9 +8,6 @@ subprocess runs; its per-step emotions, change points and dead letters must equa
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -30,6 +27,7 @@ from models.model import build_model
 from pipeline.net import free_port
 from pipeline.settings import Settings
 from pipeline.worker_runtime import WorkerRuntime
+from tests.pipeline.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.kafka
 
@@ -85,16 +83,10 @@ def test_worker_matches_the_offline_runtime(kafka_settings: Settings, tmp_path: 
         producer.send_event(topics.POSTS, late)
         producer.client.send(settings.topic(topics.POSTS), key=b"bob", value=b'{"user_id": "bob", oops')
 
-    env = dict(os.environ, MOODSHIFT_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
-               MOODSHIFT_TOPIC_PREFIX=settings.topic_prefix, MOODSHIFT_PARTITIONS=str(settings.partitions),
-               MOODSHIFT_STATE_DIR=str(settings.state_dir))
-    overrides = ["model_checkpoint", "window_size_seconds", "window_slide_seconds", "allowed_lateness_seconds",
+    overrides = ("model_checkpoint", "window_size_seconds", "window_slide_seconds", "allowed_lateness_seconds",
                  "emit_step_emotions", "idle_close_seconds", "context_location", "context_symbol",
-                 "worker_web_port", "batch_max_wait_ms"]
-    args = [f"--set={name}={getattr(settings, name)}" for name in overrides]
-    log_path = tmp_path / "worker.log"
-    worker = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args, "worker"], env=env,
-                              stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+                 "worker_web_port", "batch_max_wait_ms")
+    worker = WorkerProcess(settings, tmp_path / "worker.log", overrides)
     try:
         # Offline: the same records through the plain runtime (the late post arrives last there too).
         runtime = WorkerRuntime.from_settings(settings)
@@ -111,7 +103,7 @@ def test_worker_matches_the_offline_runtime(kafka_settings: Settings, tmp_path: 
         expected_changes = {json.loads(v)["change_id"] for _, v in first.change_points + flushed.change_points}
         assert len(expected_steps) > 40
 
-        steps = consume(settings, topics.EMOTION_STEPS, len(expected_steps), worker, log_path)
+        steps = consume(settings, topics.EMOTION_STEPS, len(expected_steps), worker)
         got = {(s["user_id"], s["window_end"]): s for s in steps}
         assert got.keys() == expected_steps.keys()
         for key, step in got.items():
@@ -119,9 +111,9 @@ def test_worker_matches_the_offline_runtime(kafka_settings: Settings, tmp_path: 
             assert step["modalities"] == expected_steps[key]["modalities"]
         assert all("context" in s["modalities"] for s in steps)  # the as-of join found the context
 
-        letters = consume(settings, topics.DEAD_LETTERS, 2, worker, log_path)
+        letters = consume(settings, topics.DEAD_LETTERS, 2, worker)
         assert sorted(letter["reason"] for letter in letters) == ["late", "malformed_json"]
-        changes = consume(settings, topics.EMOTION_CHANGES, len(expected_changes), worker, log_path,
+        changes = consume(settings, topics.EMOTION_CHANGES, len(expected_changes), worker,
                           wait=5 if not expected_changes else 60)
         assert {c["change_id"] for c in changes} == expected_changes
 
@@ -142,21 +134,19 @@ def test_worker_matches_the_offline_runtime(kafka_settings: Settings, tmp_path: 
             answer = PrometheusServer(url, target, "", log).wait_for("moodshift_window_steps_total")
             assert float(answer[0]["value"][1]) == len(expected_steps)
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+        worker.stop()
 
 
-def consume(settings: Settings, topic: str, count: int, worker: subprocess.Popen, log_path: Path,
-            wait: float = 120) -> list[dict]:
+def consume(settings: Settings, topic: str, count: int, worker: WorkerProcess, wait: float = 120) -> list[dict]:
     consumer = KafkaConsumer(settings.topic(topic), auto_offset_reset="earliest", consumer_timeout_ms=1000,
                              **settings.kafka_python_config())
     found: list[dict] = []
     deadline = time.monotonic() + wait
     try:
         while time.monotonic() < deadline and (len(found) < count or count == 0):
-            assert worker.poll() is None, log_path.read_text()[-4000:]
+            assert worker.alive(), worker.log_tail()
             found += [json.loads(record.value) for record in consumer]
     finally:
         consumer.close()
-    assert len(found) >= count, f"{len(found)} of {count} records on {topic}:\n" + log_path.read_text()[-4000:]
+    assert len(found) >= count, f"{len(found)} of {count} records on {topic}:\n" + worker.log_tail()
     return found

@@ -63,16 +63,10 @@ class WorkerProcess:
         self.process.wait(timeout=30)
 
     def stop(self, timeout: float = 60) -> None:
-        """SIGTERM and wait: faust's graceful shutdown (commits, leaves the group)."""
-        terminate(self.process, timeout)
-
-
-def terminate(process: subprocess.Popen, timeout: float = 60) -> None:
-    """SIGTERM, wait up to ``timeout``, then SIGKILL."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        """SIGTERM and wait: faust's graceful shutdown (commits, leaves the group); SIGKILL after ``timeout``."""
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -25,11 +25,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -59,7 +55,7 @@ from pipeline.settings import Settings
 from pipeline.worker_runtime import WorkerRuntime
 from tests.connectors.standins import Reply, StandIn
 from tests.pipeline.test_worker_kafka import tiny_checkpoint
-from tests.pipeline.worker_process import terminate
+from tests.pipeline.worker_process import WorkerProcess
 
 START = datetime(2016, 6, 1, tzinfo=timezone.utc)
 REASONS = {reason.value for reason in Reason}
@@ -210,46 +206,24 @@ def test_ingesting_any_item_accepts_it_or_dead_letters_it_once(item: Any, tmp_pa
 
 # -- the real worker -------------------------------------------------------------------------------
 
-class Worker:
+class Worker(WorkerProcess):
     """A ``moodshift worker`` subprocess on its own topics, its /metrics, and the dead-letter topic."""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings = settings
-        self.log_path = log_path
-        env = dict(os.environ, MOODSHIFT_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
-                   MOODSHIFT_TOPIC_PREFIX=settings.topic_prefix, MOODSHIFT_PARTITIONS=str(settings.partitions),
-                   MOODSHIFT_STATE_DIR=str(settings.state_dir))
-        overrides = ["model_checkpoint", "media_dir", "window_size_seconds", "window_slide_seconds",
-                     "allowed_lateness_seconds", "worker_web_port", "batch_max_wait_ms", "device"]
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", *[f"--set={n}={getattr(settings, n)}" for n in overrides], "worker"],
-            env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+        super().__init__(settings, log_path, overrides=(
+            "model_checkpoint", "media_dir", "window_size_seconds", "window_slide_seconds",
+            "allowed_lateness_seconds", "worker_web_port", "batch_max_wait_ms", "device"))
         self.letters = KafkaConsumer(**settings.kafka_python_config(), enable_auto_commit=False)
         partitions = [TopicPartition(settings.topic(topics.DEAD_LETTERS), p) for p in range(settings.partitions)]
         self.letters.assign(partitions)
         self.letters.seek_to_beginning()
 
-    def alive(self) -> None:
-        assert self.process.poll() is None, "the worker died:\n" + self.log_path.read_text()[-4000:]
-
     def metrics(self) -> Counter:
         """Every sample of the worker's /metrics, by (name, sorted labels)."""
-        self.alive()
-        url = f"http://127.0.0.1:{self.settings.worker_web_port}/metrics"
-        text = urllib.request.urlopen(url, timeout=10).read().decode()
+        assert self.alive(), "the worker died:\n" + self.log_tail()
+        text = self.get("/metrics").decode()
         return Counter({(s.name, tuple(sorted(s.labels.items()))): s.value
                         for family in text_string_to_metric_families(text) for s in family.samples})
-
-    def wait_ready(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.alive()
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.settings.worker_web_port}/health", timeout=5)
-                return
-            except OSError:
-                time.sleep(0.5)
-        raise AssertionError("worker not ready:\n" + self.log_path.read_text()[-4000:])
 
     def settle(self, before: Counter, records: int, letters: int, timeout: float = 60) -> tuple[Counter, list[DeadLetter]]:
         """Wait until the worker has read ``records`` more input records and ``letters`` more dead
@@ -267,9 +241,9 @@ class Worker:
             found += [DeadLetter.from_json_bytes(r.value) for r in batch]
         return self.metrics() - before, found
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 60) -> None:
         self.letters.close()
-        terminate(self.process)
+        super().stop(timeout)
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +258,7 @@ def worker(kafka_cluster: Settings, tmp_path_factory: pytest.TempPathFactory) ->
     ensure_topics(settings, topics.ALL_TOPICS)
     running = Worker(settings, folder / "worker.log")
     try:
-        running.wait_ready()
+        running.wait_ready(timeout=180)
         yield running
     finally:
         running.stop()
@@ -374,7 +348,7 @@ def test_fuzzed_records_in_the_input_topics_are_windowed_or_dead_lettered(worker
     media_letters = Counter(json.loads(l.original)["event_id"] for l in letters if l.reason == "undecodable_media")
     assert media_letters.total() == bad_media and set(media_letters) <= set(valid_ids)
     assert counts(delta, "moodshift_dead_letters_total") == Counter(l.reason for l in letters)
-    worker.alive()
+    assert worker.alive(), "the worker died:\n" + worker.log_tail()
 
 
 @pytest.fixture(scope="module")
@@ -436,4 +410,4 @@ def test_fuzzed_http_submissions_are_accepted_or_dead_lettered_and_the_worker_ke
     from_worker = Counter(l.reason for l in letters if l.source == "worker")
     assert counts(delta, "moodshift_events_windowed_total")[""] + from_worker["late"] == len(accepted)
     assert from_worker - Counter(late=from_worker["late"]) == Counter(undecodable_media=corrupt_images)
-    worker.alive()
+    assert worker.alive(), "the worker died:\n" + worker.log_tail()
