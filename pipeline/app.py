@@ -13,7 +13,9 @@
 Guarantee: at-least-once output, exact state. faust commits a batch's offsets only after the loop
 body finished, and the body publishes outputs (acknowledged) before it stores users' records; a crash
 replays the batch, the records' applied offsets keep replayed events out of the windows, and the
-change detector's deterministic ids let consumers deduplicate outputs (README, Operations).
+change detector's deterministic ids let consumers deduplicate outputs (README, Operations). A record
+stored late by a worker that had lost the user's partition does not replace a more advanced one when
+the table recovers (:mod:`pipeline.users_table`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from connectors import topics as topic_names
 from pipeline import metrics
 from pipeline.records import decode_record, encode_record
 from pipeline.settings import Settings
+from pipeline.users_table import UsersTable
 from pipeline.worker_runtime import Outputs, RawRecord, WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,10 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.worker_session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_seconds / 3),
+        # No standby copies: the memory store recovers a newly active partition from the changelog's
+        # start whatever its standby had read (seen in the rebalance test's logs), so a standby only
+        # costs a consumer of the other workers' changelog traffic and a second copy of their users.
+        table_standby_replicas=0,
     )
     # Raw bytes in and out: validation is ours (connectors.schemas). With faust's default JSON codec
     # a record that is not JSON would be dropped before the agent sees it, not dead-lettered.
@@ -64,8 +71,8 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
     input_topics = {settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS)}
     # Keys are the raw user-id bytes, as on the input topics, and the producer's partitioner places
     # changelog records: so a user's record lives on the partition of the user's events.
-    users = app.Table("users", key_type=bytes, value_type=bytes, partitions=settings.partitions,
-                      use_partitioner=True)
+    users = app.tables.add(UsersTable(app, name="users", beacon=app.tables.beacon, key_type=bytes,
+                                      value_type=bytes, partitions=settings.partitions, use_partitioner=True))
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moodshift-model")
     holder: dict[str, WorkerRuntime] = {} if runtime is None else {"runtime": runtime}
     context_ready = asyncio.Event()

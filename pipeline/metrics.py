@@ -46,6 +46,11 @@ EVENTS_REPLAYED = Counter(
     "moodshift_events_replayed_total", "Events read again after a crash or rebalance and skipped: their "
     "user's record had applied them already.", registry=REGISTRY,
 )
+STALE_RECORDS_IGNORED = Counter(
+    "moodshift_stale_records_ignored_total", "Users' records read from the changelog at recovery and "
+    "ignored: the user's record held had applied more (a late write by a worker that had lost the "
+    "partition).", registry=REGISTRY,
+)
 LATE_EVENTS = Counter(
     "moodshift_late_events_total", "Events older than their user's watermark allows.", registry=REGISTRY
 )

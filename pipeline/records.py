@@ -11,6 +11,14 @@ in JSON (a third larger):
 True
 >>> decode_record(encode_record({"model": None}))
 {'model': None}
+
+A record also says how far it got: ``applied``, per input partition, the highest offset it has
+applied. Of two records of one user, the one that is behind is a stale write:
+
+>>> older = encode_record({"model": None, "applied": {"posts/0": 4}})
+>>> newer = encode_record({"model": None, "applied": {"posts/0": 9, "videos/0": 2}})
+>>> is_behind(older, newer), is_behind(newer, older), is_behind(newer, newer)
+(True, False, False)
 """
 
 from __future__ import annotations
@@ -37,3 +45,23 @@ def decode_record(data: bytes) -> dict[str, Any]:
     record = json.loads(data[start:start + length])
     record["model"] = data[start + length:] or None
     return record
+
+
+def is_behind(candidate: bytes, current: bytes) -> bool:
+    """Whether ``candidate`` has applied less than ``current``: no offset past current's and some
+    offset short of it. Such a record comes from a worker that stored a batch after it had lost the
+    user's partition (faust does not fence table writes); it must not replace ``current``. Records
+    that cannot be read are never called behind: the caller keeps its last-writer-wins order."""
+    try:
+        behind, ahead = _applied(candidate), _applied(current)
+    except (ValueError, struct.error):
+        return False
+    return (all(offset <= ahead.get(source, -1) for source, offset in behind.items())
+            and any(offset > behind.get(source, -1) for source, offset in ahead.items()))
+
+
+def _applied(data: bytes) -> dict[str, int]:
+    magic, length = _HEADER.unpack_from(data)
+    if magic != _MAGIC:
+        raise ValueError("not a moodshift user record (bad magic)")
+    return json.loads(data[_HEADER.size:_HEADER.size + length]).get("applied", {})

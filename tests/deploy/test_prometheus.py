@@ -15,7 +15,7 @@ from pipeline import metrics as pipeline_metrics
 PROMETHEUS_TESTS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts_test.yml"
 
 ALERTS = {
-    "MoodshiftWorkerDown", "MoodshiftNoWorkers", "MoodshiftConsumerLagGrowing",
+    "MoodshiftWorkerDown", "MoodshiftNoWorkers", "MoodshiftConsumerLagGrowing", "MoodshiftStaleRecordsWritten",
     "MoodshiftDeadLetterRateHigh", "MoodshiftNoChangePoints", "MoodshiftInferenceLatencyHigh",
 }
 

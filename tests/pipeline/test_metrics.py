@@ -31,6 +31,7 @@ def test_names_follow_prometheus_conventions():
         "moodshift_processing_errors": "counter",
         "moodshift_events_windowed": "counter",
         "moodshift_events_replayed": "counter",
+        "moodshift_stale_records_ignored": "counter",
     }
     body, _ = metrics.exposition()
     for name, kind in families.items():

@@ -20,7 +20,8 @@ from typing import Callable
 
 import numpy as np
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka.admin import NewTopic
 
 from connectors import topics
 from connectors.producer import EventProducer
@@ -28,8 +29,9 @@ from connectors.schemas import Post
 from connectors.topics import ensure_topics
 from pipeline.local_broker import LocalBroker
 from pipeline.net import free_port
+from pipeline.records import decode_record, encode_record
 from pipeline.settings import Settings
-from pipeline.worker_runtime import WorkerRuntime
+from pipeline.worker_runtime import Outputs as RuntimeOutputs, RawRecord, WorkerRuntime
 from tests.pipeline.test_worker_kafka import WORDS, make_records, tiny_checkpoint
 from tests.pipeline.worker_process import WorkerProcess
 
@@ -58,21 +60,40 @@ class Stream:
     expected_changes: set[str]
 
     def worker(self, log_path: Path, **changes: object) -> WorkerProcess:
-        settings = self.settings.replace(worker_web_port=free_port(), **changes)
-        return WorkerProcess(settings, log_path, overrides=("model_checkpoint", "worker_web_port", *WORKER))
+        return start_worker(self.settings, log_path, **changes)
+
+
+def start_worker(settings: Settings, log_path: Path, **changes: object) -> WorkerProcess:
+    """A worker with the test's settings (``WORKER``) and a web port of its own."""
+    settings = settings.replace(worker_web_port=free_port(), **changes)
+    return WorkerProcess(settings, log_path, overrides=("model_checkpoint", "worker_web_port", *WORKER))
+
+
+def worker_settings(settings: Settings, tmp_path: Path) -> Settings:
+    """``WORKER`` and a tiny model; the topics exist."""
+    settings = settings.replace(model_checkpoint=tiny_checkpoint(tmp_path / "model.pt"), **WORKER)
+    ensure_topics(settings, topics.ALL_TOPICS)
+    return settings
+
+
+def send(settings: Settings, posts: list[Post]) -> list:
+    """The weather and market context, then ``posts``; returns the context records."""
+    context, _ = make_records()
+    with EventProducer(settings, source="test") as producer:
+        for topic, record in context:
+            producer.send_event(topic, record)
+        for post in posts:
+            producer.send_event(topics.POSTS, post)
+    return context
 
 
 def prepare(settings: Settings, tmp_path: Path) -> Stream:
-    settings = settings.replace(model_checkpoint=tiny_checkpoint(tmp_path / "model.pt"), **WORKER)
-    ensure_topics(settings, topics.ALL_TOPICS)
-    context, _ = make_records()
+    settings = worker_settings(settings, tmp_path)
     rng = np.random.default_rng(11)
     posts = [Post(event_id=f"{user}-{i}", user_id=user, event_time=START + timedelta(minutes=i * 37 + u),
                   text=" ".join(rng.choice(WORDS, 5)), source="test")
              for i in range(POSTS_PER_USER) for u, user in enumerate(USERS)]
-    with EventProducer(settings, source="test") as producer:
-        for topic, record in context:
-            producer.send_event(topic, record)
+    context = send(settings, [])  # the posts go later, paced, by a Feeder
     runtime = WorkerRuntime.from_settings(settings)
     for topic, record in context:
         runtime.add_context(settings.topic(topic), record.to_json_bytes())
@@ -89,11 +110,17 @@ def step_key(step: dict) -> tuple[str, str]:
 
 
 class Feeder(threading.Thread):
-    """Sends the posts evenly over ``seconds`` through a connector's producer, then flushes."""
+    """Sends the posts evenly over ``seconds`` through a connector's producer, then flushes.
 
-    def __init__(self, settings: Settings, posts: list[Post], seconds: float) -> None:
+    With ``hold_at``, it stops after that fraction of the posts until ``resume`` is set, so that a
+    disruption waiting for something slow (a worker starting on a loaded machine) still comes
+    mid-stream."""
+
+    def __init__(self, settings: Settings, posts: list[Post], seconds: float, hold_at: float | None = None) -> None:
         super().__init__(daemon=True)
         self.settings, self.posts, self.seconds = settings, posts, seconds
+        self.hold_index = len(posts) if hold_at is None else int(len(posts) * hold_at)
+        self.resume = threading.Event()
         self.sent = 0
         self.error: BaseException | None = None
 
@@ -102,6 +129,10 @@ class Feeder(threading.Thread):
             with EventProducer(self.settings, source="test") as producer:
                 started = time.monotonic()
                 for i, post in enumerate(self.posts):
+                    if i == self.hold_index:
+                        held = time.monotonic()
+                        assert self.resume.wait(timeout=300), "never resumed"
+                        started += time.monotonic() - held
                     time.sleep(max(0.0, started + i * self.seconds / len(self.posts) - time.monotonic()))
                     producer.send_event(topics.POSTS, post)
                     self.sent += 1
@@ -150,10 +181,11 @@ class Outputs:
 
 
 def run_with_disruption(stream: Stream, disrupt: Callable[[Feeder, Outputs], list[WorkerProcess]],
-                        first: WorkerProcess, feed_seconds: float = 16, timeout: float = 240) -> Outputs:
+                        first: WorkerProcess, feed_seconds: float = 16, timeout: float = 240,
+                        hold_at: float | None = None) -> Outputs:
     """Feed the stream while ``disrupt`` runs (it returns the workers it started), then wait for the
     outputs of every post."""
-    feeder = Feeder(stream.settings, stream.posts, feed_seconds)
+    feeder = Feeder(stream.settings, stream.posts, feed_seconds, hold_at)
     outputs = Outputs(stream.settings)
     workers = [first]
     try:
@@ -172,8 +204,10 @@ def run_with_disruption(stream: Stream, disrupt: Callable[[Feeder, Outputs], lis
             worker.stop()
         outputs.close()
     assert outputs.steps.keys() == stream.expected_steps.keys()
-    for key, step in outputs.steps.items():
-        np.testing.assert_allclose(step["emotion"], stream.expected_steps[key]["emotion"], atol=1e-5)
+    differing = sorted((key, float(np.abs(np.subtract(step["emotion"], stream.expected_steps[key]["emotion"])).max()))
+                       for key, step in outputs.steps.items()
+                       if not np.allclose(step["emotion"], stream.expected_steps[key]["emotion"], atol=1e-5, rtol=0))
+    assert not differing, f"{len(differing)} steps differ from the uninterrupted run's: {differing[:20]}"
     assert outputs.changes == stream.expected_changes
     return outputs
 
@@ -193,6 +227,123 @@ def test_a_killed_worker_restarts_from_the_changelog_and_loses_nothing(kafka_set
     run_with_disruption(stream, crash_and_restart, first)
 
 
+def test_a_worker_stopped_mid_batch_commits_only_what_it_stored(kafka_settings: Settings, tmp_path: Path) -> None:
+    """A graceful stop (SIGTERM) while a backlog is being processed, so the stop lands in a batch.
+    faust's ``take_events`` acks a batch's events when its generator closes, finished or not; what
+    keeps that from committing unstored events is faust waiting for the batch in progress before it
+    stops the agent (``stream_wait_empty``). This pins that order: every input record below the
+    group's committed offset must be applied in its user's stored record (the table's changelog)."""
+    settings = worker_settings(kafka_settings, tmp_path)
+    rng = np.random.default_rng(5)
+    send(settings, [Post(event_id=f"backlog-{u}-{i}", user_id=f"backlog-{u}", source="test",
+                         event_time=START + timedelta(minutes=i * 37 + u % 30), text=" ".join(rng.choice(WORDS, 5)))
+                    for i in range(20) for u in range(300)])
+    worker = start_worker(settings, tmp_path / "worker.log")
+    outputs = Outputs(settings)
+    try:
+        worker.wait_ready()
+        outputs.wait_for(lambda: len(outputs.steps) > 100, 120, [worker])
+    finally:
+        worker.stop()
+        outputs.close()
+    assert worker.process.returncode == 0, worker.log_tail()
+
+    runtime = WorkerRuntime.from_settings(settings)
+    stored = latest_records(settings, f"{settings.topic('worker')}-users-changelog")
+    committed = committed_offsets(settings, group=settings.topic("worker"))
+    unstored = []
+    for record in read_topic(settings, settings.topic(topics.POSTS)):
+        if record.offset < committed.get(record.partition, 0):
+            applied = stored.get(record.key, {}).get("applied", {})
+            if applied.get(runtime.source_of(record.topic, record.partition), -1) < record.offset:
+                unstored.append((record.partition, record.offset, record.key))
+    assert sum(committed.values()) > 0, "the stop came before any commit: nothing was checked"
+    assert not unstored, f"{len(unstored)} committed records were never stored, e.g. {unstored[:5]}"
+
+
+def test_a_stale_record_in_the_changelog_does_not_win_at_recovery(kafka_settings: Settings, tmp_path: Path) -> None:
+    """A worker that loses a user's partition while a batch is in the model still stores that batch,
+    and faust does not fence table writes: the stale record can land after the new owner's newer one.
+    Here the changelog is written that way by hand (the record after 10 posts, then the one after 6)
+    and the group's offsets committed after the 10th post, as the new owner left them. A worker that
+    recovers from it must go on from the newer record (``pipeline.users_table``)."""
+    settings = worker_settings(kafka_settings, tmp_path)
+    changelog = f"{settings.topic('worker')}-users-changelog"  # faust's name for the users table's
+    admin = KafkaAdminClient(**settings.kafka_python_config())
+    try:
+        admin.create_topics([NewTopic(changelog, settings.partitions, 1, topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        admin.close()
+    rng = np.random.default_rng(3)
+    context = send(settings, [Post(event_id=f"solo-{i}", user_id="solo", source="test", text=" ".join(rng.choice(WORDS, 5)),
+                                   event_time=START + timedelta(minutes=37 * i)) for i in range(14)])
+    runtime = WorkerRuntime.from_settings(settings)
+    for topic, record in context:
+        runtime.add_context(settings.topic(topic), record.to_json_bytes())
+    posts = sorted(read_topic(settings, settings.topic(topics.POSTS)), key=lambda record: record.offset)
+    events, _ = runtime.decode([RawRecord(r.topic, r.key, r.value, r.timestamp, r.partition, r.offset) for r in posts])
+
+    def run(batch: list, record: bytes | None) -> RuntimeOutputs:
+        return runtime.process(batch, {"solo": None if record is None else decode_record(record)}, 0)
+
+    after_6 = encode_record(run(events[:6], None).records["solo"])
+    after_10 = encode_record(run(events[6:10], after_6).records["solo"])
+    expected = {step_key(json.loads(v)): json.loads(v)["emotion"] for _, v in run(events[10:], after_10).steps}
+    from_stale = {step_key(json.loads(v)): json.loads(v)["emotion"] for _, v in run(events[10:], after_6).steps}
+    assert expected and any(not np.allclose(expected[k], from_stale.get(k, [0.0] * len(expected[k])), atol=1e-5)
+                            for k in expected), "the stale record must make a visible difference"
+
+    with KafkaProducer(**settings.kafka_python_config()) as producer:
+        for record in (after_10, after_6):  # the stale write lands last
+            producer.send(changelog, key=b"solo", value=record).get(timeout=30)
+    partition = TopicPartition(settings.topic(topics.POSTS), posts[0].partition)
+    committer = KafkaConsumer(group_id=settings.topic("worker"), enable_auto_commit=False,
+                              **settings.kafka_python_config())
+    try:
+        committer.commit({partition: OffsetAndMetadata(posts[10].offset, "", -1)})
+    finally:
+        committer.close()
+
+    worker = start_worker(settings, tmp_path / "worker.log")
+    outputs = Outputs(settings)
+    try:
+        # Until every expected step is out, or one that only a stale record would make.
+        outputs.wait_for(lambda: outputs.steps.keys() >= expected.keys() or outputs.steps.keys() - expected.keys(),
+                         180, [worker])
+        ignored = worker.get("/metrics")
+    finally:
+        worker.stop()
+        outputs.close()
+    assert outputs.steps.keys() == expected.keys(), "only the posts after the committed offset make steps"
+    for key, emotion in expected.items():
+        np.testing.assert_allclose(outputs.steps[key]["emotion"], emotion, atol=1e-5)
+    assert b"moodshift_stale_records_ignored_total 1.0" in ignored
+
+
+def read_topic(settings: Settings, topic: str) -> list:
+    consumer = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=3000,
+                             **settings.kafka_python_config())
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()
+
+
+def latest_records(settings: Settings, changelog: str) -> dict[bytes, dict]:
+    """The users' records as the next owner would recover them: the last value per key."""
+    return {record.key: decode_record(record.value) for record in read_topic(settings, changelog)}
+
+
+def committed_offsets(settings: Settings, group: str) -> dict[int, int]:
+    """The group's committed offset per partition of the posts topic."""
+    admin = KafkaAdminClient(**settings.kafka_python_config())
+    try:
+        offsets = admin.list_group_offsets(group)[group]
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic(topics.POSTS)}
+
+
 def test_a_second_worker_joins_and_leaves_mid_stream(kafka_settings: Settings, tmp_path: Path) -> None:
     """Partitions move to the newcomer and back; each move hands users' state over via the changelog."""
     stream = prepare(kafka_settings, tmp_path)
@@ -202,12 +353,13 @@ def test_a_second_worker_joins_and_leaves_mid_stream(kafka_settings: Settings, t
         outputs.wait_sent(feeder, 1 / 5, [first])
         second = stream.worker(tmp_path / "worker-2.log", state_dir=tmp_path / "state-2")
         outputs.wait_for(lambda: owns_partitions(second), 120, [first, second])
+        feeder.resume.set()  # the feed waits at 2/5 if the second worker is slow to start
         outputs.wait_sent(feeder, 3 / 5, [first, second])
         time.sleep(2)
         second.stop()  # leaves the group: its partitions go back to the first worker
         return [second]
 
-    run_with_disruption(stream, join_then_leave, first, feed_seconds=45)
+    run_with_disruption(stream, join_then_leave, first, feed_seconds=45, hold_at=2 / 5)
 
 
 def owns_partitions(worker: WorkerProcess) -> bool:

@@ -1,4 +1,4 @@
-"""Every public example in models/ runs as written."""
+"""Every example in the docstrings of models/, pipeline/ and connectors/ runs as written."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import pkgutil
 
 import pytest
 
+import connectors
 import models
+import pipeline
 
-MODULES = sorted(info.name for info in pkgutil.walk_packages(models.__path__, "models."))
+MODULES = sorted(info.name for package in (models, pipeline, connectors)
+                 for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."))
 
 
 @pytest.mark.parametrize("name", MODULES)
