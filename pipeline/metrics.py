@@ -48,8 +48,8 @@ EVENTS_REPLAYED = Counter(
 )
 STALE_RECORDS_IGNORED = Counter(
     "moodshift_stale_records_ignored_total", "Users' records read from the changelog at recovery and "
-    "ignored: the user's record held had applied more (a late write by a worker that had lost the "
-    "partition).", registry=REGISTRY,
+    "ignored: they had applied less than the user's record before them (a late write by a worker that "
+    "had lost the partition).", registry=REGISTRY,
 )
 LATE_EVENTS = Counter(
     "moodshift_late_events_total", "Events older than their user's watermark allows.", registry=REGISTRY

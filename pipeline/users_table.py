@@ -7,18 +7,20 @@ order, so the next owner would start from that stale record, while the group's c
 have moved past the events it lacks: their contribution would be lost from the user's state.
 
 Every record carries the input offsets it has applied (:func:`pipeline.records.is_behind`), so the
-stale one is known: recovery keeps a user's record unless the incoming one has applied at least as
-much. Processing is deterministic for a given order of events, so whichever worker produced the
-kept record, it is the state an uninterrupted run would have had at that point.
+stale one is known: a record behind the one before it in the changelog is a late write, counted,
+logged and ignored. A worker also keeps the records it holds when the changelog's are behind them:
+recovery re-reads a partition from its start, and a worker that kept the partition holds its newest
+records already. Processing is deterministic for a given order of events, so whichever worker
+produced the record kept, it is the state an uninterrupted run would have had at that point.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from typing import Any, Iterable, Set
 
 import faust
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from pipeline import metrics
 from pipeline.records import is_behind
@@ -34,17 +36,35 @@ class UsersTable(faust.Table):
     beacon=app.tables.beacon, key_type=bytes, value_type=bytes, use_partitioner=True))``.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_read: dict[bytes, bytes] = {}  # per key, the last record this recovery read
+
+    async def on_rebalance(self, assigned: Set[TP], revoked: Set[TP], newly_assigned: Set[TP],
+                           generation_id: int = 0) -> None:
+        self._last_read.clear()  # a recovery starts: it reads the changelog from the start again
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+
+    async def on_recovery_completed(self, active_tps: Set[TP], standby_tps: Set[TP]) -> None:
+        self._last_read.clear()  # it would keep replaced records alive
+        await super().on_recovery_completed(active_tps, standby_tps)
+
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
-        latest: dict[bytes, bytes | None] = {}  # this batch's newest value per key so far
+        held: dict[bytes, bytes | None] = {}  # this batch's newest value per key so far
         kept = []
         for event in batch:
             key, value = event.message.key, event.message.value
-            current = latest[key] if key in latest else self.data.get(key)
-            if value is not None and current is not None and is_behind(value, current):
-                metrics.STALE_RECORDS_IGNORED.inc()
-                log.warning("ignored a stale record of user %r from the changelog (offset %d): it has "
-                            "applied less than the one held", key, event.message.offset)
-                continue
-            latest[key] = value
+            if value is not None:
+                previous = self._last_read.get(key)
+                if previous is not None and is_behind(value, previous):
+                    metrics.STALE_RECORDS_IGNORED.inc()
+                    log.warning("ignored a stale record of user %r in the changelog (offset %d): it has "
+                                "applied less than the record before it", key, event.message.offset)
+                    continue
+                self._last_read[key] = value
+                current = held[key] if key in held else self.data.get(key)
+                if current is not None and is_behind(value, current):
+                    continue  # this worker holds a newer record already
+            held[key] = value
             kept.append(event)
         super().apply_changelog_batch(kept)
