@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import e2e, gpu
+from benchmarks import drain, e2e, gpu
 from benchmarks.run import markdown, run
 from pipeline.settings import Settings
 
@@ -46,6 +46,12 @@ def test_end_to_end_benchmark_runs_at_tiny_size(kafka_cluster: Settings) -> None
                                       "moodshift_over_naive_text", "p99_ms_at_50pct_text"}
     assert math.isfinite(results["ratios"]["p99_ms_at_50pct_text"])
     assert "| text |" in e2e.markdown(results)
+
+
+@pytest.mark.kafka
+def test_drain_benchmark_runs_at_tiny_size(kafka_cluster: Settings) -> None:
+    result = drain.run(posts=100, users=20, cluster=kafka_cluster)
+    assert result["posts"] == 100 and result["seconds"] > 0 and result["posts_per_s"] > 0
 
 
 def test_gpu_benchmark_code_runs_on_the_cpu_at_tiny_size() -> None:

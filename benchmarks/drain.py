@@ -1,0 +1,82 @@
+"""A worker draining a backlog: posts/s from the first post sent to the group's offsets at the end.
+
+The quick way to compare two versions of the worker (a minute each; alternate them, the machine
+is noisy): ``python -m benchmarks.drain --posts 20000``. The text workload of :mod:`benchmarks.e2e`
+(2,000 users, weather and market context, 1 s windows, per-step emotions on). After one warm-up
+post per user, the posts are sent as fast as the producer goes while the worker consumes them, so
+both share the cores as in a deployment on one machine; the rate is posts over the seconds from
+the first send until the worker's committed offsets reach the end.
+
+``py_spy``: a path to record a profile of the worker (``py-spy record --format raw``, 25 s), for
+a py-spy installed on the PATH; it is not a dependency of the project.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmarks.e2e import TORCH_THREADS, kafka
+from benchmarks.through_kafka import LagMeter, PacedProducer, Service
+from benchmarks.workload import LOCATION, SYMBOL, Workload, context_records, write_checkpoint
+from connectors.producer import EventProducer
+from connectors.topics import ALL_TOPICS, ensure_topics
+from pipeline.net import free_port
+from pipeline.settings import Settings
+
+
+def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy: Path | None = None,
+        timeout: float = 600) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="moodshift-drain-") as tmp, kafka(cluster, Path(tmp)) as base:
+        settings = base.replace(
+            topic_prefix=f"drain-{uuid.uuid4().hex[:8]}.", state_dir=Path(tmp) / "state",
+            model_checkpoint=write_checkpoint(Path(tmp) / "model.pt"), window_size_seconds=1,
+            window_slide_seconds=1, allowed_lateness_seconds=0, emit_step_emotions=True,
+            context_location=LOCATION, context_symbol=SYMBOL, worker_web_port=free_port())
+        ensure_topics(settings, ALL_TOPICS)
+        text = Workload("text", users)
+        with EventProducer(settings, source="benchmark") as producer, \
+                Service(["pipeline.cli", "worker"], settings, Path(tmp) / "worker.log", TORCH_THREADS) as worker, \
+                LagMeter(settings, settings.topic("worker")) as meter:
+            for topic, record in context_records(datetime.now(timezone.utc)):
+                producer.send_event(topic, record)
+            source = PacedProducer(producer, text)
+            source.send(text.users)  # every user has state, the model is loaded, the context is read
+            meter.wait_caught_up(timeout, worker)
+            profiler = _profile(py_spy, worker.process.pid) if py_spy else None
+            started = time.monotonic()
+            source.send(posts)
+            meter.wait_caught_up(timeout, worker)
+            seconds = time.monotonic() - started
+            if profiler is not None:
+                profiler.wait()
+    return {"posts": posts, "users": users, "seconds": seconds, "posts_per_s": posts / seconds}
+
+
+def _profile(path: Path, pid: int) -> subprocess.Popen:
+    executable = shutil.which("py-spy")
+    if executable is None:
+        raise SystemExit("--py-spy needs py-spy on the PATH (pip install py-spy)")
+    return subprocess.Popen([executable, "record", "--format", "raw", "--threads", "--duration", "25",
+                             "--output", str(path), "--pid", str(pid)], stdout=subprocess.DEVNULL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--posts", type=int, default=20_000)
+    parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--py-spy", type=Path, help="record a py-spy profile of the worker to this file")
+    args = parser.parse_args()
+    print(json.dumps(run(args.posts, args.users, py_spy=args.py_spy)))
+
+
+if __name__ == "__main__":
+    main()
