@@ -61,7 +61,7 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
         # costs a consumer of the other workers' changelog traffic and a second copy of their users.
         table_standby_replicas=0,
         # A user's record is about 9 KB, so faust's default 16 KB producer batch held one and every
-        # changelog write was a request of its own. 512 KiB batches lingering 5 ms: 20-40% more
+        # changelog write was a request of its own. 512 KiB batches lingering 5 ms: 10-20% more
         # posts/s for a worker draining a backlog (docs/benchmarks.md); the broker's default
         # message.max.bytes (1 MiB) still takes a whole batch.
         producer_max_batch_size=512 * 1024,
