@@ -32,8 +32,13 @@ class UsersTable(faust.Table):
     """``app.Table`` for users' records (raw ``bytes`` keys and values, see :mod:`pipeline.records`)
     that never lets a changelog record replace one that has applied more.
 
-    Built as ``app.Table`` builds one: ``app.tables.add(UsersTable(app, name="users",
-    beacon=app.tables.beacon, key_type=bytes, value_type=bytes, use_partitioner=True))``.
+    Built as ``app.Table`` builds one:
+
+    >>> app = faust.App("example", broker="kafka://127.0.0.1:9092")
+    >>> users = app.tables.add(UsersTable(app, name="users", beacon=app.tables.beacon, key_type=bytes,
+    ...                                   value_type=bytes, use_partitioner=True))
+    >>> users.changelog_topic.get_topic_name()
+    'example-users-changelog'
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
