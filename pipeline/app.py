@@ -56,16 +56,6 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.worker_session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_seconds / 3),
-        # No standby copies: the memory store recovers a newly active partition from the changelog's
-        # start whatever its standby had read (seen in the rebalance test's logs), so a standby only
-        # costs a consumer of the other workers' changelog traffic and a second copy of their users.
-        table_standby_replicas=0,
-        # A user's record is about 9 KB, so faust's default 16 KB producer batch held one and every
-        # changelog write was a request of its own. 512 KiB batches lingering 5 ms: 10-20% more
-        # posts/s for a worker draining a backlog (docs/benchmarks.md); the broker's default
-        # message.max.bytes (1 MiB) still takes a whole batch.
-        producer_max_batch_size=512 * 1024,
-        producer_linger=0.005,
     )
     # Raw bytes in and out: validation is ours (connectors.schemas). With faust's default JSON codec
     # a record that is not JSON would be dropped before the agent sees it, not dead-lettered.
