@@ -19,14 +19,13 @@ import shutil
 import subprocess
 import tempfile
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e import TORCH_THREADS, kafka
+from benchmarks.e2e import TORCH_THREADS, benchmark_settings, kafka
 from benchmarks.through_kafka import LagMeter, PacedProducer, Service
-from benchmarks.workload import LOCATION, SYMBOL, Workload, context_records, write_checkpoint
+from benchmarks.workload import Workload, context_records
 from connectors.producer import EventProducer
 from connectors.topics import ALL_TOPICS, ensure_topics
 from pipeline.net import free_port
@@ -36,11 +35,7 @@ from pipeline.settings import Settings
 def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy: Path | None = None,
         timeout: float = 600) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="moodshift-drain-") as tmp, kafka(cluster, Path(tmp)) as base:
-        settings = base.replace(
-            topic_prefix=f"drain-{uuid.uuid4().hex[:8]}.", state_dir=Path(tmp) / "state",
-            model_checkpoint=write_checkpoint(Path(tmp) / "model.pt"), window_size_seconds=1,
-            window_slide_seconds=1, allowed_lateness_seconds=0, emit_step_emotions=True,
-            context_location=LOCATION, context_symbol=SYMBOL, worker_web_port=free_port())
+        settings = benchmark_settings(base, Path(tmp), "drain").replace(worker_web_port=free_port())
         ensure_topics(settings, ALL_TOPICS)
         text = Workload("text", users)
         with EventProducer(settings, source="benchmark") as producer, \

@@ -103,11 +103,7 @@ def run(size: str, cluster: Settings | None = None, logs: Path | None = None) ->
     with tempfile.TemporaryDirectory(prefix="moodshift-e2e-") as tmp, kafka(cluster, Path(tmp)) as base:
         if logs is not None:
             logs.mkdir(parents=True, exist_ok=True)
-        settings = base.replace(
-            topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.", state_dir=Path(tmp) / "state",
-            model_checkpoint=write_checkpoint(Path(tmp) / "model.pt"), window_size_seconds=1,
-            window_slide_seconds=1, allowed_lateness_seconds=0, emit_step_emotions=True,
-            context_location=LOCATION, context_symbol=SYMBOL)
+        settings = benchmark_settings(base, Path(tmp), "bench")
         moodshift = settings.replace(topic_prefix=settings.topic_prefix + "moodshift.", worker_web_port=free_port())
         naive = settings.replace(topic_prefix=settings.topic_prefix + "naive.", worker_web_port=free_port())
         text = Workload("text", spec.text_users)
@@ -133,6 +129,16 @@ def run(size: str, cluster: Settings | None = None, logs: Path | None = None) ->
     results["ratios"] = ratios(results)
     results["seconds"] = time.monotonic() - started
     return results
+
+
+def benchmark_settings(base: Settings, folder: Path, prefix: str) -> Settings:
+    """The workers' settings for these workloads: 1 s windows sliding by 1 s, no lateness,
+    per-step emotions, the workloads' context, a checkpoint of the method's shapes under ``folder``."""
+    return base.replace(
+        topic_prefix=f"{prefix}-{uuid.uuid4().hex[:8]}.", state_dir=folder / "state",
+        model_checkpoint=write_checkpoint(folder / "model.pt"), window_size_seconds=1,
+        window_slide_seconds=1, allowed_lateness_seconds=0, emit_step_emotions=True,
+        context_location=LOCATION, context_symbol=SYMBOL)
 
 
 @contextmanager

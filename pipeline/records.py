@@ -38,12 +38,8 @@ def encode_record(record: dict[str, Any]) -> bytes:
 
 
 def decode_record(data: bytes) -> dict[str, Any]:
-    magic, length = _HEADER.unpack_from(data)
-    if magic != _MAGIC:
-        raise ValueError("not a moodshift user record (bad magic)")
-    start = _HEADER.size
-    record = json.loads(data[start:start + length])
-    record["model"] = data[start + length:] or None
+    record, end = _document(data)
+    record["model"] = data[end:] or None
     return record
 
 
@@ -53,15 +49,17 @@ def is_behind(candidate: bytes, current: bytes) -> bool:
     user's partition (faust does not fence table writes); it must not replace ``current``. Records
     that cannot be read are never called behind: the caller keeps its last-writer-wins order."""
     try:
-        behind, ahead = _applied(candidate), _applied(current)
+        behind, ahead = _document(candidate)[0].get("applied", {}), _document(current)[0].get("applied", {})
     except (ValueError, struct.error):
         return False
     return (all(offset <= ahead.get(source, -1) for source, offset in behind.items())
             and any(offset > behind.get(source, -1) for source, offset in ahead.items()))
 
 
-def _applied(data: bytes) -> dict[str, int]:
+def _document(data: bytes) -> tuple[dict[str, Any], int]:
+    """The record's JSON part, decoded, and where the model state bytes start."""
     magic, length = _HEADER.unpack_from(data)
     if magic != _MAGIC:
         raise ValueError("not a moodshift user record (bad magic)")
-    return json.loads(data[_HEADER.size:_HEADER.size + length]).get("applied", {})
+    end = _HEADER.size + length
+    return json.loads(data[_HEADER.size:end]), end
