@@ -1,21 +1,25 @@
 """The faust worker: thin glue between Kafka and :class:`pipeline.processor.EmotionProcessor`.
 
 - ``posts`` and ``videos`` (keyed by user id, co-partitioned) feed one agent, batched with
-  ``take_events(batch_max_users, within=batch_max_wait_ms)``;
-- each batch: decode and validate (bad records → dead letters), extract features and run the
-  model **off the event loop** (one executor thread, so model calls never overlap and heartbeats,
-  commits and rebalances never wait behind them), write the users' records to the ``users``
-  table (changelog-backed), publish change points (and optionally per-step emotions);
+  ``noack_take(batch_max_users, within=batch_max_wait_ms)``;
+- each batch: admit events in offset order (:mod:`pipeline.worker_state`), decode and validate (bad
+  records → dead letters), extract features and run the model **off the event loop** (one executor
+  thread, so model calls never overlap and heartbeats, commits and rebalances never wait behind
+  them), publish change points (and optionally per-step emotions), and keep the users' records in
+  memory until the next checkpoint writes them to the ``users`` table's changelog;
 - ``weather`` and ``market`` are read in full by every worker (they are small and every user step
   needs them) by a plain consumer without a group, into :class:`pipeline.context.DailyContext`; the
   agent's first batch waits until that consumer has caught up with the end offsets it saw at start.
 
-Guarantee: at-least-once output, exact state. faust commits a batch's offsets only after the loop
-body finished, and the body publishes outputs (acknowledged) before it stores users' records; a crash
-replays the batch, the records' applied offsets keep replayed events out of the windows, and the
-change detector's deterministic ids let consumers deduplicate outputs (README, Operations). A record
-stored late by a worker that had lost the user's partition does not replace a more advanced one when
-the table recovers (:mod:`pipeline.users_table`).
+Guarantee: at-least-once output, exact state. A batch's outputs are acknowledged by Kafka before its
+records are staged; a checkpoint writes the staged records, waits for Kafka, and only then
+acknowledges the events (faust commits acknowledged offsets). A crash replays what came after the
+last checkpoint, the records' applied offsets keep replayed events out of the windows, and the change
+detector's deterministic ids let consumers deduplicate outputs (README, Operations). With
+``processing_guarantee=exactly_once`` the changelog and the offsets commit in one Kafka transaction
+per partition; a record stored late by a worker that had lost the user's partition is aborted, and
+in either mode it does not replace a more advanced one when the table recovers
+(:mod:`pipeline.users_table`).
 """
 
 from __future__ import annotations
@@ -31,10 +35,10 @@ import faust
 
 from connectors import topics as topic_names
 from pipeline import metrics
-from pipeline.records import decode_record, encode_record
 from pipeline.settings import Settings
 from pipeline.users_table import UsersTable
 from pipeline.worker_runtime import Outputs, RawRecord, WorkerRuntime
+from pipeline.worker_state import WorkerState, fatal
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,10 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
         web_port=settings.worker_web_port,
         web_bind="0.0.0.0",
         producer_acks=-1,
+        processing_guarantee=settings.processing_guarantee,
+        # Offsets are committed by the checkpoint (pipeline.worker_state); faust's own timer commits
+        # only what a checkpoint acknowledged, so it may run as often.
+        broker_commit_interval=settings.checkpoint_interval_seconds,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.worker_session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_seconds / 3),
@@ -69,12 +77,10 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
     # changelog records: so a user's record lives on the partition of the user's events.
     users = app.tables.add(UsersTable(app, name="users", beacon=app.tables.beacon, key_type=bytes,
                                       value_type=bytes, partitions=settings.partitions, use_partitioner=True))
+    state = WorkerState(app, settings, users, input_topics)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moodshift-model")
     holder: dict[str, WorkerRuntime] = {} if runtime is None else {"runtime": runtime}
     context_ready = asyncio.Event()
-    # Held from loading users' records to storing them, so the idle timer never reads a record
-    # that a batch in the executor is about to replace.
-    user_records = asyncio.Lock()
 
     loading: list[asyncio.Future] = []  # one load shared by every caller
 
@@ -86,43 +92,39 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
             holder["runtime"] = await loading[0]
         return holder["runtime"]
 
-    def store(outputs: Outputs) -> None:
-        for user, record in outputs.records.items():
-            users[user.encode()] = encode_record(record)
-        metrics.USERS_IN_STATE.set(len(users))
-
-    async def publish_then_store(outputs: Outputs) -> None:
-        """Outputs first, acknowledged, then the users' records: a crash in between replays the batch
-        and publishes the same outputs again (consumers deduplicate by id); the other order could
-        store a record whose outputs were never sent, and the replay would skip its events."""
+    async def publish(outputs: Outputs) -> None:
+        """Every output of a batch, acknowledged by Kafka, before its records are staged: a crash
+        before the checkpoint replays the batch and publishes the same outputs again (consumers
+        deduplicate by id); the other order could checkpoint a record whose outputs were never sent."""
         sent = [await dead_letters.send(key=key, value=value) for key, value in outputs.dead_letters]
         sent += [await changes.send(key=key, value=value) for key, value in outputs.change_points]
         if settings.emit_step_emotions:
             sent += [await steps_topic.send(key=key, value=value) for key, value in outputs.steps]
         await asyncio.gather(*sent)
-        store(outputs)
 
     @app.agent(events)
     async def process_events(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
         # Iterate at once: awaiting before the first iteration can leave faust's stream stopped
         # (seen with faust-streaming 0.15.3). The first batch waits for the model and the context.
-        async for batch in stream.take_events(settings.batch_max_users, within=settings.batch_max_wait_ms / 1000):
+        # noack_take: events are acknowledged by the checkpoint, never by the stream.
+        async for batch in stream.noack_take(settings.batch_max_users, within=settings.batch_max_wait_ms / 1000):
             runtime = await get_runtime()
             await context_ready.wait()
             received_ms = int(time.time() * 1000)
-            records_in = [RawRecord(m.topic, m.key, m.value, m.timestamp, m.partition, m.offset)
-                          for m in (event.message for event in batch)]
-            for record in records_in:
-                metrics.RECORDS_IN.labels(topic=record.topic).inc()
-            try:
-                valid, rejected = runtime.decode(records_in)
-            except Exception as error:  # a validation bug: the batch goes to dead letters, whole
-                metrics.PROCESSING_ERRORS.labels(stage="decode").inc()
-                log.exception("decoding a batch of %d records failed; dead-lettering it", len(records_in))
-                valid, rejected = [], runtime.reject_raw(records_in, "internal_error", repr(error))
-            async with user_records:
-                records = {user: _load(users.get(user.encode())) for user in runtime.user_ids(valid)}
+            async with state.lock:
+                admitted = await state.admit(batch)
+                records_in = [RawRecord(m.topic, m.key, m.value, m.timestamp, m.partition, m.offset)
+                              for m in (event.message for event in admitted)]
+                for record in records_in:
+                    metrics.RECORDS_IN.labels(topic=record.topic).inc()
+                try:
+                    valid, rejected = runtime.decode(records_in)
+                except Exception as error:  # a validation bug: the batch goes to dead letters, whole
+                    metrics.PROCESSING_ERRORS.labels(stage="decode").inc()
+                    log.exception("decoding a batch of %d records failed; dead-lettering it", len(records_in))
+                    valid, rejected = [], runtime.reject_raw(records_in, "internal_error", repr(error))
+                records = {user: state.records.get(user) for user in runtime.user_ids(valid)}
                 try:
                     outputs = await loop.run_in_executor(executor, runtime.process, valid, records, received_ms)
                 except Exception as error:  # a bug must not lose the batch nor stop the worker
@@ -130,9 +132,43 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                     log.exception("processing a batch of %d records failed; dead-lettering it", len(valid))
                     outputs = runtime.reject(valid, "internal_error", repr(error))
                 outputs.dead_letters[:0] = rejected
-                await publish_then_store(outputs)
-            log.debug("batch: %d records, %d users, %d dead letters, %d change points", len(records_in),
-                      len(outputs.records), len(outputs.dead_letters), len(outputs.change_points))
+                try:
+                    await publish(outputs)
+                except Exception as error:
+                    await fatal(app, "publish", error)
+                    raise
+                state.records.stage(outputs.records, admitted)
+            log.debug("batch: %d records, %d applied, %d users, %d dead letters, %d change points", len(batch),
+                      len(admitted), len(outputs.records), len(outputs.dead_letters), len(outputs.change_points))
+
+    async def checkpoint() -> None:
+        try:
+            await state.checkpoint()
+        except Exception as error:
+            await fatal(app, "checkpoint", error)
+            raise
+
+    @app.task
+    async def checkpoint_now_and_then() -> None:
+        # A plain loop, not an app.timer: faust stops timers as soon as the worker begins to stop,
+        # and the stop then waits for every delivered event to be acknowledged, which only a
+        # checkpoint does. This task runs until faust cancels it, after the consumer has stopped.
+        while True:
+            await asyncio.sleep(settings.checkpoint_interval_seconds)
+            await checkpoint()
+
+    @app.on_partitions_revoked.connect
+    async def checkpoint_before_handing_over(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await checkpoint()  # what idle closes changed (batches were checkpointed: faust waited for acks)
+        state.on_rebalance()
+
+    @app.on_partitions_assigned.connect
+    async def start_from_committed_offsets(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        state.on_rebalance()
+
+    @app.on_before_shutdown.connect
+    async def close_offset_reader(sender: Any, **kwargs: Any) -> None:
+        await state.stop()
 
     @app.task
     async def follow_context() -> None:
@@ -143,13 +179,14 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
         @app.timer(interval=max(1.0, settings.idle_close_seconds / 4))
         async def close_idle_users() -> None:
             runtime = await get_runtime()
-            owned = {runtime.source_of(tp.topic, tp.partition)
-                     for tp in app.consumer.assignment() if tp.topic in input_topics}
-            idle = runtime.idle_users(settings.idle_close_seconds, owned)
-            if not idle:
-                return
-            async with user_records:
-                records = {user: _load(users.get(user.encode())) for user in idle}
+            async with state.lock:
+                owned = {runtime.source_of(tp.topic, tp.partition)
+                         for tp in app.consumer.assignment() if tp.topic in input_topics}
+                # Under the lock: a batch in the model may be about to make one of them active again.
+                idle = runtime.idle_users(settings.idle_close_seconds, owned)
+                if not idle:
+                    return
+                records = {user: state.records.get(user) for user in idle}
                 log.debug("closing the windows of %d idle users", len(idle))
                 loop = asyncio.get_running_loop()
                 try:
@@ -158,7 +195,12 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                     metrics.PROCESSING_ERRORS.labels(stage="idle_close").inc()
                     log.exception("closing the windows of %d idle users failed", len(idle))
                     return
-                await publish_then_store(outputs)
+                try:
+                    await publish(outputs)
+                except Exception as error:
+                    await fatal(app, "publish", error)
+                    raise
+                state.records.stage(outputs.records, [])
 
     @app.timer(interval=5.0)
     @_counted_not_raised("consumer_lag")
@@ -214,6 +256,3 @@ def _counted_not_raised(stage: str) -> Callable[[Callable[[], Awaitable[None]]],
         return guarded
     return decorate
 
-
-def _load(value: bytes | None) -> dict[str, Any] | None:
-    return None if value is None else decode_record(value)

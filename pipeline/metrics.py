@@ -51,6 +51,26 @@ STALE_RECORDS_IGNORED = Counter(
     "ignored: they had applied less than the user's record before them (a late write by a worker that "
     "had lost the partition).", registry=REGISTRY,
 )
+EVENTS_OUT_OF_ORDER = Counter(
+    "moodshift_events_out_of_order_total", "Events Kafka handed over past their partition's next offset "
+    "(records before them not delivered yet): held back, and the partition re-read from that offset.",
+    registry=REGISTRY,
+)
+INPUT_OFFSET_GAPS = Counter(
+    "moodshift_input_offset_gaps_total", "Offsets an input partition holds no record for (transaction "
+    "markers, compaction), passed over after the broker confirmed it.", registry=REGISTRY,
+)
+CHECKPOINTS = Counter(
+    "moodshift_checkpoints_total", "Checkpoints that wrote users' records to the changelog.", registry=REGISTRY
+)
+CHANGELOG_BYTES = Counter(
+    "moodshift_changelog_bytes_total", "Bytes of users' records (keys and values) written to the changelog.",
+    registry=REGISTRY,
+)
+CHECKPOINT_SECONDS = Histogram(
+    "moodshift_checkpoint_seconds", "From a checkpoint's start to its records acknowledged by Kafka.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY,
+)
 LATE_EVENTS = Counter(
     "moodshift_late_events_total", "Events older than their user's watermark allows.", registry=REGISTRY
 )

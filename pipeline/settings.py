@@ -25,6 +25,7 @@ from typing import Any, Mapping
 ENV_PREFIX = "MOODSHIFT_"
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
 
 
 class HiddenText(str):
@@ -135,6 +136,12 @@ class Settings:
     detector_min_dwell: int = 3  # ... on this many consecutive window steps
     worker_web_port: int = 6066
     worker_session_timeout_seconds: float = 30.0  # a crashed worker's partitions move after this long
+    # Users' records reach the changelog, and input offsets are committed, at most this often
+    # (docs/architecture.md, "State and checkpoints").
+    checkpoint_interval_seconds: float = 2.0
+    # at_least_once: outputs may repeat after a crash (same ids). exactly_once: faust's Kafka
+    # transactions also fence the changelog against a worker that lost its partitions (README).
+    processing_guarantee: str = "at_least_once"
 
     # Model (models/): checkpoint and inference device
     model_checkpoint: Path | None = None  # None: <state_dir>/models/moodshift.pt
@@ -150,6 +157,11 @@ class Settings:
             )
         if self.security_protocol.startswith("SASL") and self.sasl_mechanism not in SASL_MECHANISMS:
             raise ValueError(f"sasl_mechanism: {self.sasl_mechanism!r} is not one of {SASL_MECHANISMS}")
+        if self.processing_guarantee not in PROCESSING_GUARANTEES:
+            raise ValueError(f"processing_guarantee: {self.processing_guarantee!r} is not one of "
+                             f"{PROCESSING_GUARANTEES}")
+        if self.checkpoint_interval_seconds <= 0:
+            raise ValueError(f"checkpoint_interval_seconds: must be positive, got {self.checkpoint_interval_seconds}")
         if self.window_size_seconds % self.window_slide_seconds:
             raise ValueError("window_size_seconds: must be a multiple of window_slide_seconds")
         for name in ("partitions", "replication_factor", "retention_hours", "window_slide_seconds"):

@@ -32,6 +32,11 @@ def test_names_follow_prometheus_conventions():
         "moodshift_events_windowed": "counter",
         "moodshift_events_replayed": "counter",
         "moodshift_stale_records_ignored": "counter",
+        "moodshift_events_out_of_order": "counter",
+        "moodshift_input_offset_gaps": "counter",
+        "moodshift_checkpoints": "counter",
+        "moodshift_changelog_bytes": "counter",
+        "moodshift_checkpoint_seconds": "histogram",
     }
     body, _ = metrics.exposition()
     for name, kind in families.items():

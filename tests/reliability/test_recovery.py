@@ -66,7 +66,8 @@ class Stream:
 def start_worker(settings: Settings, log_path: Path, **changes: object) -> WorkerProcess:
     """A worker with the test's settings (``WORKER``) and a web port of its own."""
     settings = settings.replace(worker_web_port=free_port(), **changes)
-    return WorkerProcess(settings, log_path, overrides=("model_checkpoint", "worker_web_port", *WORKER))
+    return WorkerProcess(settings, log_path, overrides=("model_checkpoint", "worker_web_port",
+                                                        "processing_guarantee", *WORKER))
 
 
 def worker_settings(settings: Settings, tmp_path: Path) -> Settings:
@@ -391,3 +392,75 @@ def test_the_broker_restarts_mid_stream(kafka_cluster: Settings, tmp_path: Path)
         run_with_disruption(stream, restart_broker, first)
     finally:
         broker.stop()
+
+
+DAY = timedelta(days=1)
+# Daily windows closed by the idle timer, one post per user per day: the recipe of issue 12's kill -9.
+DAILY = dict(window_size_seconds=86400, window_slide_seconds=86400, idle_close_seconds=10)
+
+
+def daily_posts(users: int, days: int, seed: int) -> list[Post]:
+    """One post a day per user at a random hour, sorted by event time as a file of them would be."""
+    rng = np.random.default_rng(seed)
+    posts = [Post(event_id=f"d{u}-{day}", user_id=f"daily-{u}", source="test", text=" ".join(rng.choice(WORDS, 5)),
+                  event_time=START + day * DAY + timedelta(minutes=int(rng.integers(0, 24 * 60))))
+             for u in range(users) for day in range(days)]
+    return sorted(posts, key=lambda post: post.event_time)
+
+
+def expected_daily(settings: Settings, posts: list[Post]) -> tuple[dict, set]:
+    """Steps and change ids of an uninterrupted run: every post, then every user's last window closed."""
+    runtime = WorkerRuntime.from_settings(settings)
+    for topic, record in make_records()[0]:
+        runtime.add_context(settings.topic(topic), record.to_json_bytes())
+    events, _ = runtime.decode([(settings.topic(topics.POSTS), p.user_id.encode(), p.to_json_bytes()) for p in posts])
+    first = runtime.process(events, {}, 0)
+    last = runtime.flush_users(first.records)
+    steps = {step_key(json.loads(v)): json.loads(v) for _, v in first.steps + last.steps}
+    return steps, {json.loads(v)["change_id"] for _, v in first.change_points + last.change_points}
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_killed_worker_with_idle_close_loses_nothing(kafka_settings: Settings, tmp_path: Path,
+                                                        guarantee: str) -> None:
+    """Issue 12's recipe: daily windows that the idle timer closes, the first half ingested, kill -9
+    while the worker is still on it, a new worker, the second half. Every step and change point must
+    come out, with the emotions of an uninterrupted run."""
+    settings = worker_settings(kafka_settings, tmp_path).replace(processing_guarantee=guarantee, **DAILY)
+    posts = daily_posts(users=40, days=50, seed=12)
+    expected_steps, expected_changes = expected_daily(settings, posts)
+    assert len(expected_steps) == len(posts) and len(expected_changes) >= 5
+    send(settings, [])
+    half = len(posts) // 2
+    first = start_worker(settings, tmp_path / "worker-1.log")
+    outputs = Outputs(settings)
+    workers = [first]
+    try:
+        first.wait_ready()
+        with EventProducer(settings, source="test") as producer:
+            for post in posts[:half]:
+                producer.send_event(topics.POSTS, post)
+        outputs.wait_for(lambda: len(outputs.steps) > 0, 60, workers)
+        time.sleep(1)  # mid-backlog: the first steps are out, most of the half is not
+        first.kill()
+        workers.append(second := start_worker(settings, tmp_path / "worker-2.log"))
+        second.wait_ready()
+        with EventProducer(settings, source="test") as producer:
+            for post in posts[half:]:
+                producer.send_event(topics.POSTS, post)
+        outputs.wait_for(lambda: outputs.steps.keys() >= expected_steps.keys()
+                         and outputs.changes >= expected_changes, 240, workers)
+    except AssertionError:
+        pass  # reported below, with what is missing
+    finally:
+        for worker in workers:
+            worker.stop()
+        outputs.poll()
+        outputs.close()
+    missing = sorted(expected_steps.keys() - outputs.steps.keys())
+    assert not missing, f"{len(missing)} of {len(expected_steps)} steps never came out, e.g. {missing[:10]}"
+    assert outputs.steps.keys() == expected_steps.keys()
+    differing = [key for key, step in outputs.steps.items()
+                 if not np.allclose(step["emotion"], expected_steps[key]["emotion"], atol=1e-5, rtol=0)]
+    assert not differing, f"{len(differing)} steps differ from the uninterrupted run's: {differing[:10]}"
+    assert outputs.changes == expected_changes
