@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, NewTopic
 
 from connectors import topics
 from connectors.producer import EventProducer
@@ -441,8 +441,10 @@ def test_a_killed_worker_with_idle_close_loses_nothing(kafka_settings: Settings,
             for post in posts[:half]:
                 producer.send_event(topics.POSTS, post)
         outputs.wait_for(lambda: len(outputs.steps) > 0, 60, workers)
-        time.sleep(1)  # mid-backlog: the first steps are out, most of the half is not
+        time.sleep(1)  # mid-backlog: the first steps are out, not all of the half's
         first.kill()
+        outputs.poll()
+        assert len(outputs.steps) < half, "the kill came after the first half was done: nothing was tested"
         workers.append(second := start_worker(settings, tmp_path / "worker-2.log"))
         second.wait_ready()
         with EventProducer(settings, source="test") as producer:
@@ -463,4 +465,57 @@ def test_a_killed_worker_with_idle_close_loses_nothing(kafka_settings: Settings,
     differing = [key for key, step in outputs.steps.items()
                  if not np.allclose(step["emotion"], expected_steps[key]["emotion"], atol=1e-5, rtol=0)]
     assert not differing, f"{len(differing)} steps differ from the uninterrupted run's: {differing[:10]}"
+    assert outputs.changes == expected_changes
+
+
+def set_topic_config(settings: Settings, topic: str, **configs: str) -> None:
+    """Change topic configs in place (incrementally: the others stay as they are)."""
+    admin = KafkaAdminClient(**settings.kafka_python_config())
+    try:
+        admin.alter_configs([ConfigResource("TOPIC", topic, {k.replace("_", "."): v for k, v in configs.items()})])
+    finally:
+        admin.close()
+
+
+def test_a_publish_that_fails_after_the_model_step_stops_the_worker_and_loses_nothing(
+        kafka_settings: Settings, tmp_path: Path) -> None:
+    """No acknowledgement without apply. Mid-stream the broker starts rejecting the per-step
+    outputs (the topic's max.message.bytes falls below a step's size), after the model has stepped
+    the batch. The worker must stop with an error, not skip the batch; once the topic takes records
+    again, a new worker must publish every step and change point of an uninterrupted run."""
+    settings = worker_settings(kafka_settings, tmp_path).replace(**DAILY)
+    posts = daily_posts(users=12, days=30, seed=13)
+    expected_steps, expected_changes = expected_daily(settings, posts)
+    send(settings, [])
+    steps_topic = settings.topic(topics.EMOTION_STEPS)
+    half = len(posts) // 2
+    first = start_worker(settings, tmp_path / "worker-1.log")
+    outputs = Outputs(settings)
+    workers = [first]
+    try:
+        first.wait_ready()
+        with EventProducer(settings, source="test") as producer:
+            for post in posts[:half]:
+                producer.send_event(topics.POSTS, post)
+        outputs.wait_for(lambda: len(outputs.steps) >= half - 12, 120, workers)  # all but each user's open day
+        set_topic_config(settings, steps_topic, max_message_bytes="64")
+        with EventProducer(settings, source="test") as producer:
+            for post in posts[half:]:
+                producer.send_event(topics.POSTS, post)
+        first.process.wait(timeout=120)
+        assert first.process.returncode != 0, "the worker went on after a batch it could not publish"
+        assert "stopping the worker" in first.log_path.read_text(errors="replace")
+        outputs.poll()
+        assert len(outputs.steps) < len(expected_steps), "every step came out: the failure was not injected"
+        set_topic_config(settings, steps_topic, max_message_bytes="1048588")
+        workers.append(start_worker(settings, tmp_path / "worker-2.log"))
+        outputs.wait_for(lambda: outputs.steps.keys() >= expected_steps.keys()
+                         and outputs.changes >= expected_changes, 240, workers)
+    finally:
+        for worker in workers:
+            worker.stop()
+        outputs.close()
+    assert outputs.steps.keys() == expected_steps.keys()
+    for key, step in outputs.steps.items():
+        np.testing.assert_allclose(step["emotion"], expected_steps[key]["emotion"], atol=1e-5, rtol=0)
     assert outputs.changes == expected_changes
