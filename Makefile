@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test benchmark soak broker-start broker-stop clean
+.PHONY: setup demo test benchmark soak stress broker-start broker-stop clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,12 @@ benchmark: setup
 # A bounded run (MOODSHIFT_SOAK_SECONDS, default 600) sampling the worker's memory and lag.
 soak: setup
 	$(BIN)/python -m pytest -m soak tests/soak -s
+
+# The crash, broker-restart and rebalance scenarios STRESS_RUNS times each beside two CPU burners;
+# prints passes per scenario (target: every run). About 3 minutes per round of scenarios.
+STRESS_RUNS ?= 20
+stress: setup
+	$(BIN)/python -m pytest -m stress tests/reliability -q -p no:cacheprovider --repeat $(STRESS_RUNS) --cpu-burners 2
 
 broker-start: setup
 	$(BIN)/moodshift broker start

@@ -7,6 +7,12 @@ post per user, the posts are sent as fast as the producer goes while the worker 
 both share the cores as in a deployment on one machine; the rate is posts over the seconds from
 the first send until the worker's committed offsets reach the end.
 
+Besides the rate it reports, for the drained posts only: the bytes the worker wrote to its ``users``
+changelog per post (all records, as on the broker before compaction), and the worker process's CPU
+seconds per post (its own CPU times, so a figure that does not move with what else shares the
+cores) next to the bare loop's (:func:`benchmarks.e2e.bare_rate`, in this process, on the same
+workload).
+
 ``py_spy``: a path to record a profile of the worker (``py-spy record --format raw``, 25 s), for
 a py-spy installed on the PATH; it is not a dependency of the project.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -23,13 +30,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e import TORCH_THREADS, benchmark_settings, kafka
-from benchmarks.through_kafka import LagMeter, PacedProducer, Service
+from benchmarks.e2e import TORCH_THREADS, bare_rate, benchmark_settings, kafka, torch_threads
+from benchmarks.through_kafka import LagMeter, PacedProducer, Service, topic_bytes
 from benchmarks.workload import Workload, context_records
 from connectors.producer import EventProducer
 from connectors.topics import ALL_TOPICS, ensure_topics
 from pipeline.net import free_port
 from pipeline.settings import Settings
+from pipeline.worker_runtime import WorkerRuntime
 
 
 def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy: Path | None = None,
@@ -38,22 +46,42 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
         settings = benchmark_settings(base, Path(tmp), "drain").replace(worker_web_port=free_port())
         ensure_topics(settings, ALL_TOPICS)
         text = Workload("text", users)
+        context = context_records(datetime.now(timezone.utc))
+        with torch_threads(TORCH_THREADS):
+            runtime = WorkerRuntime.from_settings(settings)
+            for topic, record in context:
+                runtime.add_context(settings.topic(topic), record.to_json_bytes())
+            bare = bare_rate(runtime, text, min(posts, 10_000))
+            del runtime
+        changelog = f"{settings.topic('worker')}-users-changelog"
         with EventProducer(settings, source="benchmark") as producer, \
                 Service(["pipeline.cli", "worker"], settings, Path(tmp) / "worker.log", TORCH_THREADS) as worker, \
                 LagMeter(settings, settings.topic("worker")) as meter:
-            for topic, record in context_records(datetime.now(timezone.utc)):
+            for topic, record in context:
                 producer.send_event(topic, record)
             source = PacedProducer(producer, text)
             source.send(text.users)  # every user has state, the model is loaded, the context is read
             meter.wait_caught_up(timeout, worker)
+            written_before = topic_bytes(settings, changelog)["all_records_bytes"]
             profiler = _profile(py_spy, worker.process.pid) if py_spy else None
-            started = time.monotonic()
+            started, cpu_started = time.monotonic(), _cpu_seconds(worker.process.pid)
             source.send(posts)
             meter.wait_caught_up(timeout, worker)
-            seconds = time.monotonic() - started
+            seconds, cpu = time.monotonic() - started, _cpu_seconds(worker.process.pid) - cpu_started
             if profiler is not None:
                 profiler.wait()
-    return {"posts": posts, "users": users, "seconds": seconds, "posts_per_s": posts / seconds}
+            written = topic_bytes(settings, changelog)["all_records_bytes"] - written_before
+    return {"posts": posts, "users": users, "seconds": seconds, "posts_per_s": posts / seconds,
+            "changelog_bytes_per_post": written / posts, "worker_cpu_seconds_per_post": cpu / posts,
+            "bare_cpu_seconds_per_post": bare["cpu_seconds_per_post"],
+            "worker_cpu_per_post_over_bare": cpu / posts / bare["cpu_seconds_per_post"],
+            "bare_posts_per_s": bare["records_per_s"]}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of a running process, all its threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _profile(path: Path, pid: int) -> subprocess.Popen:

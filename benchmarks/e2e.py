@@ -47,8 +47,8 @@ from typing import Any, Iterator
 import torch
 
 from benchmarks.naive_app import NaivePipeline
-from benchmarks.through_kafka import (LagMeter, PacedProducer, Service, end_offsets, max_sustained_rate,
-                                      percentiles, step_latencies, topic_bytes, write_table)
+from benchmarks.through_kafka import (COMMIT_INTERVAL_S, LagMeter, PacedProducer, Service, end_offsets,
+                                      max_sustained_rate, percentiles, step_latencies, topic_bytes, write_table)
 from benchmarks.workload import BACKBONE, LOCATION, SYMBOL, Workload, context_records, write_checkpoint, \
     write_images
 from connectors import topics
@@ -138,7 +138,7 @@ def benchmark_settings(base: Settings, folder: Path, prefix: str) -> Settings:
         topic_prefix=f"{prefix}-{uuid.uuid4().hex[:8]}.", state_dir=folder / "state",
         model_checkpoint=write_checkpoint(folder / "model.pt"), window_size_seconds=1,
         window_slide_seconds=1, allowed_lateness_seconds=0, emit_step_emotions=True,
-        context_location=LOCATION, context_symbol=SYMBOL)
+        context_location=LOCATION, context_symbol=SYMBOL, checkpoint_interval_seconds=COMMIT_INTERVAL_S)
 
 
 @contextmanager
@@ -187,20 +187,28 @@ def bare_rate(runtime: WorkerRuntime, workload: Workload, count: int) -> dict[st
 
     def process(chunk: list[tuple], serialised: bool) -> float:
         """Seconds to process ``chunk``, in batches of ``batch_max_users``."""
+        nonlocal cpu_seconds
         load, store = (decode_record, encode_record) if serialised else (lambda r: r, lambda r: r)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for i in range(0, len(chunk), settings.batch_max_users):
             events, _ = runtime.decode(chunk[i:i + settings.batch_max_users])
             stored = {user: records.get(user) for user in runtime.user_ids(events)}
             outputs = runtime.process(events, {user: None if r is None else load(r) for user, r in stored.items()}, 0)
             records.update((user, store(record)) for user, record in outputs.records.items())
+        cpu_seconds = time.process_time() - cpu_started
         return time.perf_counter() - started
 
+    cpu_seconds = 0.0
     process(raw[:workload.users], serialised=False)
     plain = process(raw[workload.users:workload.users + count], serialised=False)
+    plain_cpu = cpu_seconds
     records = {user: encode_record(record) for user, record in records.items()}
     serialised = process(raw[workload.users + count:], serialised=True)
-    return {"records_per_s": count / plain, "records_per_s_with_records_serialised": count / serialised}
+    # CPU seconds of this process (all its threads) per post: unlike the rates, it does not depend
+    # on what else shares the cores.
+    return {"records_per_s": count / plain, "records_per_s_with_records_serialised": count / serialised,
+            "cpu_seconds_per_post": plain_cpu / count,
+            "cpu_seconds_per_post_with_records_serialised": cpu_seconds / count}
 
 
 def seed_history(pipeline: NaivePipeline, workload: Workload, length: int) -> bytes:

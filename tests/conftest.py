@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -23,6 +25,58 @@ from pipeline.net import free_port
 from pipeline.settings import Settings
 
 SCRAM_USER = "moodshift-test"
+
+
+# -- make stress: the disruption scenarios many times, with CPU burners beside them -----------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("moodshift stress")
+    group.addoption("--repeat", type=int, default=1, help="run each test marked stress this many times")
+    group.addoption("--cpu-burners", type=int, default=0, help="busy processes beside the tests (make stress)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    repeat = metafunc.config.getoption("repeat")
+    if repeat > 1 and metafunc.definition.get_closest_marker("stress"):
+        metafunc.fixturenames.append("stress_run")
+        metafunc.parametrize("stress_run", range(1, repeat + 1))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cpu_burners(request: pytest.FixtureRequest) -> Iterator[None]:
+    """``--cpu-burners N``: N processes spinning for the whole session, so that the workers under
+    test share the cores as on a busy machine."""
+    count = request.config.getoption("cpu_burners")
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    yield
+    for burner in burners:
+        burner.kill()
+        burner.wait()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """With ``--repeat``: passes out of runs per scenario."""
+    if config.getoption("repeat") <= 1:
+        return
+    counts: dict[str, list[int]] = {}
+    for outcome in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if report.when == "call" or outcome != "passed":
+                scenario = report.nodeid.split("[")[0] + _guarantee(report.nodeid)
+                runs = counts.setdefault(scenario, [0, 0])
+                runs[0] += outcome == "passed"
+                runs[1] += 1
+    terminalreporter.write_sep("=", "stress: passes / runs per scenario")
+    for scenario, (passed, runs) in sorted(counts.items()):
+        terminalreporter.write_line(f"{passed:3d} / {runs:3d}  {scenario}")
+
+
+def _guarantee(nodeid: str) -> str:
+    for mode in ("at_least_once", "exactly_once"):
+        if mode in nodeid:
+            return f"[{mode}]"
+    return ""
 
 
 @pytest.fixture(scope="session")

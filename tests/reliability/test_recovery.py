@@ -11,6 +11,8 @@ lost output would each change that.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -213,6 +215,7 @@ def run_with_disruption(stream: Stream, disrupt: Callable[[Feeder, Outputs], lis
     return outputs
 
 
+@pytest.mark.stress
 def test_a_killed_worker_restarts_from_the_changelog_and_loses_nothing(kafka_settings: Settings,
                                                                        tmp_path: Path) -> None:
     stream = prepare(kafka_settings, tmp_path)
@@ -345,6 +348,7 @@ def committed_offsets(settings: Settings, group: str) -> dict[int, int]:
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic(topics.POSTS)}
 
 
+@pytest.mark.stress
 def test_a_second_worker_joins_and_leaves_mid_stream(kafka_settings: Settings, tmp_path: Path) -> None:
     """Partitions move to the newcomer and back; each move hands users' state over via the changelog."""
     stream = prepare(kafka_settings, tmp_path)
@@ -371,6 +375,7 @@ def owns_partitions(worker: WorkerProcess) -> bool:
         return False  # not listening yet
 
 
+@pytest.mark.stress
 def test_the_broker_restarts_mid_stream(kafka_cluster: Settings, tmp_path: Path) -> None:
     """The connector's producer and the worker ride out a broker restart (same ports, same data)."""
     settings = kafka_cluster.replace(state_dir=tmp_path / "broker-state", broker_port=free_port(),
@@ -420,6 +425,7 @@ def expected_daily(settings: Settings, posts: list[Post]) -> tuple[dict, set]:
     return steps, {json.loads(v)["change_id"] for _, v in first.change_points + last.change_points}
 
 
+@pytest.mark.stress
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_killed_worker_with_idle_close_loses_nothing(kafka_settings: Settings, tmp_path: Path,
                                                         guarantee: str) -> None:
@@ -519,3 +525,57 @@ def test_a_publish_that_fails_after_the_model_step_stops_the_worker_and_loses_no
     for key, step in outputs.steps.items():
         np.testing.assert_allclose(step["emotion"], expected_steps[key]["emotion"], atol=1e-5, rtol=0)
     assert outputs.changes == expected_changes
+
+
+def test_exactly_once_fences_a_stalled_worker_even_after_compaction(kafka_settings: Settings, tmp_path: Path) -> None:
+    """A worker that stalls past its session (SIGSTOP) while its records wait for a checkpoint loses
+    its partitions; a second worker recovers them and goes on. The first then wakes up (SIGCONT) and
+    its late checkpoint, the write a stale owner makes, must never reach a recovered state: with
+    ``processing_guarantee=exactly_once`` the successor's transactional producers have fenced it.
+    The changelog is then compacted (which keeps only each user's last record, so a stale record
+    written last would be all that is left) and a third worker, recovering from it, must go on
+    exactly as an uninterrupted run."""
+    stream = prepare(kafka_settings, tmp_path)
+    settings = stream.settings.replace(processing_guarantee="exactly_once")
+    stream = Stream(settings, stream.posts, stream.expected_steps, stream.expected_changes)
+    changelog = f"{settings.topic('worker')}-users-changelog"
+    first = stream.worker(tmp_path / "worker-1.log")
+
+    def stall_then_wake(feeder: Feeder, outputs: Outputs) -> list[WorkerProcess]:
+        outputs.wait_sent(feeder, 1 / 3, [first])
+        first.process.send_signal(signal.SIGSTOP)
+        second = stream.worker(tmp_path / "worker-2.log", state_dir=tmp_path / "state-2")
+        outputs.wait_for(lambda: owns_partitions(second), 120, [second])
+        outputs.wait_for(lambda: feeder.sent >= len(feeder.posts) * 2 / 3, 120, [second])  # the feed holds here
+        time.sleep(4)  # the second worker checkpoints what it applied
+        first.process.send_signal(signal.SIGCONT)
+        try:
+            first.process.wait(timeout=60)  # fenced: its late checkpoint fails and stops it
+        except subprocess.TimeoutExpired:
+            pass
+        second.stop()
+        compact(settings, changelog)
+        third = stream.worker(tmp_path / "worker-3.log", state_dir=tmp_path / "state-3")
+        outputs.wait_for(lambda: owns_partitions(third), 120, [third])
+        feeder.resume.set()
+        return [second, third]
+
+    run_with_disruption(stream, stall_then_wake, first, feed_seconds=30, hold_at=2 / 3)
+
+
+def compact(settings: Settings, topic: str, timeout: float = 120) -> None:
+    """Have the broker's log cleaner compact ``topic`` now: roll its segment, then wait until no key
+    appears twice among its records."""
+    set_topic_config(settings, topic, min_cleanable_dirty_ratio="0.0001", segment_ms="100",
+                     min_compaction_lag_ms="0", delete_retention_ms="100")
+    time.sleep(0.5)
+    with KafkaProducer(**settings.kafka_python_config()) as producer:  # rolls every partition's segment
+        for partition in range(settings.partitions):
+            producer.send(topic, key=b"compaction-roll", value=None, partition=partition).get(timeout=30)
+    deadline = time.monotonic() + timeout
+    while True:
+        keys = [record.key for record in read_topic(settings, topic) if record.key != b"compaction-roll"]
+        if len(keys) == len(set(keys)):
+            return
+        assert time.monotonic() < deadline, f"not compacted after {timeout} s: {len(keys)} records, {len(set(keys))} keys"
+        time.sleep(2)
