@@ -83,7 +83,7 @@ class WorkerState:
         first = await self.offsets.first_record_at_or_after(tp.topic, tp.partition, expected)
         if first is not None and first >= offset:
             metrics.INPUT_OFFSET_GAPS.inc(offset - expected)
-            log.info("%s has no records at offsets %d-%d; going on from %d", tp, expected, offset - 1, offset)
+            log.debug("%s has no records at offsets %d-%d; going on from %d", tp, expected, offset - 1, offset)
             self.positions.skip_to(tp, offset)
             return self.positions.admit(tp, offset)
         metrics.EVENTS_OUT_OF_ORDER.inc()
