@@ -41,9 +41,11 @@ from pipeline.worker_runtime import WorkerRuntime
 
 
 def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy: Path | None = None,
-        timeout: float = 600) -> dict[str, Any]:
+        timeout: float = 600, checkpoint_interval: float | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="moodshift-drain-") as tmp, kafka(cluster, Path(tmp)) as base:
         settings = benchmark_settings(base, Path(tmp), "drain").replace(worker_web_port=free_port())
+        if checkpoint_interval is not None:
+            settings = settings.replace(checkpoint_interval_seconds=checkpoint_interval)
         ensure_topics(settings, ALL_TOPICS)
         text = Workload("text", users)
         context = context_records(datetime.now(timezone.utc))
@@ -71,7 +73,8 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
             if profiler is not None:
                 profiler.wait()
             written = topic_bytes(settings, changelog)["all_records_bytes"] - written_before
-    return {"posts": posts, "users": users, "seconds": seconds, "posts_per_s": posts / seconds,
+    return {"posts": posts, "users": users, "checkpoint_interval_seconds": settings.checkpoint_interval_seconds,
+            "seconds": seconds, "posts_per_s": posts / seconds,
             "changelog_bytes_per_post": written / posts, "worker_cpu_seconds_per_post": cpu / posts,
             "bare_cpu_seconds_per_post": bare["cpu_seconds_per_post"],
             "worker_cpu_per_post_over_bare": cpu / posts / bare["cpu_seconds_per_post"],
@@ -97,8 +100,10 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=20_000)
     parser.add_argument("--users", type=int, default=2_000)
     parser.add_argument("--py-spy", type=Path, help="record a py-spy profile of the worker to this file")
+    parser.add_argument("--checkpoint-interval", type=float, help="the worker's checkpoint_interval_seconds "
+                        "(default: the benchmarks' 1 s)")
     args = parser.parse_args()
-    print(json.dumps(run(args.posts, args.users, py_spy=args.py_spy)))
+    print(json.dumps(run(args.posts, args.users, py_spy=args.py_spy, checkpoint_interval=args.checkpoint_interval)))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ def test_end_to_end_benchmark_runs_at_tiny_size(kafka_cluster: Settings) -> None
 def test_drain_benchmark_runs_at_tiny_size(kafka_cluster: Settings) -> None:
     result = drain.run(posts=100, users=20, cluster=kafka_cluster)
     assert result["posts"] == 100 and result["seconds"] > 0 and result["posts_per_s"] > 0
+    assert result["changelog_bytes_per_post"] > 0  # how much less than before: docs/benchmarks.md
+    assert result["worker_cpu_seconds_per_post"] > 0 and result["bare_cpu_seconds_per_post"] > 0
 
 
 def test_gpu_benchmark_code_runs_on_the_cpu_at_tiny_size() -> None:

@@ -413,6 +413,23 @@ def daily_posts(users: int, days: int, seed: int) -> list[Post]:
     return sorted(posts, key=lambda post: post.event_time)
 
 
+def produce(settings: Settings, posts: list[Post]) -> None:
+    with EventProducer(settings, source="test") as producer:
+        for post in posts:
+            producer.send_event(topics.POSTS, post)
+
+
+def assert_uninterrupted(outputs: Outputs, expected_steps: dict, expected_changes: set) -> None:
+    """The outputs, deduplicated, are an uninterrupted run's: every step, same emotions, same changes."""
+    missing = sorted(expected_steps.keys() - outputs.steps.keys())
+    assert not missing, f"{len(missing)} of {len(expected_steps)} steps never came out, e.g. {missing[:10]}"
+    assert outputs.steps.keys() == expected_steps.keys()
+    differing = [key for key, step in outputs.steps.items()
+                 if not np.allclose(step["emotion"], expected_steps[key]["emotion"], atol=1e-5, rtol=0)]
+    assert not differing, f"{len(differing)} steps differ from the uninterrupted run's: {differing[:10]}"
+    assert outputs.changes == expected_changes
+
+
 def expected_daily(settings: Settings, posts: list[Post]) -> tuple[dict, set]:
     """Steps and change ids of an uninterrupted run: every post, then every user's last window closed."""
     runtime = WorkerRuntime.from_settings(settings)
@@ -443,9 +460,7 @@ def test_a_killed_worker_with_idle_close_loses_nothing(kafka_settings: Settings,
     workers = [first]
     try:
         first.wait_ready()
-        with EventProducer(settings, source="test") as producer:
-            for post in posts[:half]:
-                producer.send_event(topics.POSTS, post)
+        produce(settings, posts[:half])
         outputs.wait_for(lambda: len(outputs.steps) > 0, 60, workers)
         time.sleep(1)  # mid-backlog: the first steps are out, not all of the half's
         first.kill()
@@ -453,9 +468,7 @@ def test_a_killed_worker_with_idle_close_loses_nothing(kafka_settings: Settings,
         assert len(outputs.steps) < half, "the kill came after the first half was done: nothing was tested"
         workers.append(second := start_worker(settings, tmp_path / "worker-2.log"))
         second.wait_ready()
-        with EventProducer(settings, source="test") as producer:
-            for post in posts[half:]:
-                producer.send_event(topics.POSTS, post)
+        produce(settings, posts[half:])
         outputs.wait_for(lambda: outputs.steps.keys() >= expected_steps.keys()
                          and outputs.changes >= expected_changes, 240, workers)
     except AssertionError:
@@ -465,13 +478,7 @@ def test_a_killed_worker_with_idle_close_loses_nothing(kafka_settings: Settings,
             worker.stop()
         outputs.poll()
         outputs.close()
-    missing = sorted(expected_steps.keys() - outputs.steps.keys())
-    assert not missing, f"{len(missing)} of {len(expected_steps)} steps never came out, e.g. {missing[:10]}"
-    assert outputs.steps.keys() == expected_steps.keys()
-    differing = [key for key, step in outputs.steps.items()
-                 if not np.allclose(step["emotion"], expected_steps[key]["emotion"], atol=1e-5, rtol=0)]
-    assert not differing, f"{len(differing)} steps differ from the uninterrupted run's: {differing[:10]}"
-    assert outputs.changes == expected_changes
+    assert_uninterrupted(outputs, expected_steps, expected_changes)
 
 
 def set_topic_config(settings: Settings, topic: str, **configs: str) -> None:
@@ -500,14 +507,10 @@ def test_a_publish_that_fails_after_the_model_step_stops_the_worker_and_loses_no
     workers = [first]
     try:
         first.wait_ready()
-        with EventProducer(settings, source="test") as producer:
-            for post in posts[:half]:
-                producer.send_event(topics.POSTS, post)
+        produce(settings, posts[:half])
         outputs.wait_for(lambda: len(outputs.steps) >= half - 12, 120, workers)  # all but each user's open day
         set_topic_config(settings, steps_topic, max_message_bytes="64")
-        with EventProducer(settings, source="test") as producer:
-            for post in posts[half:]:
-                producer.send_event(topics.POSTS, post)
+        produce(settings, posts[half:])
         first.process.wait(timeout=120)
         assert first.process.returncode != 0, "the worker went on after a batch it could not publish"
         assert "stopping the worker" in first.log_path.read_text(errors="replace")
@@ -521,10 +524,7 @@ def test_a_publish_that_fails_after_the_model_step_stops_the_worker_and_loses_no
         for worker in workers:
             worker.stop()
         outputs.close()
-    assert outputs.steps.keys() == expected_steps.keys()
-    for key, step in outputs.steps.items():
-        np.testing.assert_allclose(step["emotion"], expected_steps[key]["emotion"], atol=1e-5, rtol=0)
-    assert outputs.changes == expected_changes
+    assert_uninterrupted(outputs, expected_steps, expected_changes)
 
 
 def test_exactly_once_fences_a_stalled_worker_even_after_compaction(kafka_settings: Settings, tmp_path: Path) -> None:
