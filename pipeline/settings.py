@@ -138,7 +138,7 @@ class Settings:
     worker_session_timeout_seconds: float = 30.0  # a crashed worker's partitions move after this long
     # Users' records reach the changelog, and input offsets are committed, at most this often
     # (docs/architecture.md, "State and checkpoints").
-    checkpoint_interval_seconds: float = 2.0
+    checkpoint_interval_seconds: float = 10.0
     # at_least_once: outputs may repeat after a crash (same ids). exactly_once: faust's Kafka
     # transactions also fence the changelog against a worker that lost its partitions (README).
     processing_guarantee: str = "at_least_once"

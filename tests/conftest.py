@@ -11,6 +11,7 @@ instead of starting a local broker; the SASL_SSL tests then need those settings 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -40,7 +41,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     repeat = metafunc.config.getoption("repeat")
     if repeat > 1 and metafunc.definition.get_closest_marker("stress"):
         metafunc.fixturenames.append("stress_run")
-        metafunc.parametrize("stress_run", range(1, repeat + 1))
+        metafunc.parametrize("stress_run", range(1, repeat + 1), ids=lambda run: f"run{run}")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -63,7 +64,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for outcome in ("passed", "failed", "error"):
         for report in terminalreporter.stats.get(outcome, []):
             if report.when == "call" or outcome != "passed":
-                scenario = report.nodeid.split("[")[0] + _guarantee(report.nodeid)
+                scenario = _scenario(report.nodeid)
                 runs = counts.setdefault(scenario, [0, 0])
                 runs[0] += outcome == "passed"
                 runs[1] += 1
@@ -72,11 +73,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(f"{passed:3d} / {runs:3d}  {scenario}")
 
 
-def _guarantee(nodeid: str) -> str:
-    for mode in ("at_least_once", "exactly_once"):
-        if mode in nodeid:
-            return f"[{mode}]"
-    return ""
+def _scenario(nodeid: str) -> str:
+    """A test id without its ``runN`` part: ``t.py::test[run3-exactly_once]`` → ``t.py::test[exactly_once]``."""
+    name, _, params = nodeid.partition("[")
+    kept = [part for part in params.rstrip("]").split("-") if part and not re.fullmatch(r"run\d+", part)]
+    return name + (f"[{'-'.join(kept)}]" if kept else "")
+
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,7 @@ WORKER = dict(window_size_seconds=3600, window_slide_seconds=1800, allowed_laten
               emit_step_emotions=True, idle_close_seconds=0, context_location="clemson",
               context_symbol="^GSPC", batch_max_wait_ms=100, worker_session_timeout_seconds=10,
               detector_enter_threshold=0.0, detector_margin=0.0, detector_min_dwell=1,
-              retention_hours=24 * 365 * 30)
+              retention_hours=24 * 365 * 30, checkpoint_interval_seconds=1.0)
 
 
 @dataclass
@@ -443,13 +443,16 @@ def expected_daily(settings: Settings, posts: list[Post]) -> tuple[dict, set]:
 
 
 @pytest.mark.stress
-@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
-def test_a_killed_worker_with_idle_close_loses_nothing(kafka_settings: Settings, tmp_path: Path,
-                                                        guarantee: str) -> None:
+@pytest.mark.parametrize("guarantee, checkpoint_interval", [
+    ("at_least_once", 1.0), ("exactly_once", 1.0), ("at_least_once", Settings().checkpoint_interval_seconds)])
+def test_a_killed_worker_with_idle_close_loses_nothing(kafka_settings: Settings, tmp_path: Path, guarantee: str,
+                                                        checkpoint_interval: float) -> None:
     """Issue 12's recipe: daily windows that the idle timer closes, the first half ingested, kill -9
     while the worker is still on it, a new worker, the second half. Every step and change point must
-    come out, with the emotions of an uninterrupted run."""
-    settings = worker_settings(kafka_settings, tmp_path).replace(processing_guarantee=guarantee, **DAILY)
+    come out, with the emotions of an uninterrupted run; in both processing modes, with checkpoints
+    every second (the kill lands between two) and at the default interval."""
+    settings = worker_settings(kafka_settings, tmp_path).replace(
+        processing_guarantee=guarantee, checkpoint_interval_seconds=checkpoint_interval, **DAILY)
     posts = daily_posts(users=40, days=50, seed=12)
     expected_steps, expected_changes = expected_daily(settings, posts)
     assert len(expected_steps) == len(posts) and len(expected_changes) >= 5
