@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: setup
+	deploy/system-tools.sh broker
 	$(BIN)/moodshift demo
 
 test: setup
+	deploy/system-tools.sh test
 	$(BIN)/python -m pytest
 
 benchmark: setup

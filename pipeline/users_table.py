@@ -12,6 +12,10 @@ logged and ignored. A worker also keeps the records it holds when the changelog'
 recovery re-reads a partition from its start, and a worker that kept the partition holds its newest
 records already. Processing is deterministic for a given order of events, so whichever worker
 produced the record kept, it is the state an uninterrupted run would have had at that point.
+
+Compaction keeps only a key's last record, so a stale record written last outlives this check;
+``processing_guarantee=exactly_once`` prevents it instead (the successor's transactional producer
+fences the stalled worker; docs/architecture.md, "State and checkpoints").
 """
 
 from __future__ import annotations
