@@ -63,6 +63,13 @@ class LocalBroker:
     """
 
     settings: Settings
+    # One node of a cluster (pipeline.local_cluster): its id, every controller ("1@host:port,..."),
+    # the id all nodes are formatted with, and the replication of Kafka's internal topics (with
+    # min.insync.replicas 2 from 3 on). The defaults make the single node.
+    node_id: int = 1
+    voters: str = ""
+    cluster_id: str = ""
+    replication: int = 1
 
     @property
     def home(self) -> Path:
@@ -101,8 +108,9 @@ class LocalBroker:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 90.0) -> str:
-        """Start the broker unless it runs already; return the bootstrap address once it answers."""
+    def start(self, timeout: float = 90.0, wait: bool = True) -> str:
+        """Start the broker unless it runs already; return the bootstrap address once it answers
+        (``wait=False``: once launched; a node of a cluster answers only when a quorum runs)."""
         self.check_sasl_settings()
         pid = self.running_pid()
         if pid is not None:
@@ -127,6 +135,8 @@ class LocalBroker:
                 start_new_session=True,  # survives the CLI; stop() ends it by pid
             )
         self.pid_file.write_text(str(process.pid))
+        if not wait:
+            return self.bootstrap
         try:
             self.wait_ready(timeout, process)
             if not formatted_now:
@@ -205,14 +215,15 @@ class LocalBroker:
 
     def write_properties(self) -> None:
         port, controller = self.settings.broker_port, self.settings.controller_port
+        min_isr = min(2, self.replication)
         listeners = [f"PLAINTEXT://127.0.0.1:{port}"]
         if self.sasl_ssl_bootstrap:
             listeners.append(f"SASL_SSL://{self.sasl_ssl_bootstrap}")
         properties = {
             "process.roles": "broker,controller",
-            "node.id": "1",
+            "node.id": str(self.node_id),
             # Static voters: the ports live in this file, not in the formatted storage.
-            "controller.quorum.voters": f"1@127.0.0.1:{controller}",
+            "controller.quorum.voters": self.voters or f"{self.node_id}@127.0.0.1:{controller}",
             "listeners": ",".join([*listeners, f"CONTROLLER://127.0.0.1:{controller}"]),
             "advertised.listeners": ",".join(listeners),
             "inter.broker.listener.name": "PLAINTEXT",
@@ -220,12 +231,14 @@ class LocalBroker:
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
             "log.dirs": str(self.home / "data"),
             "num.partitions": str(self.settings.partitions),
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": str(self.replication),
+            "min.insync.replicas": str(min_isr),
+            "offsets.topic.replication.factor": str(self.replication),
             "offsets.topic.num.partitions": "4",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": str(self.replication),
+            "transaction.state.log.min.isr": str(min_isr),
+            "share.coordinator.state.topic.replication.factor": str(self.replication),
+            "share.coordinator.state.topic.min.isr": str(min_isr),
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
             **self.sasl_ssl_properties(),
@@ -295,7 +308,8 @@ class LocalBroker:
     def format_storage(self, java: str) -> None:
         command = [
             java, *self.jvm_options(), "-cp", self.classpath(), STORAGE_TOOL_MAIN, "format",
-            "-t", new_cluster_id(), "-c", str(self.properties_file), *self.scram_format_arguments(),
+            "-t", self.cluster_id or new_cluster_id(), "-c", str(self.properties_file),
+            *self.scram_format_arguments(),
         ]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:

@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline.settings import Settings
 
 # What the environment carries (where the cluster is); everything else goes through --set.
-CONNECTION = ("bootstrap_servers", "topic_prefix", "partitions", "state_dir")
+CONNECTION = ("bootstrap_servers", "topic_prefix", "partitions", "replication_factor", "state_dir")
 
 
 class WorkerProcess:

@@ -1,0 +1,35 @@
+"""A three-node cluster (replication factor 3, min.insync.replicas 2) loses a broker to kill -9 in the
+middle of a stream; the outputs, deduplicated by id, must equal an uninterrupted run's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.local_cluster import LocalCluster
+from pipeline.net import free_port
+from pipeline.settings import Settings
+from tests.reliability.test_recovery import Feeder, Outputs, WorkerProcess, prepare, run_with_disruption
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.mark.stress
+def test_a_broker_of_three_is_killed_mid_stream(kafka_cluster: Settings, tmp_path: Path) -> None:
+    cluster = LocalCluster(kafka_cluster.replace(state_dir=tmp_path / "cluster"),
+                           ports=[(free_port(), free_port()) for _ in range(3)])
+    try:
+        settings = cluster.settings.replace(bootstrap_servers=cluster.start(), topic_prefix="cluster.",
+                                            state_dir=tmp_path / "state")
+        stream = prepare(settings, tmp_path)
+        first = stream.worker(tmp_path / "worker.log")
+
+        def kill_a_broker(feeder: Feeder, outputs: Outputs) -> list[WorkerProcess]:
+            outputs.wait_sent(feeder, 1 / 3, [first])
+            cluster.kill(1)
+            return []
+
+        run_with_disruption(stream, kill_a_broker, first, feed_seconds=30)
+    finally:
+        cluster.stop()
