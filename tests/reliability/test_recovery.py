@@ -233,9 +233,9 @@ def test_a_killed_worker_restarts_from_the_changelog_and_loses_nothing(kafka_set
 
 def test_a_worker_stopped_mid_batch_commits_only_what_it_stored(kafka_settings: Settings, tmp_path: Path) -> None:
     """A graceful stop (SIGTERM) while a backlog is being processed, so the stop lands in a batch.
-    faust's ``take_events`` acks a batch's events when its generator closes, finished or not; what
-    keeps that from committing unstored events is faust waiting for the batch in progress before it
-    stops the agent (``stream_wait_empty``). This pins that order: every input record below the
+    Only a checkpoint acknowledges events, after their records are in the changelog, and faust's stop
+    waits for every delivered event to be acknowledged (``stream_wait_empty``), so the checkpoint
+    must keep running while the worker stops. This pins that order: every input record below the
     group's committed offset must be applied in its user's stored record (the table's changelog)."""
     settings = worker_settings(kafka_settings, tmp_path)
     rng = np.random.default_rng(5)
