@@ -140,6 +140,9 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                 state.records.stage(outputs.records, admitted)
             log.debug("batch: %d records, %d applied, %d users, %d dead letters, %d change points", len(batch),
                       len(admitted), len(outputs.records), len(outputs.dead_letters), len(outputs.change_points))
+            # faust's stop waits for every delivered event still referenced to be acknowledged; the
+            # ones the gate held back must not outlive the batch (they are read again).
+            del batch, admitted
 
     async def checkpoint() -> None:
         try:

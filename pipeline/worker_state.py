@@ -91,7 +91,9 @@ class WorkerState:
             log.warning("%s: offset %d came before %d (records fetched before a seek); re-reading from %d",
                         tp, offset, expected, expected)
             self._sought[tp] = expected
-            await self.app.consumer.seek(tp, expected)
+            # seek_wait runs the seek in the consumer's own thread and loop, as faust's recovery
+            # does; a plain seek from this thread left aiokafka's fetcher asleep (the worker stalled).
+            await self.app.consumer.seek_wait({tp: expected})
         return Admission.OUT_OF_ORDER
 
     def on_rebalance(self) -> None:
