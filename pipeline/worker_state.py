@@ -91,9 +91,11 @@ class WorkerState:
             log.warning("%s: offset %d came before %d (records fetched before a seek); re-reading from %d",
                         tp, offset, expected, expected)
             self._sought[tp] = expected
-            # seek_wait runs the seek in the consumer's own thread and loop, as faust's recovery
-            # does; a plain seek from this thread left aiokafka's fetcher asleep (the worker stalled).
-            await self.app.consumer.seek_wait({tp: expected})
+        # Again for every batch that still brings later offsets (admit asks once per partition and
+        # batch): faust's fetcher may still be handing over a fetch from before the seek, and each
+        # such record raises faust's read offset, below which it drops what the seek re-reads.
+        # seek_wait runs in the consumer's own thread and loop, as faust's recovery seeks.
+        await self.app.consumer.seek_wait({tp: expected})
         return Admission.OUT_OF_ORDER
 
     def on_rebalance(self) -> None:
