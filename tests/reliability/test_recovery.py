@@ -431,13 +431,14 @@ def assert_uninterrupted(outputs: Outputs, expected_steps: dict, expected_change
 
 
 def expected_daily(settings: Settings, posts: list[Post]) -> tuple[dict, set]:
-    """Steps and change ids of an uninterrupted run: every post, then every user's last window closed."""
+    """Steps and change ids of an uninterrupted run: every post, then (with idle close on) every
+    user's last window closed."""
     runtime = WorkerRuntime.from_settings(settings)
     for topic, record in make_records()[0]:
         runtime.add_context(settings.topic(topic), record.to_json_bytes())
     events, _ = runtime.decode([(settings.topic(topics.POSTS), p.user_id.encode(), p.to_json_bytes()) for p in posts])
     first = runtime.process(events, {}, 0)
-    last = runtime.flush_users(first.records)
+    last = runtime.flush_users(first.records) if settings.idle_close_seconds else RuntimeOutputs()
     steps = {step_key(json.loads(v)): json.loads(v) for _, v in first.steps + last.steps}
     return steps, {json.loads(v)["change_id"] for _, v in first.change_points + last.change_points}
 
@@ -498,8 +499,10 @@ def test_a_publish_that_fails_after_the_model_step_stops_the_worker_and_loses_no
     """No acknowledgement without apply. Mid-stream the broker starts rejecting the per-step
     outputs (the topic's max.message.bytes falls below a step's size), after the model has stepped
     the batch. The worker must stop with an error, not skip the batch; once the topic takes records
-    again, a new worker must publish every step and change point of an uninterrupted run."""
-    settings = worker_settings(kafka_settings, tmp_path).replace(**DAILY)
+    again, a new worker must publish every step and change point of an uninterrupted run. Idle close
+    is off: a new worker does not close the windows of users it has no events of (docs, "Not
+    guaranteed"), which is not what this test is about."""
+    settings = worker_settings(kafka_settings, tmp_path).replace(**{**DAILY, "idle_close_seconds": 0})
     posts = daily_posts(users=12, days=30, seed=13)
     expected_steps, expected_changes = expected_daily(settings, posts)
     send(settings, [])
@@ -521,8 +524,11 @@ def test_a_publish_that_fails_after_the_model_step_stops_the_worker_and_loses_no
         assert len(outputs.steps) < len(expected_steps), "every step came out: the failure was not injected"
         set_topic_config(settings, steps_topic, max_message_bytes="1048588")
         workers.append(start_worker(settings, tmp_path / "worker-2.log"))
-        outputs.wait_for(lambda: outputs.steps.keys() >= expected_steps.keys()
-                         and outputs.changes >= expected_changes, 240, workers)
+        try:
+            outputs.wait_for(lambda: outputs.steps.keys() >= expected_steps.keys()
+                             and outputs.changes >= expected_changes, 240, workers)
+        except AssertionError:
+            pass  # reported below, with what is missing
     finally:
         for worker in workers:
             worker.stop()
