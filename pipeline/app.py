@@ -135,7 +135,7 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                 try:
                     await publish(outputs)
                 except Exception as error:
-                    await fatal(app, "publish", error)
+                    await fatal(app, state, "publish", error)
                     raise
                 state.records.stage(outputs.records, admitted)
             log.debug("batch: %d records, %d applied, %d users, %d dead letters, %d change points", len(batch),
@@ -148,7 +148,7 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
         try:
             await state.checkpoint()
         except Exception as error:
-            await fatal(app, "checkpoint", error)
+            await fatal(app, state, "checkpoint", error)
             raise
 
     @app.task
@@ -201,7 +201,7 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                 try:
                     await publish(outputs)
                 except Exception as error:
-                    await fatal(app, "publish", error)
+                    await fatal(app, state, "publish", error)
                     raise
                 state.records.stage(outputs.records, [])
 

@@ -48,12 +48,18 @@ class WorkerState:
         # batch, idle close and checkpoint ever see a record half-way.
         self.lock = asyncio.Lock()
         self._sought: dict[TP, int] = {}  # partitions sent back to their position, and which position
+        # Set by fatal(): from then on nothing is applied, staged or written. faust restarts a crashed
+        # agent while the app is still stopping, and a checkpoint of records built on top of a
+        # batch that was never applied would make its events look like replays (lost).
+        self.failed: BaseException | None = None
 
     # -- the gate ---------------------------------------------------------------------------------
 
     async def admit(self, batch: Sequence[EventT]) -> list[EventT]:
         """The events of ``batch`` to apply, in order; the rest are dropped without acknowledgement
         (duplicates of events applied already, events past a gap, events of partitions not owned)."""
+        if self.failed is not None:
+            return []
         assigned = self.app.consumer.assignment()
         unknown = {event.message.tp for event in batch
                    if event.message.tp in assigned and not self.positions.known(event.message.tp)}
@@ -111,6 +117,8 @@ class WorkerState:
         then acknowledge the events they include and commit."""
         started = time.perf_counter()
         async with self.lock:
+            if self.failed is not None:
+                return
             changes, events = self.records.take()
             sent = []
             for key, value in changes.items():
@@ -133,9 +141,11 @@ class WorkerState:
         await self.offsets.stop()
 
 
-def fatal(app: faust.App, stage: str, error: BaseException) -> Any:
+def fatal(app: faust.App, state: WorkerState, stage: str, error: BaseException) -> Any:
     """A failure after the model step: outputs or records may be missing, so the batch must not be
-    acknowledged. The worker stops (exit code 1) and its successor re-reads from the last checkpoint."""
+    acknowledged. Nothing more is applied or checkpointed; the worker stops (exit code 1) and its
+    successor re-reads from the last checkpoint."""
+    state.failed = error
     metrics.PROCESSING_ERRORS.labels(stage=stage).inc()
     log.critical("%s failed after the model step; stopping the worker so that nothing unwritten is "
                  "committed (the next start re-reads from the last checkpoint): %r", stage, error)
