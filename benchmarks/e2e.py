@@ -185,9 +185,9 @@ def bare_rate(runtime: WorkerRuntime, workload: Workload, count: int) -> dict[st
     raw = [(settings.topic(topics.POSTS), post.user_id.encode(), post.to_json_bytes()) for post in posts]
     records: dict[str, Any] = {}
 
-    def process(chunk: list[tuple], serialised: bool) -> float:
-        """Seconds to process ``chunk``, in batches of ``batch_max_users``."""
-        nonlocal cpu_seconds
+    def process(chunk: list[tuple], serialised: bool) -> tuple[float, float]:
+        """Wall and CPU seconds (this process, all threads) to process ``chunk`` in batches of
+        ``batch_max_users``."""
         load, store = (decode_record, encode_record) if serialised else (lambda r: r, lambda r: r)
         started, cpu_started = time.perf_counter(), time.process_time()
         for i in range(0, len(chunk), settings.batch_max_users):
@@ -195,20 +195,16 @@ def bare_rate(runtime: WorkerRuntime, workload: Workload, count: int) -> dict[st
             stored = {user: records.get(user) for user in runtime.user_ids(events)}
             outputs = runtime.process(events, {user: None if r is None else load(r) for user, r in stored.items()}, 0)
             records.update((user, store(record)) for user, record in outputs.records.items())
-        cpu_seconds = time.process_time() - cpu_started
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu_started
 
-    cpu_seconds = 0.0
     process(raw[:workload.users], serialised=False)
-    plain = process(raw[workload.users:workload.users + count], serialised=False)
-    plain_cpu = cpu_seconds
+    plain, plain_cpu = process(raw[workload.users:workload.users + count], serialised=False)
     records = {user: encode_record(record) for user, record in records.items()}
-    serialised = process(raw[workload.users + count:], serialised=True)
-    # CPU seconds of this process (all its threads) per post: unlike the rates, it does not depend
-    # on what else shares the cores.
+    serialised, serialised_cpu = process(raw[workload.users + count:], serialised=True)
+    # CPU seconds per post: unlike the rates, it does not depend on what else shares the cores.
     return {"records_per_s": count / plain, "records_per_s_with_records_serialised": count / serialised,
             "cpu_seconds_per_post": plain_cpu / count,
-            "cpu_seconds_per_post_with_records_serialised": cpu_seconds / count}
+            "cpu_seconds_per_post_with_records_serialised": serialised_cpu / count}
 
 
 def seed_history(pipeline: NaivePipeline, workload: Workload, length: int) -> bytes:

@@ -38,7 +38,7 @@ from pipeline import metrics
 from pipeline.settings import Settings
 from pipeline.users_table import UsersTable
 from pipeline.worker_runtime import Outputs, RawRecord, WorkerRuntime
-from pipeline.worker_state import WorkerState, fatal
+from pipeline.worker_state import WorkerState
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
     # changelog records: so a user's record lives on the partition of the user's events.
     users = app.tables.add(UsersTable(app, name="users", beacon=app.tables.beacon, key_type=bytes,
                                       value_type=bytes, partitions=settings.partitions, use_partitioner=True))
-    state = WorkerState(app, settings, users, input_topics)
+    state = WorkerState(app, settings, users)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moodshift-model")
     holder: dict[str, WorkerRuntime] = {} if runtime is None else {"runtime": runtime}
     context_ready = asyncio.Event()
@@ -132,11 +132,7 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                     log.exception("processing a batch of %d records failed; dead-lettering it", len(valid))
                     outputs = runtime.reject(valid, "internal_error", repr(error))
                 outputs.dead_letters[:0] = rejected
-                try:
-                    await publish(outputs)
-                except Exception as error:
-                    await fatal(app, state, "publish", error)
-                    raise
+                await state.or_stop("publish", publish(outputs))
                 state.records.stage(outputs.records, admitted)
             log.debug("batch: %d records, %d applied, %d users, %d dead letters, %d change points", len(batch),
                       len(admitted), len(outputs.records), len(outputs.dead_letters), len(outputs.change_points))
@@ -145,11 +141,7 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
             del batch, admitted
 
     async def checkpoint() -> None:
-        try:
-            await state.checkpoint()
-        except Exception as error:
-            await fatal(app, state, "checkpoint", error)
-            raise
+        await state.or_stop("checkpoint", state.checkpoint())
 
     @app.task
     async def checkpoint_now_and_then() -> None:
@@ -163,7 +155,6 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
     @app.on_partitions_revoked.connect
     async def checkpoint_before_handing_over(sender: Any, revoked: Any, **kwargs: Any) -> None:
         await checkpoint()  # what idle closes changed (batches were checkpointed: faust waited for acks)
-        state.on_rebalance()
 
     @app.on_partitions_assigned.connect
     async def start_from_committed_offsets(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -198,11 +189,7 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                     metrics.PROCESSING_ERRORS.labels(stage="idle_close").inc()
                     log.exception("closing the windows of %d idle users failed", len(idle))
                     return
-                try:
-                    await publish(outputs)
-                except Exception as error:
-                    await fatal(app, state, "publish", error)
-                    raise
+                await state.or_stop("publish", publish(outputs))
                 state.records.stage(outputs.records, [])
 
     @app.timer(interval=5.0)

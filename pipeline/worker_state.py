@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Sequence
+from typing import Awaitable, Sequence
 
 import faust
 from faust.types import TP, EventT
@@ -37,10 +37,9 @@ log = logging.getLogger(__name__)
 class WorkerState:
     """Users' records of one worker, the input positions, and the checkpoint that ties them together."""
 
-    def __init__(self, app: faust.App, settings: Settings, users: faust.Table, input_topics: set[str]) -> None:
+    def __init__(self, app: faust.App, settings: Settings, users: faust.Table) -> None:
         self.app = app
         self.users = users
-        self.input_topics = input_topics
         self.records: CheckpointedRecords[EventT] = CheckpointedRecords(users)
         self.positions = InputPositions()
         self.offsets = GroupOffsets(settings, group_id=app.conf.id)
@@ -48,7 +47,7 @@ class WorkerState:
         # batch, idle close and checkpoint ever see a record half-way.
         self.lock = asyncio.Lock()
         self._sought: dict[TP, int] = {}  # partitions sent back to their position, and which position
-        # Set by fatal(): from then on nothing is applied, staged or written. faust restarts a crashed
+        # Set by or_stop(): from then on nothing is applied, staged or written. faust restarts a crashed
         # agent while the app is still stopping, and a checkpoint of records built on top of a
         # batch that was never applied would make its events look like replays (lost).
         self.failed: BaseException | None = None
@@ -140,13 +139,16 @@ class WorkerState:
     async def stop(self) -> None:
         await self.offsets.stop()
 
-
-def fatal(app: faust.App, state: WorkerState, stage: str, error: BaseException) -> Any:
-    """A failure after the model step: outputs or records may be missing, so the batch must not be
-    acknowledged. Nothing more is applied or checkpointed; the worker stops (exit code 1) and its
-    successor re-reads from the last checkpoint."""
-    state.failed = error
-    metrics.PROCESSING_ERRORS.labels(stage=stage).inc()
-    log.critical("%s failed after the model step; stopping the worker so that nothing unwritten is "
-                 "committed (the next start re-reads from the last checkpoint): %r", stage, error)
-    return app.crash(error)
+    async def or_stop(self, stage: str, step: Awaitable[None]) -> None:
+        """Await a step after the model step (publish, checkpoint). If it fails, outputs or records may
+        be missing, so nothing may be acknowledged: from then on nothing is applied or checkpointed,
+        and the worker stops (exit code 1); its successor re-reads from the last checkpoint."""
+        try:
+            await step
+        except Exception as error:
+            self.failed = error
+            metrics.PROCESSING_ERRORS.labels(stage=stage).inc()
+            log.critical("%s failed after the model step; stopping the worker so that nothing unwritten is "
+                         "committed (the next start re-reads from the last checkpoint): %r", stage, error)
+            await self.app.crash(error)
+            raise

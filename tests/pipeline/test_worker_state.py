@@ -13,8 +13,8 @@ from pipeline.checkpoint import CheckpointedRecords
 from pipeline.positions import Admission, InputPositions
 from pipeline.records import decode_record
 from pipeline.settings import Settings
-from tests.reliability.test_recovery import (DAILY, Outputs, assert_uninterrupted, daily_posts, expected_daily,
-                                            send, start_worker, worker_settings)
+from tests.reliability.test_recovery import (DAILY, Outputs, assert_uninterrupted, daily_stream, start_worker,
+                                            worker_settings)
 
 
 def test_the_gate_applies_each_offset_once_and_in_order() -> None:
@@ -66,9 +66,7 @@ def test_input_from_a_transactional_producer_loses_nothing(kafka_settings: Setti
     """A customer's transactional producer leaves offsets without records (commit markers) in the
     input partitions; the gate must ask the broker, pass over them, and apply every post."""
     settings = worker_settings(kafka_settings, tmp_path).replace(**DAILY)
-    posts = daily_posts(users=6, days=12, seed=4)
-    expected_steps, expected_changes = expected_daily(settings, posts)
-    send(settings, [])
+    posts, expected_steps, expected_changes = daily_stream(settings, users=6, days=12, seed=4)
     producer = KafkaProducer(**settings.kafka_python_config(), transactional_id=f"{settings.topic_prefix}customer")
     producer.init_transactions()
     for post in posts:  # one transaction per post: a marker after every record

@@ -419,6 +419,24 @@ def produce(settings: Settings, posts: list[Post]) -> None:
             producer.send_event(topics.POSTS, post)
 
 
+def daily_stream(settings: Settings, users: int, days: int, seed: int) -> tuple[list[Post], dict, set]:
+    """``daily_posts``, what an uninterrupted run publishes for them, and the context sent."""
+    posts = daily_posts(users, days, seed)
+    expected_steps, expected_changes = expected_daily(settings, posts)
+    send(settings, [])
+    return posts, expected_steps, expected_changes
+
+
+def wait_for_everything(outputs: Outputs, expected_steps: dict, expected_changes: set,
+                        workers: list[WorkerProcess]) -> None:
+    """Until every expected output is out, or 240 s: ``assert_uninterrupted`` then says what is missing."""
+    try:
+        outputs.wait_for(lambda: outputs.steps.keys() >= expected_steps.keys()
+                         and outputs.changes >= expected_changes, 240, workers)
+    except AssertionError:
+        pass
+
+
 def assert_uninterrupted(outputs: Outputs, expected_steps: dict, expected_changes: set) -> None:
     """The outputs, deduplicated, are an uninterrupted run's: every step, same emotions, same changes."""
     missing = sorted(expected_steps.keys() - outputs.steps.keys())
@@ -454,10 +472,8 @@ def test_a_killed_worker_with_idle_close_loses_nothing(kafka_settings: Settings,
     every second (the kill lands between two) and at the default interval."""
     settings = worker_settings(kafka_settings, tmp_path).replace(
         processing_guarantee=guarantee, checkpoint_interval_seconds=checkpoint_interval, **DAILY)
-    posts = daily_posts(users=40, days=50, seed=12)
-    expected_steps, expected_changes = expected_daily(settings, posts)
+    posts, expected_steps, expected_changes = daily_stream(settings, users=40, days=50, seed=12)
     assert len(expected_steps) == len(posts) and len(expected_changes) >= 5
-    send(settings, [])
     half = len(posts) // 2
     first = start_worker(settings, tmp_path / "worker-1.log")
     outputs = Outputs(settings)
@@ -473,10 +489,7 @@ def test_a_killed_worker_with_idle_close_loses_nothing(kafka_settings: Settings,
         workers.append(second := start_worker(settings, tmp_path / "worker-2.log"))
         second.wait_ready()
         produce(settings, posts[half:])
-        outputs.wait_for(lambda: outputs.steps.keys() >= expected_steps.keys()
-                         and outputs.changes >= expected_changes, 240, workers)
-    except AssertionError:
-        pass  # reported below, with what is missing
+        wait_for_everything(outputs, expected_steps, expected_changes, workers)
     finally:
         for worker in workers:
             worker.stop()
@@ -500,12 +513,10 @@ def test_a_publish_that_fails_after_the_model_step_stops_the_worker_and_loses_no
     outputs (the topic's max.message.bytes falls below a step's size), after the model has stepped
     the batch. The worker must stop with an error, not skip the batch; once the topic takes records
     again, a new worker must publish every step and change point of an uninterrupted run. Idle close
-    is off: a new worker does not close the windows of users it has no events of (docs, "Not
-    guaranteed"), which is not what this test is about."""
+    is off: the subject is the failed publish, and a new worker does not close the windows of users
+    it has no events of (README, "Not guaranteed")."""
     settings = worker_settings(kafka_settings, tmp_path).replace(**{**DAILY, "idle_close_seconds": 0})
-    posts = daily_posts(users=12, days=30, seed=13)
-    expected_steps, expected_changes = expected_daily(settings, posts)
-    send(settings, [])
+    posts, expected_steps, expected_changes = daily_stream(settings, users=12, days=30, seed=13)
     steps_topic = settings.topic(topics.EMOTION_STEPS)
     half = len(posts) // 2
     first = start_worker(settings, tmp_path / "worker-1.log")
@@ -524,11 +535,7 @@ def test_a_publish_that_fails_after_the_model_step_stops_the_worker_and_loses_no
         assert len(outputs.steps) < len(expected_steps), "every step came out: the failure was not injected"
         set_topic_config(settings, steps_topic, max_message_bytes="1048588")
         workers.append(start_worker(settings, tmp_path / "worker-2.log"))
-        try:
-            outputs.wait_for(lambda: outputs.steps.keys() >= expected_steps.keys()
-                             and outputs.changes >= expected_changes, 240, workers)
-        except AssertionError:
-            pass  # reported below, with what is missing
+        wait_for_everything(outputs, expected_steps, expected_changes, workers)
     finally:
         for worker in workers:
             worker.stop()
