@@ -13,7 +13,7 @@
 
 Guarantee: at-least-once output, exact state. A batch's outputs are acknowledged by Kafka before its
 records are staged; a checkpoint writes the staged records, waits for Kafka, and only then
-acknowledges the events (faust commits acknowledged offsets). A crash replays what came after the
+commits the offsets after the events they include (:mod:`pipeline.checkpoint_consumer`). A crash replays what came after the
 last checkpoint, the records' applied offsets keep replayed events out of the windows, and the change
 detector's deterministic ids let consumers deduplicate outputs (README, Operations). With
 ``processing_guarantee=exactly_once`` the changelog and the offsets commit in one Kafka transaction
@@ -35,6 +35,7 @@ import faust
 
 from connectors import topics as topic_names
 from pipeline import metrics
+from pipeline.checkpoint_consumer import CheckpointTransport
 from pipeline.settings import Settings
 from pipeline.users_table import UsersTable
 from pipeline.worker_runtime import Outputs, RawRecord, WorkerRuntime
@@ -59,12 +60,14 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
         producer_acks=-1,
         processing_guarantee=settings.processing_guarantee,
         # Offsets are committed by the checkpoint (pipeline.worker_state); faust's own timer commits
-        # only what a checkpoint acknowledged, so it may run as often.
+        # only what a checkpoint reported (pipeline.checkpoint_consumer), so it may run as often.
         broker_commit_interval=settings.checkpoint_interval_seconds,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.worker_session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_seconds / 3),
     )
+    # Before anything asks for the consumer: it commits checkpointed offsets, not acknowledged ones.
+    app.transport = CheckpointTransport(app.conf.broker_consumer, app)
     # Raw bytes in and out: validation is ours (connectors.schemas). With faust's default JSON codec
     # a record that is not JSON would be dropped before the agent sees it, not dead-lettered.
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -132,7 +135,8 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                     log.exception("processing a batch of %d records failed; dead-lettering it", len(valid))
                     outputs = runtime.reject(valid, "internal_error", repr(error))
                 outputs.dead_letters[:0] = rejected
-                await state.or_stop("publish", publish(outputs))
+                if not await state.or_stop("publish", publish(outputs)):
+                    return  # the worker is stopping
                 state.records.stage(outputs.records, admitted)
             log.debug("batch: %d records, %d applied, %d users, %d dead letters, %d change points", len(batch),
                       len(admitted), len(outputs.records), len(outputs.dead_letters), len(outputs.change_points))
@@ -140,8 +144,8 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
             # ones the gate held back must not outlive the batch (they are read again).
             del batch, admitted
 
-    async def checkpoint() -> None:
-        await state.or_stop("checkpoint", state.checkpoint())
+    async def checkpoint() -> bool:
+        return await state.or_stop("checkpoint", state.checkpoint())
 
     @app.task
     async def checkpoint_now_and_then() -> None:
@@ -150,7 +154,8 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
         # checkpoint does. This task runs until faust cancels it, after the consumer has stopped.
         while True:
             await asyncio.sleep(settings.checkpoint_interval_seconds)
-            await checkpoint()
+            if not await checkpoint():
+                return  # the worker is stopping
 
     @app.on_partitions_revoked.connect
     async def checkpoint_before_handing_over(sender: Any, revoked: Any, **kwargs: Any) -> None:
@@ -189,8 +194,8 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                     metrics.PROCESSING_ERRORS.labels(stage="idle_close").inc()
                     log.exception("closing the windows of %d idle users failed", len(idle))
                     return
-                await state.or_stop("publish", publish(outputs))
-                state.records.stage(outputs.records, [])
+                if await state.or_stop("publish", publish(outputs)):
+                    state.records.stage(outputs.records, [])
 
     @app.timer(interval=5.0)
     @_counted_not_raised("consumer_lag")

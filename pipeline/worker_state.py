@@ -7,8 +7,9 @@ Three rules, each the answer to a way issue 12 lost data:
   later offset can reach a user's record before an earlier one (which the replay rule would then
   skip for good).
 - **No acknowledgement without a checkpoint** (:class:`pipeline.checkpoint.CheckpointedRecords`):
-  the agent reads with ``noack_take``; an event is acknowledged only after the records that include
-  it are acknowledged by Kafka in the changelog, so the offsets faust commits never pass the state.
+  the agent reads with ``noack_take``; an event is acknowledged, and its offset committable
+  (:class:`pipeline.checkpoint_consumer.CheckpointConsumer`), only after the records that include
+  it are acknowledged by Kafka in the changelog, so the committed offsets never pass the state.
   A batch whose outputs cannot be published stops the worker: its events stay unacknowledged.
 - **Only owned partitions**: events of a partition this worker no longer holds are dropped, and a
   rebalance first waits for the checkpoint (faust waits for every delivered event to be
@@ -47,9 +48,9 @@ class WorkerState:
         # batch, idle close and checkpoint ever see a record half-way.
         self.lock = asyncio.Lock()
         self._sought: dict[TP, int] = {}  # partitions sent back to their position, and which position
-        # Set by or_stop(): from then on nothing is applied, staged or written. faust restarts a crashed
-        # agent while the app is still stopping, and a checkpoint of records built on top of a
-        # batch that was never applied would make its events look like replays (lost).
+        # Set by or_stop(): from then on nothing is applied, staged or written. Timers and tasks run on
+        # while the app stops, and a checkpoint of records built on top of a batch that was never
+        # applied would make its events look like replays (lost).
         self.failed: BaseException | None = None
 
     # -- the gate ---------------------------------------------------------------------------------
@@ -126,8 +127,12 @@ class WorkerState:
             if sent:
                 await self.app.producer.flush()
                 await asyncio.gather(*sent)  # a failed write raises: nothing is acknowledged
+            offsets: dict[TP, int] = {}
             for event in events:
                 event.ack()
+                tp, offset = event.message.tp, event.message.offset
+                offsets[tp] = max(offsets.get(tp, 0), offset + 1)
+            self.app.consumer.checkpointed(offsets)
         if events:
             await self.app.consumer.commit()
         if changes:
@@ -139,16 +144,19 @@ class WorkerState:
     async def stop(self) -> None:
         await self.offsets.stop()
 
-    async def or_stop(self, stage: str, step: Awaitable[None]) -> None:
-        """Await a step after the model step (publish, checkpoint). If it fails, outputs or records may
-        be missing, so nothing may be acknowledged: from then on nothing is applied or checkpointed,
-        and the worker stops (exit code 1); its successor re-reads from the last checkpoint."""
+    async def or_stop(self, stage: str, step: Awaitable[None]) -> bool:
+        """Await a step after the model step (publish, checkpoint); whether it succeeded. If it fails,
+        outputs or records may be missing, so nothing may be committed: from then on nothing is
+        applied or checkpointed, and the worker stops (exit code 1); its successor re-reads from the
+        last checkpoint. The caller returns instead of raising: faust restarts an agent that raised,
+        and a restart racing the stop left an actor that nothing cancelled (the stop hung)."""
         try:
             await step
+            return True
         except Exception as error:
             self.failed = error
             metrics.PROCESSING_ERRORS.labels(stage=stage).inc()
             log.critical("%s failed after the model step; stopping the worker so that nothing unwritten is "
                          "committed (the next start re-reads from the last checkpoint): %r", stage, error)
             await self.app.crash(error)
-            raise
+            return False
