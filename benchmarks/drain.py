@@ -20,6 +20,7 @@ a py-spy installed on the PATH; it is not a dependency of the project.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -41,11 +42,11 @@ from pipeline.worker_runtime import WorkerRuntime
 
 
 def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy: Path | None = None,
-        timeout: float = 600, checkpoint_interval: float | None = None) -> dict[str, Any]:
+        timeout: float = 600, overrides: dict[str, str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="moodshift-drain-") as tmp, kafka(cluster, Path(tmp)) as base:
         settings = benchmark_settings(base, Path(tmp), "drain").replace(worker_web_port=free_port())
-        if checkpoint_interval is not None:
-            settings = settings.replace(checkpoint_interval_seconds=checkpoint_interval)
+        if overrides:
+            settings = Settings.load(env={}, overrides={**dataclasses.asdict(settings), **overrides})
         ensure_topics(settings, ALL_TOPICS)
         text = Workload("text", users)
         context = context_records(datetime.now(timezone.utc))
@@ -74,6 +75,7 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
                 profiler.wait()
             written = topic_bytes(settings, changelog)["all_records_bytes"] - written_before
     return {"posts": posts, "users": users, "checkpoint_interval_seconds": settings.checkpoint_interval_seconds,
+            "state_dtype": settings.state_dtype,
             "seconds": seconds, "posts_per_s": posts / seconds,
             "changelog_bytes_per_post": written / posts, "worker_cpu_seconds_per_post": cpu / posts,
             "bare_cpu_seconds_per_post": bare["cpu_seconds_per_post"],
@@ -100,10 +102,12 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=20_000)
     parser.add_argument("--users", type=int, default=2_000)
     parser.add_argument("--py-spy", type=Path, help="record a py-spy profile of the worker to this file")
-    parser.add_argument("--checkpoint-interval", type=float, help="the worker's checkpoint_interval_seconds "
-                        "(default: the benchmarks' 1 s)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a worker setting, e.g. checkpoint_interval_seconds=10 or state_dtype=float16 "
+                        "(default: the benchmarks' settings, checkpoint every 1 s)")
     args = parser.parse_args()
-    print(json.dumps(run(args.posts, args.users, py_spy=args.py_spy, checkpoint_interval=args.checkpoint_interval)))
+    overrides = dict(item.split("=", 1) for item in args.set)
+    print(json.dumps(run(args.posts, args.users, py_spy=args.py_spy, overrides=overrides)))
 
 
 if __name__ == "__main__":

@@ -22,9 +22,10 @@ from models import baselines
 from models import report as report_writer
 from models.checkpoint import CheckpointMeta, load_checkpoint
 from models.datasets.timelines import Timeline
-from models.inputs import SequenceInputs
+from models.inputs import SequenceInputs, StepInputs
 from models.metrics import change_point_metrics, classification_metrics, rising_edges
 from models.model import MoodshiftModel
+from models.state import UserStates
 from models.text import TextHasher
 from models.timefeatures import time_features
 from models.train import TrainingData, prepare_data, resolve_device
@@ -54,6 +55,62 @@ def run_on_timelines(model: MoodshiftModel, timelines: Sequence[Timeline], devic
             stage1.append(out.stage1_probs[row, :n].cpu().numpy())
             change.append(out.change_prob[row, :n].cpu().numpy())
     return TimelineOutputs(stage1, change)
+
+
+@torch.no_grad()
+def run_streamed(model: MoodshiftModel, timelines: Sequence[Timeline], device: torch.device,
+                 state_dtype: str = "float32") -> TimelineOutputs:
+    """The serving path: one :meth:`MoodshiftModel.step` per post, each user's state stored as bytes
+    (``UserStates.to_bytes(state_dtype)``) between steps, as the worker's records hold it."""
+    model.eval()
+    stage1: list[list[np.ndarray]] = [[] for _ in timelines]
+    change: list[list[float]] = [[] for _ in timelines]
+    stored: list[bytes | None] = [None] * len(timelines)
+    for k in range(max((len(t.steps) for t in timelines), default=0)):
+        rows = [i for i, timeline in enumerate(timelines) if k < len(timeline.steps)]
+        for start in range(0, len(rows), 256):
+            chunk = rows[start:start + 256]
+            state = UserStates.stack([model.init_state(1) if stored[i] is None
+                                      else UserStates.from_bytes(stored[i], device) for i in chunk])
+            new_state, out = model.step(state, StepInputs.collate([timelines[i].steps[k] for i in chunk],
+                                                                  model.config).to(device))
+            new_state = new_state.to("cpu")
+            for row, i in enumerate(chunk):
+                stored[i] = new_state.select(row).to_bytes(state_dtype)
+                stage1[i].append(out.stage1_probs[row].float().cpu().numpy())
+                change[i].append(float(out.change_prob[row]))
+    return TimelineOutputs([np.stack(s) for s in stage1], [np.array(c, np.float32) for c in change])
+
+
+def state_dtype_report(model: MoodshiftModel, test: Sequence[Timeline], threshold: float, margin: int,
+                       device: torch.device) -> dict:
+    """What storing users' state as float16 instead of float32 changes in the served outputs: the same
+    test timelines streamed step by step with each state round trip, compared with each other."""
+    labels = model.config.labels
+    step_labels = np.array([post.label for t in test for post in t.posts])
+    truth = [t.change_points for t in test]
+    runs = {dtype: run_streamed(model, test, device, dtype) for dtype in ("float32", "float16")}
+    report: dict[str, Any] = {}
+    for dtype, out in runs.items():
+        steps = sum(len(c) for c in out.change)
+        report[dtype] = {
+            "state_bytes": len(model.init_state(1).to("cpu").to_bytes(dtype)),
+            "timeline_steps": classification_metrics(step_labels, np.concatenate(out.stage1), labels),
+            "change_points": change_point_metrics(truth, [rising_edges(c, threshold) for c in out.change], steps, margin),
+        }
+    full, half = (np.concatenate(runs[d].stage1) for d in ("float32", "float16"))
+    change_full, change_half = (np.concatenate(runs[d].change) for d in ("float32", "float16"))
+    report["difference"] = {
+        "stage1_max_abs": float(np.abs(full - half).max()),
+        "stage1_mean_abs": float(np.abs(full - half).mean()),
+        "argmax_agreement": float((full.argmax(1) == half.argmax(1)).mean()),
+        "change_prob_max_abs": float(np.abs(change_full - change_half).max()),
+        "change_points_identical": all(
+            list(rising_edges(a, threshold)) == list(rising_edges(b, threshold))
+            for a, b in zip(runs["float32"].change, runs["float16"].change)),
+        "threshold": threshold,
+    }
+    return report
 
 
 @torch.no_grad()
@@ -135,6 +192,9 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
         classifiers["VADER"] = baselines.Vader(labels)
     except ValueError as why:
         log(f"VADER skipped: {why}")
+    log("serving state: float32 against float16, streamed step by step")
+    report["state_dtype"] = state_dtype_report(model, test, main["change_points"]["tuned_setting"], margin, device_)
+
     report["baselines"] = {"classification": {
         name: {"timeline_steps": classification_metrics(step_labels, clf.scores(step_texts), labels),
                "isolated_posts": classification_metrics(test_labels, clf.scores(test_texts), labels)}

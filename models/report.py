@@ -90,6 +90,29 @@ def _change_rows(rows: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _state_dtype_lines(result: dict[str, Any] | None) -> list[str]:
+    """The served outputs with users' state stored as float32 and as float16 (setting ``state_dtype``)."""
+    if not result:
+        return []
+    diff = result["difference"]
+    lines = ["## Users' state stored as float16 — test timelines, streamed step by step", "",
+             "Each post is one model step; between steps each user's state is stored as bytes, as the",
+             f"worker's records hold it. Change points at the tuned threshold {diff['threshold']:g}.", "",
+             "| state | bytes per user | accuracy | macro F1 | change-point F1 | false alarms / 1000 steps |",
+             "|---|---|---|---|---|---|"]
+    for dtype in ("float32", "float16"):
+        m = result[dtype]
+        lines.append(f"| {dtype} | {m['state_bytes']} | {_f(m['timeline_steps']['accuracy'])} | "
+                     f"{_f(m['timeline_steps']['macro']['f1'])} | {_f(m['change_points']['f1'])} | "
+                     f"{_f(m['change_points']['false_alarms_per_1000_steps'], 1)} |")
+    lines += ["", f"Per step, float16 against float32: stage-1 probabilities differ by at most "
+              f"{diff['stage1_max_abs']:.2e} (mean {diff['stage1_mean_abs']:.2e}), the top emotion agrees on "
+              f"{100 * diff['argmax_agreement']:.2f}% of steps, the change probability differs by at most "
+              f"{diff['change_prob_max_abs']:.2e}; detected change points are "
+              f"{'identical' if diff['change_points_identical'] else 'not identical'}.", ""]
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     model, data = report["model"], report["data"]
     training = model["training"]
@@ -143,6 +166,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "![a test user's timeline](timeline.png)",
         "",
+        *_state_dtype_lines(report.get("state_dtype")),
         f"Evaluation took {report['evaluation_seconds']} s.",
         "",
     ]

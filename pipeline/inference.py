@@ -62,8 +62,9 @@ class InferenceEngine:
     """Runs :meth:`MoodshiftModel.step` for batches of users, in inference mode."""
 
     def __init__(self, model: MoodshiftModel, meta: CheckpointMeta | None = None,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", state_dtype: str = "float32") -> None:
         self.device = torch.device(device)
+        self.state_dtype = state_dtype  # of the state bytes it returns (models.state.UserStates.to_bytes)
         self.model = model.to(self.device).eval()
         self.meta = meta
         self.config = model.config
@@ -71,7 +72,7 @@ class InferenceEngine:
         self.last_call_seconds = 0.0
 
     @classmethod
-    def from_checkpoint(cls, path: Path, device: str = "auto") -> "InferenceEngine":
+    def from_checkpoint(cls, path: Path, device: str = "auto", state_dtype: str = "float32") -> "InferenceEngine":
         if not Path(path).exists():
             raise FileNotFoundError(
                 f"no model checkpoint at {path}: train one with `moodshift train --preset quick` "
@@ -80,7 +81,7 @@ class InferenceEngine:
         chosen = resolve_device(device)
         model, meta = load_checkpoint(path, map_location=chosen)
         log.info("loaded model %s on %s (random backbone: %s)", meta.model_version, chosen, meta.random_backbone)
-        return cls(model, meta, chosen)
+        return cls(model, meta, chosen, state_dtype)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -106,7 +107,7 @@ class InferenceEngine:
             cpu_states = new_states.to("cpu")
             for row, i in enumerate(round_indices):
                 user_state = cpu_states.select(row)
-                blob = user_state.to_bytes()
+                blob = user_state.to_bytes(self.state_dtype)
                 latest[requests[i].user_id] = blob
                 results[i] = StepResult(
                     user_id=requests[i].user_id, state=blob, steps_taken=int(user_state.steps[0]),

@@ -26,6 +26,7 @@ ENV_PREFIX = "MOODSHIFT_"
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
+STATE_DTYPES = ("float32", "float16")
 
 
 class HiddenText(str):
@@ -142,6 +143,9 @@ class Settings:
     # at_least_once: outputs may repeat after a crash (same ids). exactly_once: faust's Kafka
     # transactions also fence the changelog against a worker that lost its partitions (README).
     processing_guarantee: str = "at_least_once"
+    # How users' LSTM state is stored between steps: float16 halves a record (docs/model/report.md
+    # measures what it changes in the outputs).
+    state_dtype: str = "float32"
 
     # Model (models/): checkpoint and inference device
     model_checkpoint: Path | None = None  # None: <state_dir>/models/moodshift.pt
@@ -160,6 +164,8 @@ class Settings:
         if self.processing_guarantee not in PROCESSING_GUARANTEES:
             raise ValueError(f"processing_guarantee: {self.processing_guarantee!r} is not one of "
                              f"{PROCESSING_GUARANTEES}")
+        if self.state_dtype not in STATE_DTYPES:
+            raise ValueError(f"state_dtype: {self.state_dtype!r} is not one of {STATE_DTYPES}")
         if self.checkpoint_interval_seconds <= 0:
             raise ValueError(f"checkpoint_interval_seconds: must be positive, got {self.checkpoint_interval_seconds}")
         if self.window_size_seconds % self.window_slide_seconds:

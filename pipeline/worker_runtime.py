@@ -92,7 +92,7 @@ class WorkerRuntime:
     @classmethod
     def from_settings(cls, settings: Settings) -> "WorkerRuntime":
         checkpoint = settings.model_checkpoint or default_checkpoint_path(settings.state_dir)
-        engine = InferenceEngine.from_checkpoint(checkpoint, settings.device)
+        engine = InferenceEngine.from_checkpoint(checkpoint, settings.device, settings.state_dtype)
         return cls(settings, engine, FeatureExtractor.for_engine(engine, settings))
 
     # -- user events -----------------------------------------------------------------------------

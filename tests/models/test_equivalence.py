@@ -97,3 +97,27 @@ def test_state_through_bytes_continues_identically():
     via_bytes, _ = step_through(model, [sequences[0][3:]], restored)
     for name in OUTPUT_FIELDS:
         assert torch.equal(direct[name], via_bytes[name]), name
+
+
+@torch.no_grad()
+def test_the_evaluation_of_stored_state_streams_like_the_forward():
+    """``run_streamed`` (the serving path: a step per post, state stored as bytes between steps)
+    gives the full forward's outputs with float32 state; float16 state stays close, not equal."""
+    from types import SimpleNamespace
+
+    from models.evaluate import run_streamed
+
+    model = build_model(TINY, seed=6).eval()
+    sequences = random_sequences(np.random.default_rng(6), users=4, length=10)
+    sequences[2] = sequences[2][:6]  # users' timelines differ in length
+    full = model(SequenceInputs.collate(sequences, TINY))
+    timelines = [SimpleNamespace(steps=sequence) for sequence in sequences]
+    exact = run_streamed(model, timelines, torch.device("cpu"), "float32")
+    half = run_streamed(model, timelines, torch.device("cpu"), "float16")
+    for user, sequence in enumerate(sequences):
+        n = len(sequence)
+        assert exact.stage1[user].shape == (n, TINY.n_labels)
+        assert np.abs(exact.stage1[user] - full.stage1_probs[user, :n].numpy()).max() < 1e-5
+        assert np.abs(exact.change[user] - full.change_prob[user, :n].numpy()).max() < 1e-5
+        assert np.abs(half.stage1[user] - exact.stage1[user]).max() < 1e-2
+    assert any(np.abs(h - e).max() > 0 for h, e in zip(half.stage1, exact.stage1))  # float16 does round

@@ -63,5 +63,10 @@ def test_evaluate_writes_the_report(tiny_preset, tmp_path, monkeypatch):
     assert {"majority class", "TF-IDF + logistic regression", "VADER"} <= set(report["baselines"]["classification"])
     assert report["ablations"]["again"]["change_points"] == report["moodshift"]["change_points"]
     assert 0.0 <= report["moodshift"]["change_points"]["f1"] <= 1.0
+    state = report["state_dtype"]  # the serving path streamed, state stored as float32 and float16
+    assert state["float16"]["state_bytes"] < state["float32"]["state_bytes"]
+    assert state["float32"]["timeline_steps"]["accuracy"] == report["moodshift"]["timeline_steps"]["accuracy"]
+    assert 0.0 < state["difference"]["argmax_agreement"] <= 1.0
+    assert "Users' state stored as float16" in (tmp_path / "report" / "report.md").read_text()
     for name in ("report.md", "roc.png", "confusion.png", "timeline.png"):
         assert (tmp_path / "report" / name).stat().st_size > 0

@@ -54,6 +54,27 @@ def test_splitting_the_stream_into_batches_changes_nothing(engine: InferenceEngi
         np.testing.assert_allclose(a.class_probs, b.class_probs, atol=1e-5)
 
 
+def test_float16_state_halves_the_model_state_and_batches_change_nothing_beyond_its_rounding() -> None:
+    """``state_dtype=float16``: every step starts from the rounded state, in memory as after a
+    restart, so splitting the stream into batches differs only by how batching rounds."""
+    key = lambda s: (s.user_id, s.window_end_ms)  # noqa: E731
+    events = events_for("u1", 30) + events_for("u2", 20, start_ms=10_000)
+    runs = {}
+    for dtype in ("float16", "float32"):
+        processor = EmotionProcessor(InferenceEngine(build_model(CONFIG, seed=1), state_dtype=dtype),
+                                     WindowSpec(120_000, 60_000, 30_000))
+        whole, records = run_in_batches(processor, [events])
+        split, _ = run_in_batches(processor, [events[i:i + 7] for i in range(0, len(events), 7)])
+        assert sorted(map(key, whole)) == sorted(map(key, split))
+        for a, b in zip(sorted(whole, key=key), sorted(split, key=key)):
+            np.testing.assert_allclose(a.emotion, b.emotion, atol=5e-3)
+        runs[dtype] = (sorted(whole, key=key), len(records["u1"]["model"]))
+    header = 20  # models.state: magic, version, dtype, layers, hidden, labels, steps
+    assert runs["float16"][1] - header == (runs["float32"][1] - header) // 2
+    differences = [np.abs(np.subtract(a.emotion, b.emotion)).max() for a, b in zip(runs["float16"][0], runs["float32"][0])]
+    assert 0 < max(differences) < 5e-2
+
+
 def test_users_batched_together_equal_each_alone(engine: InferenceEngine) -> None:
     processor = EmotionProcessor(engine, WindowSpec(60_000, 60_000, 0))
     together, _ = run_in_batches(processor, [events_for("a", 12) + events_for("b", 12)])
