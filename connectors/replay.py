@@ -31,11 +31,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from tqdm import tqdm
 
 from connectors.ingest import Ingestor
 from connectors.producer import EventProducer  # noqa: F401 (doctest)
 from connectors.schemas import Rejected, parse_time
+from models.progress import progress_bar
 from pipeline.settings import Settings  # noqa: F401 (doctest)
 
 SUFFIXES = (".jsonl", ".ndjson", ".csv")
@@ -121,7 +121,7 @@ def replay(
     report = ReplayReport()
     reasons: Counter[str] = Counter()
     pacer = _Pacer(speed)
-    with tqdm(total=count_items(files) if progress else None, disable=not progress, unit="rec") as bar:
+    with progress_bar(total=count_items(files) if progress else None, enabled=progress, unit="rec") as bar:
         for item in read_items(files, video_user_id):
             if stop.is_set():
                 break

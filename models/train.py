@@ -19,7 +19,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from models.checkpoint import CheckpointMeta, load_checkpoint, load_training_state, save_checkpoint
 from models.config import ModelConfig
@@ -32,6 +31,7 @@ from models.image import ImageEncoder
 from models.inputs import SequenceInputs
 from models.loss import Targets, moodshift_loss
 from models.model import MoodshiftModel, build_model
+from models.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -173,8 +173,8 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
         epoch = progress["epoch"] + 1
         rng = np.random.default_rng([options.seed, epoch])  # epoch-seeded: resuming reproduces it
         model.train()
-        bar = tqdm(range(preset.batches_per_epoch), desc=f"epoch {epoch}/{epochs}",
-                   disable=not options.progress, leave=False)
+        bar = progress_bar(range(preset.batches_per_epoch), desc=f"epoch {epoch}/{epochs}",
+                           enabled=options.progress, leave=False)
         running = 0.0
         for i in bar:
             inputs, targets = batch_tensors(data.builders["train"].build(config.batch_size, rng), config, device)
@@ -184,7 +184,8 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimiser.step()
             running += (loss.item() - running) / (i + 1)
-            bar.set_postfix(loss=f"{running:.3f}", stage1=f"{parts['stage1']:.3f}", change=f"{parts['change']:.3f}")
+            bar.set_postfix(loss=f"{running:.3f}", stage1=f"{parts['stage1']:.3f}", change=f"{parts['change']:.3f}",
+                            refresh=False)
         scores = validation_loss(model, validation, device)
         improved = scores["loss"] < progress["best_loss"] - 1e-4
         if improved:

@@ -70,3 +70,15 @@ def test_evaluate_writes_the_report(tiny_preset, tmp_path, monkeypatch):
     assert "Users' state stored as float16" in (tmp_path / "report" / "report.md").read_text()
     for name in ("report.md", "roc.png", "confusion.png", "timeline.png"):
         assert (tmp_path / "report" / name).stat().st_size > 0
+
+
+def test_progress_off_a_terminal_is_log_lines_not_carriage_returns(tiny_preset, tmp_path, caplog, capsys):
+    """Under pytest stderr is not a terminal, as under systemd or CI: the bar's figures arrive as
+    log lines, and nothing is redrawn with carriage returns."""
+    with caplog.at_level("INFO", logger="moodshift.progress"):
+        training.train(options(tmp_path / "m.pt", epochs=1, progress=True), log=lambda _: None)
+    lines = [record.getMessage() for record in caplog.records if record.name == "moodshift.progress"]
+    assert any(line.startswith("epoch 1/1: 100%") for line in lines), lines
+    assert all("\r" not in line for line in lines)
+    assert len(lines) <= 3, lines  # the start and the end (another only if a batch took 30 s), not one per batch
+    assert "\r" not in capsys.readouterr().err
