@@ -1,10 +1,12 @@
-"""``moodshift broker start|stop|status``: the local Kafka broker for development and tests."""
+"""``moodshift broker start|stop|status``: the local Kafka broker for development and tests;
+``moodshift kafka TOOL ...``: Kafka's own command-line tools (:mod:`pipeline.kafka_tools`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from pipeline.kafka_tools import TOOLS, run_tool
 from pipeline.local_broker import BrokerError, LocalBroker
 from pipeline.settings import Settings
 
@@ -13,6 +15,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("broker", help="run a local Apache Kafka broker (KRaft) on 127.0.0.1")
     parser.add_argument("action", choices=("start", "stop", "status"))
     parser.set_defaults(handler=run)
+    tools = subparsers.add_parser(
+        "kafka", help="run one of Kafka's own tools against the configured cluster",
+        description="Apache Kafka's command-line tools (kafka-tools, resolved with the broker), with "
+                    "--bootstrap-server and the security settings filled in. Example: "
+                    "moodshift kafka consumer-groups --describe --all-groups")
+    tools.add_argument("tool", choices=sorted(TOOLS))
+    tools.add_argument("args", nargs=argparse.REMAINDER, help="the tool's own arguments")
+    tools.set_defaults(handler=run_kafka_tool)
+
+
+def run_kafka_tool(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        return run_tool(args.tool, args.args, settings)
+    except (BrokerError, ValueError) as error:
+        print(f"moodshift kafka {args.tool}: {error}", file=sys.stderr)
+        return 2
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

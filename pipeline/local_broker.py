@@ -1,8 +1,9 @@
 """A real single-node Apache Kafka broker (KRaft, combined mode) on 127.0.0.1.
 
 The official broker artifacts come from Maven Central: ``deploy/kafka/pom.xml`` pins
-``org.apache.kafka:kafka_2.13`` and a log4j2 SLF4J binding, and Maven copies them into
-``<cache_dir>/kafka-<version>/libs`` once. Storage is formatted once under
+``org.apache.kafka:kafka_2.13``, ``kafka-tools`` (the command-line tools, :mod:`pipeline.kafka_tools`)
+and a log4j2 SLF4J binding, and Maven copies them into ``<cache_dir>/kafka-<version>/libs-<POM hash>``
+once. Storage is formatted once under
 ``<state_dir>/kafka``; a restart keeps the data. The process started is remembered in a pid file,
 and :func:`stop` ends only that process.
 
@@ -21,6 +22,7 @@ password). The password never reaches a command line or a file: only its salted 
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 import re
@@ -89,7 +91,9 @@ class LocalBroker:
 
     @property
     def libs_dir(self) -> Path:
-        return self.settings.cache_dir / f"kafka-{self.settings.kafka_version}" / "libs"
+        """The resolved jars; named after the POM's contents, so that a changed POM resolves anew."""
+        pom = hashlib.sha256((DEPLOY_DIR / "pom.xml").read_bytes()).hexdigest()[:12]
+        return self.settings.cache_dir / f"kafka-{self.settings.kafka_version}" / f"libs-{pom}"
 
     @property
     def bootstrap(self) -> str:
@@ -197,11 +201,12 @@ class LocalBroker:
     # -- setup -----------------------------------------------------------------------------------
 
     def resolve_artifacts(self) -> None:
-        """Copy the broker jars from Maven Central into the cache folder (once per version)."""
+        """Copy the broker and tools jars from Maven Central into the cache folder (once per version and POM)."""
         if self.libs_dir.is_dir() and any(self.libs_dir.glob("kafka_2.13-*.jar")):
             return
         mvn = require_tool("mvn", "Apache Maven 3 (Debian: apt-get install maven)")
-        partial = self.libs_dir.with_name("libs.partial")
+        # A folder of this process's own: two processes resolving at once must not copy into one.
+        partial = self.libs_dir.with_name(f"{self.libs_dir.name}.partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
         command = [
             mvn, "-q", "-B", "-f", str(DEPLOY_DIR / "pom.xml"), "dependency:copy-dependencies",
@@ -211,7 +216,12 @@ class LocalBroker:
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             raise BrokerError(f"Maven could not resolve the Kafka artifacts:\n{result.stdout}{result.stderr}")
-        partial.rename(self.libs_dir)  # atomic: a half-copied folder is never mistaken for a cache
+        try:
+            partial.rename(self.libs_dir)  # atomic: a half-copied folder is never mistaken for a cache
+        except OSError:  # another process renamed its copy first: the same jars
+            if not self.libs_dir.is_dir():
+                raise
+            shutil.rmtree(partial, ignore_errors=True)
 
     def write_properties(self) -> None:
         port, controller = self.settings.broker_port, self.settings.controller_port
