@@ -20,7 +20,6 @@ a py-spy installed on the PATH; it is not a dependency of the project.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -36,6 +35,7 @@ from benchmarks.through_kafka import LagMeter, PacedProducer, Service, topic_byt
 from benchmarks.workload import Workload, context_records
 from connectors.producer import EventProducer
 from connectors.topics import ALL_TOPICS, ensure_topics
+from pipeline.cli import parse_set
 from pipeline.net import free_port
 from pipeline.settings import Settings
 from pipeline.worker_runtime import WorkerRuntime
@@ -45,8 +45,7 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
         timeout: float = 600, overrides: dict[str, str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="moodshift-drain-") as tmp, kafka(cluster, Path(tmp)) as base:
         settings = benchmark_settings(base, Path(tmp), "drain").replace(worker_web_port=free_port())
-        if overrides:
-            settings = Settings.load(env={}, overrides={**dataclasses.asdict(settings), **overrides})
+        settings = settings.replace_text(overrides or {})
         ensure_topics(settings, ALL_TOPICS)
         text = Workload("text", users)
         context = context_records(datetime.now(timezone.utc))
@@ -106,8 +105,7 @@ def main() -> None:
                         help="a worker setting, e.g. checkpoint_interval_seconds=10 or state_dtype=float16 "
                         "(default: the benchmarks' settings, checkpoint every 1 s)")
     args = parser.parse_args()
-    overrides = dict(item.split("=", 1) for item in args.set)
-    print(json.dumps(run(args.posts, args.users, py_spy=args.py_spy, overrides=overrides)))
+    print(json.dumps(run(args.posts, args.users, py_spy=args.py_spy, overrides=parse_set(args.set))))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from models.datasets.timelines import Timeline
 from models.inputs import SequenceInputs, StepInputs
 from models.metrics import change_point_metrics, classification_metrics, rising_edges
 from models.model import MoodshiftModel
-from models.state import UserStates
 from models.text import TextHasher
 from models.timefeatures import time_features
 from models.train import TrainingData, prepare_data, resolve_device
@@ -58,10 +57,9 @@ def run_on_timelines(model: MoodshiftModel, timelines: Sequence[Timeline], devic
 
 
 @torch.no_grad()
-def run_streamed(model: MoodshiftModel, timelines: Sequence[Timeline], device: torch.device,
-                 state_dtype: str = "float32") -> TimelineOutputs:
+def run_streamed(model: MoodshiftModel, timelines: Sequence[Timeline], state_dtype: str = "float32") -> TimelineOutputs:
     """The serving path: one :meth:`MoodshiftModel.step` per post, each user's state stored as bytes
-    (``UserStates.to_bytes(state_dtype)``) between steps, as the worker's records hold it."""
+    (:meth:`MoodshiftModel.step_stored`, the worker's own step) between steps."""
     model.eval()
     stage1: list[list[np.ndarray]] = [[] for _ in timelines]
     change: list[list[float]] = [[] for _ in timelines]
@@ -70,26 +68,22 @@ def run_streamed(model: MoodshiftModel, timelines: Sequence[Timeline], device: t
         rows = [i for i, timeline in enumerate(timelines) if k < len(timeline.steps)]
         for start in range(0, len(rows), 256):
             chunk = rows[start:start + 256]
-            state = UserStates.stack([model.init_state(1) if stored[i] is None
-                                      else UserStates.from_bytes(stored[i], device) for i in chunk])
-            new_state, out = model.step(state, StepInputs.collate([timelines[i].steps[k] for i in chunk],
-                                                                  model.config).to(device))
-            new_state = new_state.to("cpu")
+            blobs, _, out = model.step_stored([stored[i] for i in chunk], StepInputs.collate(
+                [timelines[i].steps[k] for i in chunk], model.config), state_dtype)
             for row, i in enumerate(chunk):
-                stored[i] = new_state.select(row).to_bytes(state_dtype)
+                stored[i] = blobs[row]
                 stage1[i].append(out.stage1_probs[row].float().cpu().numpy())
                 change[i].append(float(out.change_prob[row]))
     return TimelineOutputs([np.stack(s) for s in stage1], [np.array(c, np.float32) for c in change])
 
 
-def state_dtype_report(model: MoodshiftModel, test: Sequence[Timeline], threshold: float, margin: int,
-                       device: torch.device) -> dict:
+def state_dtype_report(model: MoodshiftModel, test: Sequence[Timeline], threshold: float, margin: int) -> dict:
     """What storing users' state as float16 instead of float32 changes in the served outputs: the same
     test timelines streamed step by step with each state round trip, compared with each other."""
     labels = model.config.labels
     step_labels = np.array([post.label for t in test for post in t.posts])
     truth = [t.change_points for t in test]
-    runs = {dtype: run_streamed(model, test, device, dtype) for dtype in ("float32", "float16")}
+    runs = {dtype: run_streamed(model, test, dtype) for dtype in ("float32", "float16")}
     report: dict[str, Any] = {}
     for dtype, out in runs.items():
         steps = sum(len(c) for c in out.change)
@@ -193,7 +187,7 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
     except ValueError as why:
         log(f"VADER skipped: {why}")
     log("serving state: float32 against float16, streamed step by step")
-    report["state_dtype"] = state_dtype_report(model, test, main["change_points"]["tuned_setting"], margin, device_)
+    report["state_dtype"] = state_dtype_report(model, test, main["change_points"]["tuned_setting"], margin)
 
     report["baselines"] = {"classification": {
         name: {"timeline_steps": classification_metrics(step_labels, clf.scores(step_texts), labels),

@@ -34,6 +34,7 @@ the same numbers as stepping (tests/models/test_equivalence.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -226,6 +227,18 @@ class MoodshiftModel(nn.Module):
         new_state = UserStates(feature_h, feature_c, context_h, context_c,
                                prev_emotion=outputs.emotion, steps=state.steps + 1)
         return new_state, outputs
+
+    def step_stored(self, stored: Sequence[bytes | None], inputs: StepInputs,
+                    state_dtype: str = "float32") -> tuple[list[bytes], UserStates, StepOutputs]:
+        """:meth:`step` for users whose state is kept as bytes (``None``: a new user), as the worker's
+        records and the evaluation of the serving path keep it: their new state bytes in
+        ``state_dtype``, the new states on the CPU, and the outputs."""
+        device = self.emotion_head.weight.device
+        state = UserStates.stack([self.init_state(1) if blob is None else UserStates.from_bytes(blob, device)
+                                  for blob in stored])
+        new_state, outputs = self.step(state, inputs.to(device))
+        on_cpu = new_state.to("cpu")
+        return [on_cpu.select(row).to_bytes(state_dtype) for row in range(len(on_cpu))], on_cpu, outputs
 
     # -- training ------------------------------------------------------------------------------
 

@@ -12,10 +12,11 @@
   agent's first batch waits until that consumer has caught up with the end offsets it saw at start.
 
 Guarantee: at-least-once output, exact state. A batch's outputs are acknowledged by Kafka before its
-records are staged; a checkpoint writes the staged records, waits for Kafka, and only then
-commits the offsets after the events they include (:mod:`pipeline.checkpoint_consumer`). A crash replays what came after the
-last checkpoint, the records' applied offsets keep replayed events out of the windows, and the change
-detector's deterministic ids let consumers deduplicate outputs (README, Operations). With
+records are staged; a checkpoint writes the staged records, waits for Kafka, and only then commits
+the offsets after the events they include (:mod:`pipeline.checkpoint_consumer`). A crash replays
+what came after the last checkpoint, the records' applied offsets keep replayed events out of the
+windows, and the change detector's deterministic ids let consumers deduplicate outputs (README,
+Operations). With
 ``processing_guarantee=exactly_once`` the changelog and the offsets commit in one Kafka transaction
 per partition; a record stored late by a worker that had lost the user's partition is aborted, and
 in either mode it does not replace a more advanced one when the table recovers

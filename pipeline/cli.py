@@ -45,12 +45,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "state_dir": args.state_dir,
         "topic_prefix": args.topic_prefix,
     }
-    for item in args.set:
+    return Settings.load(overrides={**overrides, **parse_set(args.set)})
+
+
+def parse_set(items: Sequence[str]) -> dict[str, str]:
+    """``--set FIELD=VALUE`` arguments as a mapping of field to text."""
+    overrides = {}
+    for item in items:
         name, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set expects FIELD=VALUE, got {item!r}")
         overrides[name.strip()] = value
-    return Settings.load(overrides=overrides)
+    return overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,7 +30,6 @@ import torch
 from models.checkpoint import CheckpointMeta, load_checkpoint
 from models.inputs import StepInputs
 from models.model import MoodshiftModel
-from models.state import UserStates
 from models.train import resolve_device
 
 log = logging.getLogger(__name__)
@@ -93,34 +92,24 @@ class InferenceEngine:
         results: list[StepResult | None] = [None] * len(requests)
         latest: dict[str, bytes | None] = {}
         for round_indices in _rounds(requests):
-            states = UserStates.stack([
-                self._state(latest[requests[i].user_id] if requests[i].user_id in latest else requests[i].state)
-                for i in round_indices
-            ])
+            stored = [latest[requests[i].user_id] if requests[i].user_id in latest else requests[i].state
+                      for i in round_indices]
             inputs = StepInputs.collate([requests[i].inputs for i in round_indices], self.config)
             with torch.inference_mode():
-                new_states, outputs = self.model.step(states, inputs.to(self.device))
+                blobs, new_states, outputs = self.model.step_stored(stored, inputs, self.state_dtype)
             stage1 = outputs.stage1_probs.float().cpu().numpy()
             emotion = outputs.emotion.float().cpu().numpy()
             change = outputs.change_prob.float().cpu().numpy()
             transition = outputs.transition_probs.float().cpu().numpy()
-            cpu_states = new_states.to("cpu")
             for row, i in enumerate(round_indices):
-                user_state = cpu_states.select(row)
-                blob = user_state.to_bytes(self.state_dtype)
-                latest[requests[i].user_id] = blob
+                latest[requests[i].user_id] = blobs[row]
                 results[i] = StepResult(
-                    user_id=requests[i].user_id, state=blob, steps_taken=int(user_state.steps[0]),
+                    user_id=requests[i].user_id, state=blobs[row], steps_taken=int(new_states.steps[row]),
                     emotion=emotion[row].tolist(), stage1_probs=stage1[row].tolist(),
                     change_prob=float(change[row]), transition_probs=transition[row].tolist(),
                 )
         self.last_call_seconds = time.perf_counter() - started
         return results  # type: ignore[return-value]
-
-    def _state(self, blob: bytes | None) -> UserStates:
-        if blob is None:
-            return self.model.init_state(1)
-        return UserStates.from_bytes(blob, device=self.device)
 
 
 def _rounds(requests: Sequence[StepRequest]) -> list[list[int]]:

@@ -22,6 +22,7 @@ password). The password never reaches a command line or a file: only its salted 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import os
@@ -92,8 +93,7 @@ class LocalBroker:
     @property
     def libs_dir(self) -> Path:
         """The resolved jars; named after the POM's contents, so that a changed POM resolves anew."""
-        pom = hashlib.sha256((DEPLOY_DIR / "pom.xml").read_bytes()).hexdigest()[:12]
-        return self.settings.cache_dir / f"kafka-{self.settings.kafka_version}" / f"libs-{pom}"
+        return self.settings.cache_dir / f"kafka-{self.settings.kafka_version}" / f"libs-{_pom_digest()}"
 
     @property
     def bootstrap(self) -> str:
@@ -355,6 +355,11 @@ def new_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cluster_id.startswith("-"):
             return cluster_id
+
+
+@functools.lru_cache(maxsize=1)
+def _pom_digest() -> str:
+    return hashlib.sha256((DEPLOY_DIR / "pom.xml").read_bytes()).hexdigest()[:12]
 
 
 def require_tool(name: str, what: str) -> str:

@@ -198,6 +198,13 @@ class Settings:
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
 
+    def replace_text(self, texts: Mapping[str, str]) -> "Settings":
+        """``replace`` with values written as text (``--set FIELD=VALUE``), converted as ``load`` does."""
+        unknown = set(texts) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(f"unknown settings: {sorted(unknown)}")
+        return self.replace(**{name: _coerce(type(self), name, raw) for name, raw in texts.items()})
+
     # -- derived values --------------------------------------------------------------------------
 
     def topic(self, name: str) -> str:

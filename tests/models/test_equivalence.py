@@ -112,8 +112,8 @@ def test_the_evaluation_of_stored_state_streams_like_the_forward():
     sequences[2] = sequences[2][:6]  # users' timelines differ in length
     full = model(SequenceInputs.collate(sequences, TINY))
     timelines = [SimpleNamespace(steps=sequence) for sequence in sequences]
-    exact = run_streamed(model, timelines, torch.device("cpu"), "float32")
-    half = run_streamed(model, timelines, torch.device("cpu"), "float16")
+    exact = run_streamed(model, timelines, "float32")
+    half = run_streamed(model, timelines, "float16")
     for user, sequence in enumerate(sequences):
         n = len(sequence)
         assert exact.stage1[user].shape == (n, TINY.n_labels)
