@@ -53,6 +53,11 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
         broker=settings.faust_broker_url(),
         broker_credentials=settings.faust_broker_credentials(),
         store="memory://",  # the changelog is the durable copy; see docs/architecture.md
+        # No standby replicas. With the memory store a partition's recovery re-reads its changelog
+        # from the start whatever a standby read before, so a standby only costs fetches and memory;
+        # and the standby → active hand-over hung recovery (issue 12, CI): records a standby fetch
+        # had consumed after the recovery's seek never reached the table, and faust waited for them.
+        table_standby_replicas=0,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         datadir=str(settings.state_dir / "worker"),

@@ -17,14 +17,25 @@ rebalance, the transactions of ``exactly_once``) and replaces only where the off
 the offsets a checkpoint reported with :meth:`CheckpointConsumer.checkpointed`. Acknowledgements
 still matter for what they tell faust before a rebalance: which delivered events are still in
 flight.
+
+It also fetches again the changelog records faust dropped during a table recovery. A fetch that
+began before a rebalance can come back after it, holding records of a changelog partition the
+recovery has just sought to; faust finds its flow stopped, drops the whole fetch and seeks the
+partitions back to their committed offsets (``Consumer.getmany``), but no offsets are committed
+for a changelog partition, so its records were consumed and never reached the table: the recovery
+then waited forever ("No event received for active tp ..."; issue 12, CI). :meth:`perform_seek`
+sends each changelog partition still in recovery back to the last record the table received.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Iterator, Mapping, Optional, Set
 
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointConsumer(aiokafka_driver.Consumer):
@@ -45,6 +56,21 @@ class CheckpointConsumer(aiokafka_driver.Consumer):
         # worker may have committed further, and an offset of ours must never move the group back.
         self._checkpointed.clear()
         await super().on_partitions_assigned(assigned, generation_id)
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()  # input partitions: back to their committed offsets
+        recovery = self.app.tables.recovery
+        if not recovery.in_recovery:
+            return
+        # The recovery's offsets are the last record of each partition its table received; it seeks
+        # to that same offset itself (and skips the record seen already).
+        received = {tp: max(recovery.active_offsets.get(tp) or 0, 0) for tp in recovery.active_tps
+                    if tp in self.assignment()}
+        if received:
+            where = ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in sorted(received.items()))
+            log.info("table recovery: reading %s again from the last records the table received (a fetch "
+                     "came back while faust's flow was stopped, and faust drops such a fetch)", where)
+            await self.seek_wait(received)
 
     def _filter_tps_with_pending_acks(self, topics=None) -> Iterator[TP]:  # type: ignore[no-untyped-def]
         return (tp for tp in list(self._checkpointed)

@@ -4,6 +4,7 @@ for the connection, ``--set`` for the rest."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -54,8 +55,10 @@ class WorkerProcess:
             assert time.monotonic() < deadline, f"worker not ready after {timeout} s:\n{self.log_tail()}"
             time.sleep(0.5)
 
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
+    def log_tail(self, chars: int = 6000) -> str:
+        """The end of the worker's log, with warnings that repeat (faust's recovery warns every 5 s)
+        folded into one line, so that what happened before them still fits."""
+        return _fold_repeats(self.log_path.read_text(errors="replace").splitlines())[-chars:]
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no commit, no flush (a crash)."""
@@ -70,3 +73,31 @@ class WorkerProcess:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def _fold_repeats(lines: list[str]) -> str:
+    """Lines that differ from an earlier one only in their digits (times, pids, ages) are counted, not
+    kept: the first stays, and where the last was, one line says how many there were.
+
+    >>> print(_fold_repeats(["[12:00:01] waiting 1 s", "start", "[12:00:06] waiting 6 s", "[12:00:11] waiting 11 s"]))
+    [12:00:01] waiting 1 s
+    start
+    (2 more like the line "[12:00:01] waiting 1 s", the last: [12:00:11] waiting 11 s)
+    """
+    digits = re.compile(r"\d+")
+    first: dict[str, str] = {}  # a line's shape → the first line of that shape
+    last: dict[str, int] = {}  # a line's shape → where its last repeat was
+    count: dict[str, int] = {}
+    out: list[str | None] = []
+    for line in lines:
+        shape = digits.sub("#", line)
+        if shape in first and line.strip():
+            if shape in last:
+                out[last[shape]] = None
+            count[shape] = count.get(shape, 0) + 1
+            last[shape] = len(out)
+            out.append(f'({count[shape]} more like the line "{first[shape]}", the last: {line})')
+        else:
+            first[shape] = line
+            out.append(line)
+    return "\n".join(line for line in out if line is not None)

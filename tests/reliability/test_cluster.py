@@ -27,6 +27,7 @@ def test_a_broker_of_three_is_killed_mid_stream(kafka_cluster: Settings, tmp_pat
 
         def kill_a_broker(feeder: Feeder, outputs: Outputs) -> list[WorkerProcess]:
             outputs.wait_sent(feeder, 1 / 3, [first])
+            feeder.disruption_lands()
             cluster.kill(1)
             return []
 

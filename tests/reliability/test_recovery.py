@@ -126,6 +126,12 @@ class Feeder(threading.Thread):
         self.resume = threading.Event()
         self.sent = 0
         self.error: BaseException | None = None
+        self.landed_mid_stream: bool | None = None  # set by disruption_lands()
+
+    def disruption_lands(self) -> None:
+        """Called by a disruption the moment it strikes (a kill, a stop, a broker going down): the
+        scenario tests nothing unless posts were still to come then."""
+        self.landed_mid_stream = self.is_alive() and self.sent < len(self.posts)
 
     def run(self) -> None:
         try:
@@ -195,7 +201,8 @@ def run_with_disruption(stream: Stream, disrupt: Callable[[Feeder, Outputs], lis
         first.wait_ready()
         feeder.start()
         workers += disrupt(feeder, outputs)
-        assert feeder.is_alive(), "the disruption came after the stream had ended"
+        assert feeder.landed_mid_stream is not None, "the disruption did not say when it struck"
+        assert feeder.landed_mid_stream, "the disruption came after the stream had ended"
         outputs.wait_for(lambda: outputs.steps.keys() >= stream.expected_steps.keys()
                          and outputs.changes >= stream.expected_changes, timeout, workers)
         feeder.join(timeout=60)
@@ -225,6 +232,7 @@ def test_a_killed_worker_restarts_from_the_changelog_and_loses_nothing(kafka_set
         # Not earlier: the changelog lags the outputs by a few seconds, and a crash before its first
         # write and the first offset commit would only replay the stream from scratch.
         outputs.wait_sent(feeder, 2 / 3, [first])
+        feeder.disruption_lands()
         first.kill()  # SIGKILL: no commit, no flush
         return [stream.worker(tmp_path / "worker-2.log")]
 
@@ -361,6 +369,7 @@ def test_a_second_worker_joins_and_leaves_mid_stream(kafka_settings: Settings, t
         feeder.resume.set()  # the feed waits at 2/5 if the second worker is slow to start
         outputs.wait_sent(feeder, 3 / 5, [first, second])
         time.sleep(2)
+        feeder.disruption_lands()
         second.stop()  # leaves the group: its partitions go back to the first worker
         return [second]
 
@@ -389,6 +398,7 @@ def test_the_broker_restarts_mid_stream(kafka_cluster: Settings, tmp_path: Path)
 
         def restart_broker(feeder: Feeder, outputs: Outputs) -> list[WorkerProcess]:
             outputs.wait_sent(feeder, 1 / 3, [first])
+            feeder.disruption_lands()
             broker.stop()
             time.sleep(3)
             broker.start()
@@ -563,6 +573,7 @@ def test_exactly_once_fences_a_stalled_worker_even_after_compaction(kafka_settin
 
     def stall_then_wake(feeder: Feeder, outputs: Outputs) -> list[WorkerProcess]:
         outputs.wait_sent(feeder, 1 / 3, [first])
+        feeder.disruption_lands()
         first.process.send_signal(signal.SIGSTOP)
         second = stream.worker(tmp_path / "worker-2.log", state_dir=tmp_path / "state-2")
         outputs.wait_for(lambda: owns_partitions(second), 120, [second])
