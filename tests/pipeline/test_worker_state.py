@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from kafka import KafkaProducer
 
 from connectors import topics
 from pipeline.checkpoint import CheckpointedRecords
+from pipeline.checkpoint_consumer import CheckpointConsumer
 from pipeline.positions import Admission, InputPositions
 from pipeline.records import decode_record
 from pipeline.settings import Settings
@@ -62,6 +65,48 @@ def test_a_checkpoint_writes_each_changed_user_once_with_every_event_it_includes
 
 
 @pytest.mark.kafka
+class _Consumer(CheckpointConsumer):
+    """The re-seek rule alone: faust's own seek to committed offsets and the consumer thread replaced
+    by records of what was asked."""
+
+    def __init__(self, recovery: SimpleNamespace, assigned: set) -> None:  # no faust app, no thread
+        self.app = SimpleNamespace(tables=SimpleNamespace(recovery=recovery))
+        self.assigned, self.calls = assigned, []
+        self._read_offset, self._committed_offset = {}, {}  # faust's perform_seek updates both
+
+    def __repr__(self) -> str:
+        return "_Consumer()"
+
+    def assignment(self) -> set:
+        return self.assigned
+
+    async def seek_to_committed(self) -> dict:
+        self.calls.append("committed")
+        return {}
+
+    async def seek_wait(self, partitions: dict) -> None:
+        self.calls.append(dict(partitions))
+
+
+def test_a_fetch_dropped_during_recovery_is_read_again_from_the_last_record_the_table_received() -> None:
+    """faust drops a fetch that comes back while its flow is stopped and seeks to the committed
+    offsets, which a changelog partition has none of; the consumer sends the partitions in recovery
+    back to the table's last record (-1 or None: nothing received yet, so offset 0)."""
+    from faust.types import TP
+
+    changelog = [TP("w-users-changelog", 0), TP("w-users-changelog", 1), TP("w-users-changelog", 2)]
+    recovery = SimpleNamespace(in_recovery=True, active_tps=set(changelog),
+                               active_offsets={changelog[0]: 41, changelog[1]: -1, changelog[2]: 7})
+    consumer = _Consumer(recovery, assigned={changelog[0], changelog[1], TP("posts", 0)})
+    asyncio.run(consumer.perform_seek())
+    assert consumer.calls == ["committed", {changelog[0]: 41, changelog[1]: 0}]  # [2]: not assigned here
+
+    recovery.in_recovery = False  # faust seeks after its recovery too: the streams' partitions only
+    consumer.calls.clear()
+    asyncio.run(consumer.perform_seek())
+    assert consumer.calls == ["committed"]
+
+
 def test_input_from_a_transactional_producer_loses_nothing(kafka_settings: Settings, tmp_path: Path) -> None:
     """A customer's transactional producer leaves offsets without records (commit markers) in the
     input partitions; the gate must ask the broker, pass over them, and apply every post."""
