@@ -54,9 +54,9 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
         broker_credentials=settings.faust_broker_credentials(),
         store="memory://",  # the changelog is the durable copy; see docs/architecture.md
         # No standby replicas. With the memory store a partition's recovery re-reads its changelog
-        # from the start whatever a standby read before, so a standby only costs fetches and memory;
-        # and the standby → active hand-over hung recovery (issue 12, CI): records a standby fetch
-        # had consumed after the recovery's seek never reached the table, and faust waited for them.
+        # from the start whatever a standby read before, so a standby only costs fetches and memory,
+        # and its fetch ran across every rebalance (the recovery hangs of issue 12 began as standby
+        # promotions; the cause, dropped fetches, is answered in pipeline/checkpoint_consumer.py).
         table_standby_replicas=0,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
