@@ -64,8 +64,9 @@ class CheckpointConsumer(aiokafka_driver.Consumer):
             return
         # The recovery's offsets are the last record of each partition its table received; it seeks
         # to that same offset itself (and skips the record seen already).
-        received = {tp: max(recovery.active_offsets.get(tp) or 0, 0) for tp in recovery.active_tps
-                    if tp in self.assignment()}
+        assigned = self.assignment()
+        received = {tp: max(recovery.active_offsets.get(tp) or 0, 0)
+                    for tp in recovery.active_tps if tp in assigned}
         if received:
             where = ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in sorted(received.items()))
             log.info("table recovery: reading %s again from the last records the table received (a fetch "

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from faust.types import TP
 from kafka import KafkaProducer
 
 from connectors import topics
@@ -64,7 +65,6 @@ def test_a_checkpoint_writes_each_changed_user_once_with_every_event_it_includes
     assert records.take() == ({}, [])
 
 
-@pytest.mark.kafka
 class _Consumer(CheckpointConsumer):
     """The re-seek rule alone: faust's own seek to committed offsets and the consumer thread replaced
     by records of what was asked."""
@@ -92,8 +92,6 @@ def test_a_fetch_dropped_during_recovery_is_read_again_from_the_last_record_the_
     """faust drops a fetch that comes back while its flow is stopped and seeks to the committed
     offsets, which a changelog partition has none of; the consumer sends the partitions in recovery
     back to the table's last record (-1 or None: nothing received yet, so offset 0)."""
-    from faust.types import TP
-
     changelog = [TP("w-users-changelog", 0), TP("w-users-changelog", 1), TP("w-users-changelog", 2)]
     recovery = SimpleNamespace(in_recovery=True, active_tps=set(changelog),
                                active_offsets={changelog[0]: 41, changelog[1]: -1, changelog[2]: 7})
@@ -107,6 +105,7 @@ def test_a_fetch_dropped_during_recovery_is_read_again_from_the_last_record_the_
     assert consumer.calls == ["committed"]
 
 
+@pytest.mark.kafka
 def test_input_from_a_transactional_producer_loses_nothing(kafka_settings: Settings, tmp_path: Path) -> None:
     """A customer's transactional producer leaves offsets without records (commit markers) in the
     input partitions; the gate must ask the broker, pass over them, and apply every post."""

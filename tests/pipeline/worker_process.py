@@ -4,8 +4,8 @@ for the connection, ``--set`` for the rest."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
