@@ -30,8 +30,9 @@ benchmark: setup
 soak: setup
 	$(BIN)/python -m pytest -m soak tests/soak -s
 
-# The crash, broker-restart and rebalance scenarios STRESS_RUNS times each beside two CPU burners;
-# prints passes per scenario (target: every run). About 3 minutes per round of scenarios.
+# The crash (two kill -9 streams), broker-restart, rebalance and cluster scenarios STRESS_RUNS times
+# each beside two CPU burners; prints passes per scenario (target: every run). A round of the five
+# took about 8 minutes on 2 cores (docs/benchmarks.md has the measured runs).
 STRESS_RUNS ?= 20
 stress: setup
 	$(BIN)/python -m pytest -m stress tests/reliability -q -p no:cacheprovider --repeat $(STRESS_RUNS) --cpu-burners 2

@@ -8,7 +8,8 @@ both share the cores as in a deployment on one machine; the rate is posts over t
 the first send until the worker's committed offsets reach the end.
 
 Besides the rate it reports, for the drained posts only: the bytes the worker wrote to its ``users``
-changelog per post (all records, as on the broker before compaction), and the worker process's CPU
+changelog per post (all records, as on the broker before compaction: the records' key and value
+bytes, and what their batches take on the broker's disk, compressed as the topic says), and the worker process's CPU
 seconds per post (its own CPU times, so a figure that does not move with what else shares the
 cores) next to the bare loop's (:func:`benchmarks.e2e.bare_rate`, in this process, on the same
 workload).
@@ -64,7 +65,7 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
             source = PacedProducer(producer, text)
             source.send(text.users)  # every user has state, the model is loaded, the context is read
             meter.wait_caught_up(timeout, worker)
-            written_before = topic_bytes(settings, changelog)["all_records_bytes"]
+            before = topic_bytes(settings, changelog)
             profiler = _profile(py_spy, worker.process.pid) if py_spy else None
             started, cpu_started = time.monotonic(), _cpu_seconds(worker.process.pid)
             source.send(posts)
@@ -72,11 +73,15 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
             seconds, cpu = time.monotonic() - started, _cpu_seconds(worker.process.pid) - cpu_started
             if profiler is not None:
                 profiler.wait()
-            written = topic_bytes(settings, changelog)["all_records_bytes"] - written_before
+            after = topic_bytes(settings, changelog)
+            written = after["all_records_bytes"] - before["all_records_bytes"]
+            on_disk = after["on_disk_bytes"] - before["on_disk_bytes"]
     return {"posts": posts, "users": users, "checkpoint_interval_seconds": settings.checkpoint_interval_seconds,
-            "state_dtype": settings.state_dtype,
+            "state_dtype": settings.state_dtype, "table_store": settings.table_store,
             "seconds": seconds, "posts_per_s": posts / seconds,
-            "changelog_bytes_per_post": written / posts, "worker_cpu_seconds_per_post": cpu / posts,
+            "changelog_compression": settings.changelog_compression,
+            "changelog_bytes_per_post": written / posts, "changelog_disk_bytes_per_post": on_disk / posts,
+            "worker_cpu_seconds_per_post": cpu / posts,
             "bare_cpu_seconds_per_post": bare["cpu_seconds_per_post"],
             "worker_cpu_per_post_over_bare": cpu / posts / bare["cpu_seconds_per_post"],
             "bare_posts_per_s": bare["records_per_s"]}

@@ -349,12 +349,14 @@ def _partition_sizes(described: list[dict], topic: str) -> int:
 
 def write_table(settings: Settings, changelog_topic: str, rows: dict[str, bytes]) -> None:
     """Write a faust table's contents into its (new, compacted) changelog topic before the app
-    starts: the app recovers them as if it had built them itself."""
+    starts: the app recovers them as if it had built them itself. The topic is compressed as the
+    worker would create it (``changelog_compression``)."""
     admin = KafkaAdminClient(**settings.kafka_python_config())
     try:
         admin.create_topics([NewTopic(changelog_topic, num_partitions=settings.partitions,
                                       replication_factor=settings.replication_factor,
-                                      topic_configs={"cleanup.policy": "compact"})])
+                                      topic_configs={"cleanup.policy": "compact",
+                                                     "compression.type": settings.changelog_compression})])
     finally:
         admin.close()
     producer = KafkaProducer(**settings.kafka_python_config(), acks="all", linger_ms=20)

@@ -52,7 +52,8 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
         settings.topic("worker"),
         broker=settings.faust_broker_url(),
         broker_credentials=settings.faust_broker_credentials(),
-        store="memory://",  # the changelog is the durable copy; see docs/architecture.md
+        # The changelog is the durable copy either way; see docs/architecture.md.
+        store=f"{settings.table_store}://",  # rocksdb: through rocksdict
         # No standby replicas. With the memory store a partition's recovery re-reads its changelog
         # from the start whatever a standby read before, so a standby only costs fetches and memory,
         # and its fetch ran across every rebalance (the recovery hangs of issue 12 began as standby
@@ -84,8 +85,11 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
     input_topics = {settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS)}
     # Keys are the raw user-id bytes, as on the input topics, and the producer's partitioner places
     # changelog records: so a user's record lives on the partition of the user's events.
+    # The broker compresses the changelog (a batch of records at a time) when it creates the topic:
+    # the worker spends no CPU on it, and recovery's reads decode it (docs/benchmarks.md measures it).
     users = app.tables.add(UsersTable(app, name="users", beacon=app.tables.beacon, key_type=bytes,
-                                      value_type=bytes, partitions=settings.partitions, use_partitioner=True))
+                                      value_type=bytes, partitions=settings.partitions, use_partitioner=True,
+                                      extra_topic_configs={"compression.type": settings.changelog_compression}))
     state = WorkerState(app, settings, users)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moodshift-model")
     holder: dict[str, WorkerRuntime] = {} if runtime is None else {"runtime": runtime}

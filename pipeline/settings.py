@@ -27,6 +27,8 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
 STATE_DTYPES = ("float32", "float16")
+TABLE_STORES = ("memory", "rocksdb")
+CHANGELOG_COMPRESSIONS = ("gzip", "producer")
 
 
 class HiddenText(str):
@@ -146,6 +148,13 @@ class Settings:
     # How users' LSTM state is stored between steps: float16 halves a record (docs/model/report.md
     # measures what it changes in the outputs).
     state_dtype: str = "float32"
+    # Where a worker keeps users' records: memory (re-read from the changelog at every start) or
+    # rocksdb (a local RocksDB per partition under state_dir; a restart reads only the changelog's
+    # tail). docs/benchmarks.md, "Restart time", measures both.
+    table_store: str = "memory"
+    # The users changelog's compression.type, set when the worker creates the topic: gzip, or
+    # producer (as sent, uncompressed). gzip needs nothing beyond Python to read back.
+    changelog_compression: str = "gzip"
 
     # Model (models/): checkpoint and inference device
     model_checkpoint: Path | None = None  # None: <state_dir>/models/moodshift.pt
@@ -166,6 +175,15 @@ class Settings:
                              f"{PROCESSING_GUARANTEES}")
         if self.state_dtype not in STATE_DTYPES:
             raise ValueError(f"state_dtype: {self.state_dtype!r} is not one of {STATE_DTYPES}")
+        if self.table_store not in TABLE_STORES:
+            raise ValueError(f"table_store: {self.table_store!r} is not one of {TABLE_STORES}")
+        if self.table_store == "rocksdb" and self.processing_guarantee == "exactly_once":
+            # A local store keeps what a worker wrote, also in transactions that were then aborted
+            # (a fenced worker's), and a restart would start from those records.
+            raise ValueError("table_store: rocksdb works with processing_guarantee=at_least_once only")
+        if self.changelog_compression not in CHANGELOG_COMPRESSIONS:
+            raise ValueError(f"changelog_compression: {self.changelog_compression!r} is not one of "
+                             f"{CHANGELOG_COMPRESSIONS}")
         if self.checkpoint_interval_seconds <= 0:
             raise ValueError(f"checkpoint_interval_seconds: must be positive, got {self.checkpoint_interval_seconds}")
         if self.window_size_seconds % self.window_slide_seconds:

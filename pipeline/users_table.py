@@ -24,6 +24,8 @@ import logging
 from typing import Any, Iterable, Set
 
 import faust
+from aiokafka.partitioner import DefaultPartitioner
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP, EventT
 
 from pipeline import metrics
@@ -57,6 +59,20 @@ class UsersTable(faust.Table):
     async def on_recovery_completed(self, active_tps: Set[TP], standby_tps: Set[TP]) -> None:
         self._last_read.clear()  # it would keep replaced records alive
         await super().on_recovery_completed(active_tps, standby_tps)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Store a record locally (its changelog write is the caller's). A checkpoint runs outside any
+        event, and faust's RocksDB store files a write under the partition of the event being
+        processed (none here; in an agent, whichever event came last). A record belongs to its
+        key's changelog partition, the one the producer's partitioner picks: the partition of the
+        user's input events, whose recovery reads it back."""
+        if isinstance(self.data, RocksDBStore):
+            partitions = list(range(self.partitions or self.app.conf.topic_partitions))
+            partition = DefaultPartitioner.__call__(key, partitions, partitions)
+            self.data._db_for_partition(partition).put(key, value)  # faust's own _set, minus the event
+            self.data._key_index[key] = partition
+        else:
+            self.data[key] = value
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
         held: dict[bytes, bytes | None] = {}  # this batch's newest value per key so far

@@ -31,6 +31,7 @@ from pipeline.checkpoint import CheckpointedRecords
 from pipeline.group_offsets import GroupOffsets
 from pipeline.positions import Admission, InputPositions
 from pipeline.settings import Settings
+from pipeline.users_table import UsersTable
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 class WorkerState:
     """Users' records of one worker, the input positions, and the checkpoint that ties them together."""
 
-    def __init__(self, app: faust.App, settings: Settings, users: faust.Table) -> None:
+    def __init__(self, app: faust.App, settings: Settings, users: UsersTable) -> None:
         self.app = app
         self.users = users
         self.records: CheckpointedRecords[EventT] = CheckpointedRecords(users)
@@ -122,7 +123,7 @@ class WorkerState:
             changes, events = self.records.take()
             sent = []
             for key, value in changes.items():
-                self.users.data[key] = value
+                self.users.put(key, value)
                 sent.append(self.users.send_changelog(None, key, value))
             if sent:
                 await self.app.producer.flush()

@@ -39,9 +39,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     repeat = metafunc.config.getoption("repeat")
-    if repeat > 1 and metafunc.definition.get_closest_marker("stress"):
+    if repeat > 1 and _marked_stress(metafunc.definition):
         metafunc.fixturenames.append("stress_run")
         metafunc.parametrize("stress_run", range(1, repeat + 1), ids=lambda run: f"run{run}")
+
+
+def _marked_stress(definition: pytest.Function) -> bool:
+    """The test, or one of its parameter sets (``pytest.param(..., marks=pytest.mark.stress)``)."""
+    return definition.get_closest_marker("stress") is not None or any(
+        mark.name == "stress" for parametrize in definition.iter_markers("parametrize")
+        for values in parametrize.args[1] for mark in getattr(values, "marks", ()))
 
 
 @pytest.fixture(scope="session", autouse=True)

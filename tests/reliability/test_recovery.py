@@ -69,7 +69,7 @@ def start_worker(settings: Settings, log_path: Path, **changes: object) -> Worke
     """A worker with the test's settings (``WORKER``) and a web port of its own."""
     settings = settings.replace(worker_web_port=free_port(), **changes)
     return WorkerProcess(settings, log_path, overrides=("model_checkpoint", "worker_web_port",
-                                                        "processing_guarantee", *WORKER))
+                                                        "processing_guarantee", "table_store", *WORKER))
 
 
 def worker_settings(settings: Settings, tmp_path: Path) -> Settings:
@@ -356,10 +356,12 @@ def committed_offsets(settings: Settings, group: str) -> dict[int, int]:
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic(topics.POSTS)}
 
 
-@pytest.mark.stress
-def test_a_second_worker_joins_and_leaves_mid_stream(kafka_settings: Settings, tmp_path: Path) -> None:
-    """Partitions move to the newcomer and back; each move hands users' state over via the changelog."""
+@pytest.mark.parametrize("store", [pytest.param("memory", marks=pytest.mark.stress), "rocksdb"])
+def test_a_second_worker_joins_and_leaves_mid_stream(kafka_settings: Settings, tmp_path: Path, store: str) -> None:
+    """Partitions move to the newcomer and back; each move hands users' state over via the changelog
+    (with RocksDB, the first worker's local store is behind when its partitions come back)."""
     stream = prepare(kafka_settings, tmp_path)
+    stream.settings = stream.settings.replace(table_store=store)
     first = stream.worker(tmp_path / "worker-1.log")
 
     def join_then_leave(feeder: Feeder, outputs: Outputs) -> list[WorkerProcess]:
@@ -471,17 +473,19 @@ def expected_daily(settings: Settings, posts: list[Post]) -> tuple[dict, set]:
     return steps, {json.loads(v)["change_id"] for _, v in first.change_points + last.change_points}
 
 
-@pytest.mark.stress
-@pytest.mark.parametrize("guarantee, checkpoint_interval", [
-    ("at_least_once", 1.0), ("exactly_once", 1.0), ("at_least_once", Settings().checkpoint_interval_seconds)])
+# make stress repeats one variant per scenario (a round must stay short); make test runs them all.
+@pytest.mark.parametrize("guarantee, checkpoint_interval, store", [
+    pytest.param("at_least_once", 1.0, "memory", marks=pytest.mark.stress), ("exactly_once", 1.0, "memory"),
+    ("at_least_once", Settings().checkpoint_interval_seconds, "memory"), ("at_least_once", 1.0, "rocksdb")])
 def test_a_killed_worker_with_idle_close_loses_nothing(kafka_settings: Settings, tmp_path: Path, guarantee: str,
-                                                        checkpoint_interval: float) -> None:
+                                                        checkpoint_interval: float, store: str) -> None:
     """Issue 12's recipe: daily windows that the idle timer closes, the first half ingested, kill -9
     while the worker is still on it, a new worker, the second half. Every step and change point must
     come out, with the emotions of an uninterrupted run; in both processing modes, with checkpoints
-    every second (the kill lands between two) and at the default interval."""
+    every second (the kill lands between two) and at the default interval, and with the RocksDB
+    store (the new worker starts from the killed one's local store and the changelog's tail)."""
     settings = worker_settings(kafka_settings, tmp_path).replace(
-        processing_guarantee=guarantee, checkpoint_interval_seconds=checkpoint_interval, **DAILY)
+        processing_guarantee=guarantee, checkpoint_interval_seconds=checkpoint_interval, table_store=store, **DAILY)
     posts, expected_steps, expected_changes = daily_stream(settings, users=40, days=50, seed=12)
     assert len(expected_steps) == len(posts) and len(expected_changes) >= 5
     half = len(posts) // 2
