@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 PROMETHEUS_DIR = DEPLOY / "prometheus"
 
-INSTALL_HINT = "apt-get install prometheus (Debian's package; .ci/run installs it in CI)"
+INSTALL_HINT = "run deploy/system-tools.sh test (as root it installs Debian's prometheus package; make test runs it)"
 SCRAPE_INTERVAL_S = 1
 STARTUP_TIMEOUT_S = 30
 SCRAPE_TIMEOUT_S = 30
