@@ -9,9 +9,10 @@ have moved past the events it lacks: their contribution would be lost from the u
 Every record carries the input offsets it has applied (:func:`pipeline.records.is_behind`), so the
 stale one is known: a record behind the one before it in the changelog is a late write, counted,
 logged and ignored. A worker also keeps the records it holds when the changelog's are behind them:
-recovery re-reads a partition from its start, and a worker that kept the partition holds its newest
-records already. Processing is deterministic for a given order of events, so whichever worker
-produced the record kept, it is the state an uninterrupted run would have had at that point.
+recovery re-reads a partition from its start (the memory store) or from where the local RocksDB
+stopped, and a worker that kept the partition, or its database, holds its newest records already.
+Processing is deterministic for a given order of events, so whichever worker produced the record
+kept, it is the state an uninterrupted run would have had at that point.
 
 Compaction keeps only a key's last record, so a stale record written last outlives this check;
 ``processing_guarantee=exactly_once`` prevents it instead (the successor's transactional producer
@@ -53,7 +54,7 @@ class UsersTable(faust.Table):
 
     async def on_rebalance(self, assigned: Set[TP], revoked: Set[TP], newly_assigned: Set[TP],
                            generation_id: int = 0) -> None:
-        self._last_read.clear()  # a recovery starts: it reads the changelog from the start again
+        self._last_read.clear()  # a recovery starts: it reads the changelog again
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
     async def on_recovery_completed(self, active_tps: Set[TP], standby_tps: Set[TP]) -> None:
