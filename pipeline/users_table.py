@@ -51,6 +51,8 @@ class UsersTable(faust.Table):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._last_read: dict[bytes, bytes] = {}  # per key, the last record this recovery read
+        # The changelog's partitions (as many as the input topics'), once: put() runs per record.
+        self._partition_ids = list(range(self.partitions or self.app.conf.topic_partitions))
 
     async def on_rebalance(self, assigned: Set[TP], revoked: Set[TP], newly_assigned: Set[TP],
                            generation_id: int = 0) -> None:
@@ -68,8 +70,7 @@ class UsersTable(faust.Table):
         key's changelog partition, the one the producer's partitioner picks: the partition of the
         user's input events, whose recovery reads it back."""
         if isinstance(self.data, RocksDBStore):
-            partitions = list(range(self.partitions or self.app.conf.topic_partitions))
-            partition = DefaultPartitioner.__call__(key, partitions, partitions)
+            partition = DefaultPartitioner.__call__(key, self._partition_ids, self._partition_ids)
             self.data._db_for_partition(partition).put(key, value)  # faust's own _set, minus the event
             self.data._key_index[key] = partition
         else:
