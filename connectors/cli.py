@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 from connectors import metrics
 from connectors.producer import DeliveryFailed, EventProducer
 from connectors.topics import CONNECTOR_TOPICS, ensure_topics
-from pipeline.settings import Settings
+from connectors.settings import ConnectorSettings
 
 log = logging.getLogger("connectors")
 
@@ -66,8 +66,8 @@ def _live_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status-every", type=float, default=30.0, help="seconds between status lines")
 
 
-def _producer(settings: Settings, source: str) -> EventProducer:
-    from pipeline.kafka_access import KafkaAccessError, check_kafka_access
+def _producer(settings: ConnectorSettings, source: str) -> EventProducer:
+    from connectors.kafka_access import KafkaAccessError, check_kafka_access
 
     try:
         check_kafka_access(settings)  # fail fast: kafka-python would retry a rejected login for 30 s
@@ -78,7 +78,7 @@ def _producer(settings: Settings, source: str) -> EventProducer:
     return EventProducer(settings, source)
 
 
-def run_replay(args: argparse.Namespace, settings: Settings) -> int:
+def run_replay(args: argparse.Namespace, settings: ConnectorSettings) -> int:
     from connectors.ingest import Ingestor
     from connectors.replay import replay
 
@@ -103,7 +103,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def run_http(args: argparse.Namespace, settings: Settings) -> int:
+def run_http(args: argparse.Namespace, settings: ConnectorSettings) -> int:
     from connectors.http_ingest import IngestServer
     from connectors.ingest import Ingestor
 
@@ -119,7 +119,7 @@ def run_http(args: argparse.Namespace, settings: Settings) -> int:
     return _run_live("http", args, settings, serve_until_stopped, on_exit=[server.stop, producer.close])
 
 
-def run_polling_source(args: argparse.Namespace, settings: Settings) -> int:
+def run_polling_source(args: argparse.Namespace, settings: ConnectorSettings) -> int:
     from connectors.live import run_polling
 
     producer = _producer(settings, args.source)
@@ -136,7 +136,7 @@ def run_polling_source(args: argparse.Namespace, settings: Settings) -> int:
         source, settings, interval, stop, polls=polls, max_failures=args.max_failures), on_exit=[producer.close])
 
 
-def run_mastodon(args: argparse.Namespace, settings: Settings) -> int:
+def run_mastodon(args: argparse.Namespace, settings: ConnectorSettings) -> int:
     from connectors.ingest import Ingestor
     from connectors.mastodon import MastodonStream
 
@@ -147,7 +147,7 @@ def run_mastodon(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_live(
-    source: str, args: argparse.Namespace, settings: Settings, body: Callable[[threading.Event], int | None],
+    source: str, args: argparse.Namespace, settings: ConnectorSettings, body: Callable[[threading.Event], int | None],
     on_exit: Sequence[Callable[[], None]] = (),
 ) -> int:
     """Run ``body(stop)`` until it returns or SIGINT/SIGTERM, with metrics, status lines, clean exit."""

@@ -8,8 +8,8 @@ DNS rebinding cannot swap it), with the original name for the Host header and TL
 body is streamed under a size cap and a total deadline, and its content type must be one the caller
 accepts.
 
->>> from pipeline.settings import Settings
->>> fetcher = SafeFetcher(Settings())
+>>> from connectors.settings import ConnectorSettings
+>>> fetcher = SafeFetcher(ConnectorSettings())
 >>> fetcher.fetch("file:///etc/passwd", accept=("image/",))
 Traceback (most recent call last):
 ...
@@ -31,7 +31,7 @@ import urllib3
 
 from connectors import metrics
 from connectors.schemas import Reason, Rejected
-from pipeline.settings import Settings
+from connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class SafeFetcher:
     ``resolver`` maps (host, port) to addresses; tests replace it to play DNS.
     """
 
-    def __init__(self, settings: Settings, resolver: Resolver = resolve_addresses) -> None:
+    def __init__(self, settings: ConnectorSettings, resolver: Resolver = resolve_addresses) -> None:
         self.allowlist = tuple(h.strip().lower() for h in settings.fetch_allowed_hosts.split(",") if h.strip())
         self.allow_private = settings.fetch_allow_private
         self.max_bytes = settings.fetch_max_bytes

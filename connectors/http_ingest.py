@@ -13,7 +13,7 @@ client still holds it), ``400`` (the body is not JSON: also dead-lettered as ``m
 ``GET /healthz`` answers ``ok``. Video items must give a ``url``: paths are refused here.
 
 >>> from connectors.producer import RecordingClient
->>> settings = Settings(ingest_http_port=0, media_dir=Path("/tmp/doc-media"))
+>>> settings = ConnectorSettings(ingest_http_port=0, media_dir=Path("/tmp/doc-media"))
 >>> ingestor = Ingestor(settings, EventProducer(settings, "http", client=RecordingClient()), source="http")
 >>> server = IngestServer(settings, ingestor); server.start()
 >>> import requests
@@ -37,7 +37,7 @@ from connectors.ingest import Ingestor
 from connectors.producer import DeliveryFailed, EventProducer  # noqa: F401 (doctest)
 from connectors.schemas import Reason
 from connectors.topics import POSTS
-from pipeline.settings import Settings
+from connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ EVENTS_PATH = "/v1/events"
 class IngestServer:
     """A threaded HTTP server around an :class:`Ingestor`; ``start`` runs it in a daemon thread."""
 
-    def __init__(self, settings: Settings, ingestor: Ingestor) -> None:
+    def __init__(self, settings: ConnectorSettings, ingestor: Ingestor) -> None:
         self.settings = settings
         self.ingestor = ingestor
         handler = type("Handler", (_Handler,), {"server_state": self})

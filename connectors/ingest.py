@@ -14,7 +14,7 @@ Beyond the schema, an item is rejected when its text is longer than ``max_text_c
 time is more than ``max_clock_skew_seconds`` in the future.
 
 >>> from connectors.producer import RecordingClient
->>> settings = Settings(media_dir=Path("/tmp/doc-media"))
+>>> settings = ConnectorSettings(media_dir=Path("/tmp/doc-media"))
 >>> producer = EventProducer(settings, "doc", client=RecordingClient())
 >>> ingestor = Ingestor(settings, producer, source="doc")
 >>> ingestor.submit(b'{"event_id": "e1", "user_id": "u1", "event_time": "2024-05-01T12:00:00Z", "text": "yay"}')
@@ -40,7 +40,7 @@ from connectors.schemas import (
 )
 from connectors.topics import POSTS, VIDEOS
 from connectors.video import extract_clip_media
-from pipeline.settings import Settings
+from connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Ingestor:
     """
 
     def __init__(
-        self, settings: Settings, producer: EventProducer, *, source: str,
+        self, settings: ConnectorSettings, producer: EventProducer, *, source: str,
         store: MediaStore | None = None, fetcher: SafeFetcher | None = None,
         allow_local_paths: bool = False, now: Callable[[], datetime] = utc_now,
     ) -> None:

@@ -27,7 +27,7 @@ from connectors import metrics
 from connectors.backoff import Backoff, retry_after_seconds
 from connectors.circuit import CircuitBreaker, CircuitState
 from connectors.producer import DeliveryFailed, EventProducer
-from pipeline.settings import Settings
+from connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def http_get(session: requests.Session, url: str, *, params: Any = None, timeout
 
 
 def run_polling(
-    source: PollingSource, settings: Settings, interval_s: float, stop: threading.Event, *,
+    source: PollingSource, settings: ConnectorSettings, interval_s: float, stop: threading.Event, *,
     polls: int | None = None, max_failures: int | None = None, breaker: CircuitBreaker | None = None,
 ) -> int:
     """Poll every ``interval_s`` until ``stop`` (or ``polls`` successful polls); back off on failures,

@@ -32,7 +32,7 @@ from connectors.live import ChangeFilter, DeadlineSession, SourceError
 from connectors.producer import EventProducer
 from connectors.schemas import MarketTick, Rejected, utc_now
 from connectors.topics import MARKET
-from pipeline.settings import Settings
+from connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +62,14 @@ class YahooMarketSource:
     """Polls yfinance for ``market_symbols`` and sends new :class:`MarketTick` s keyed by symbol.
 
     >>> from connectors.producer import RecordingClient
-    >>> settings = Settings(market_symbols="^GSPC, AAPL")
+    >>> settings = ConnectorSettings(market_symbols="^GSPC, AAPL")
     >>> YahooMarketSource(settings, EventProducer(settings, "yahoo", client=RecordingClient())).symbols
     ('^GSPC', 'AAPL')
     """
 
     name = "yahoo"
 
-    def __init__(self, settings: Settings, producer: EventProducer, now: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, settings: ConnectorSettings, producer: EventProducer, now: Callable[[], datetime] = utc_now) -> None:
         import yfinance
 
         self.yf = yfinance

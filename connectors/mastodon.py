@@ -34,7 +34,7 @@ import requests
 from connectors import metrics
 from connectors.backoff import Backoff, retry_after_seconds
 from connectors.ingest import Ingestor, Outcome
-from pipeline.settings import Settings
+from connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def status_submissions(status: dict[str, Any], host: str) -> list[dict[str, Any]
 
 # -- the stream ------------------------------------------------------------------------------------
 
-def stream_url(settings: Settings) -> tuple[str, dict[str, str]]:
+def stream_url(settings: ConnectorSettings) -> tuple[str, dict[str, str]]:
     """The streaming URL and query for ``mastodon_stream``."""
     base = settings.mastodon_url.rstrip("/") + "/api/v1/streaming/"
     kind, _, tag = settings.mastodon_stream.partition(":")
@@ -133,7 +133,7 @@ class MastodonStream:
     """Reads a Mastodon timeline stream and submits its statuses until ``stop`` is set.
 
     >>> from connectors.producer import EventProducer, RecordingClient
-    >>> settings = Settings(mastodon_url="https://example.social", mastodon_stream="hashtag:rain")
+    >>> settings = ConnectorSettings(mastodon_url="https://example.social", mastodon_stream="hashtag:rain")
     >>> stream = MastodonStream(settings, Ingestor(settings, EventProducer(settings, "m", client=RecordingClient()),
     ...                                            source="mastodon"))
     >>> stream.url, stream.params
@@ -142,7 +142,7 @@ class MastodonStream:
 
     name = "mastodon"
 
-    def __init__(self, settings: Settings, ingestor: Ingestor, session: requests.Session | None = None) -> None:
+    def __init__(self, settings: ConnectorSettings, ingestor: Ingestor, session: requests.Session | None = None) -> None:
         self.settings = settings
         self.ingestor = ingestor
         self.url, self.params = stream_url(settings)

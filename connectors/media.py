@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from connectors.schemas import MediaRef
-from pipeline.settings import Settings
+from connectors.settings import ConnectorSettings
 
 
 class MediaStore:
@@ -29,7 +29,7 @@ class MediaStore:
         self.root = Path(root)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "MediaStore":
+    def from_settings(cls, settings: ConnectorSettings) -> "MediaStore":
         return cls(settings.media_dir or settings.state_dir / "media")
 
     def path(self, ref: MediaRef | str) -> Path:

@@ -5,8 +5,8 @@ those retries safe; a resend by us would not be), then the record's future fails
 and counted at once and raised by the next :meth:`EventProducer.flush` as :class:`DeliveryFailed`, so
 a replay ends with a non-zero exit and a live source backs off: never dropped silently.
 
->>> from pipeline.settings import Settings
->>> producer = EventProducer(Settings(), source="doc", client=RecordingClient())
+>>> from connectors.settings import ConnectorSettings
+>>> producer = EventProducer(ConnectorSettings(), source="doc", client=RecordingClient())
 >>> post = Post(event_id="e1", user_id="u1", event_time=utc_now(), text="hello")
 >>> producer.send_event(POSTS, post)
 True
@@ -25,7 +25,7 @@ from kafka import KafkaProducer
 from connectors import metrics
 from connectors.schemas import DeadLetter, Post, Reason, Record, utc_now  # noqa: F401 (doctest)
 from connectors.topics import DEAD_LETTERS, POSTS  # noqa: F401 (doctest)
-from pipeline.settings import Settings
+from connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class EventProducer:
     ``client`` is a ``KafkaProducer`` built from the settings unless given (tests pass a stand-in).
     """
 
-    def __init__(self, settings: Settings, source: str, client: Any | None = None) -> None:
+    def __init__(self, settings: ConnectorSettings, source: str, client: Any | None = None) -> None:
         self.settings = settings
         self.source = source
         self.client = client if client is not None else KafkaProducer(

@@ -13,7 +13,7 @@ delayed (they become dead letters anyway).
 >>> from connectors.producer import RecordingClient
 >>> folder = Path(tempfile.mkdtemp())
 >>> _ = (folder / "a.jsonl").write_text('{"event_id": "1", "user_id": "u", "event_time": "2024-01-01T00:00:00Z"}\\n{oops\\n')
->>> settings = Settings(media_dir=folder / "media")
+>>> settings = ConnectorSettings(media_dir=folder / "media")
 >>> ingestor = Ingestor(settings, EventProducer(settings, "replay", client=RecordingClient()), source="replay")
 >>> replay([folder], ingestor, progress=False)
 ReplayReport(accepted=1, rejected=1, by_reason={'malformed_json': 1})
@@ -36,7 +36,7 @@ from connectors.ingest import Ingestor
 from connectors.producer import EventProducer  # noqa: F401 (doctest)
 from connectors.schemas import Rejected, parse_time
 from models.progress import progress_bar
-from pipeline.settings import Settings  # noqa: F401 (doctest)
+from connectors.settings import ConnectorSettings  # noqa: F401 (doctest)
 
 SUFFIXES = (".jsonl", ".ndjson", ".csv")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v")

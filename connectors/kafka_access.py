@@ -16,7 +16,7 @@ import asyncio
 import logging
 import ssl
 
-from pipeline.settings import Settings
+from connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class KafkaAccessError(RuntimeError):
     """The broker refused these settings for a reason retrying cannot fix."""
 
 
-def check_kafka_access(settings: Settings, timeout: float = CHECK_TIMEOUT_SECONDS) -> None:
+def check_kafka_access(settings: ConnectorSettings, timeout: float = CHECK_TIMEOUT_SECONDS) -> None:
     """Raise :class:`KafkaAccessError` if a bootstrap server rejects the credentials or TLS settings."""
     if settings.security_protocol == "PLAINTEXT":
         return
@@ -38,7 +38,7 @@ def check_kafka_access(settings: Settings, timeout: float = CHECK_TIMEOUT_SECOND
         loop.close()
 
 
-async def _check(settings: Settings, timeout: float) -> None:
+async def _check(settings: ConnectorSettings, timeout: float) -> None:
     from aiokafka.conn import create_conn
 
     options = settings.aiokafka_config()
@@ -59,7 +59,7 @@ async def _check(settings: Settings, timeout: float) -> None:
         return
 
 
-def _explain(error: Exception, settings: Settings, server: str) -> str | None:
+def _explain(error: Exception, settings: ConnectorSettings, server: str) -> str | None:
     """The message for an error that retrying cannot fix; None for the others (unreachable, timeout)."""
     from aiokafka.errors import SaslAuthenticationFailed, UnsupportedSaslMechanismError
 
