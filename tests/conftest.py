@@ -44,6 +44,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("stress_run", range(1, repeat + 1), ids=lambda run: f"run{run}")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--repeat``: round by round (every scenario's run 1, then every run 2, ...), so that a
+    stress run stopped early still has as many runs of each scenario."""
+    if config.getoption("repeat") > 1:
+        items.sort(key=lambda item: getattr(item, "callspec", None) and item.callspec.params.get("stress_run") or 0)
+
+
 def _marked_stress(definition: pytest.Function) -> bool:
     """The test, or one of its parameter sets (``pytest.param(..., marks=pytest.mark.stress)``)."""
     return definition.get_closest_marker("stress") is not None or any(
