@@ -182,7 +182,10 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
     @app.task
     async def follow_context() -> None:
         runtime = await get_runtime()
-        await runtime.follow_context(settings, context_ready)
+        async def send_dead_letter(key: bytes | None, value: bytes) -> None:
+            await (await dead_letters.send(key=key, value=value))
+
+        await runtime.follow_context(settings, context_ready, send_dead_letter)
 
     if settings.idle_close_seconds > 0:
         @app.timer(interval=max(1.0, settings.idle_close_seconds / 4))

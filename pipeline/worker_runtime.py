@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, Awaitable, Callable, Iterable, NamedTuple, Sequence
 
 from connectors import topics as topic_names
 from connectors.schemas import DeadLetter, MarketTick, Post, Rejected, VideoClip, WeatherObservation
@@ -136,6 +136,13 @@ class WorkerRuntime:
         now = time.monotonic()
         for item in events:
             self._last_seen[item.user_id] = (now, item.source)
+        if result.late_events:
+            by_id = {(item.user_id, item.event.event_id): item for item in events}
+            for late in result.late_events:
+                metrics.LATE_EVENTS.inc()
+                message = f"event time {late.event_time_ms} ms is behind the user's watermark {late.watermark_ms} ms"
+                outputs.dead_letters += self.reject([by_id[late.user_id, late.event_id]], late.reason,
+                                                    message).dead_letters
         self._collect(result, outputs, received_ms)
         return outputs
 
@@ -180,14 +187,6 @@ class WorkerRuntime:
             metrics.EVENTS_REPLAYED.inc(result.events_replayed)
             log.info("skipped %d events their users' records had applied already (a replay after a crash "
                      "or a rebalance)", result.events_replayed)
-        for late in result.late_events:
-            metrics.LATE_EVENTS.inc()
-            outputs.dead_letters.append(self._dead_letter(
-                topic_names.POSTS, late.user_id.encode(),
-                json.dumps({"user_id": late.user_id, "event_id": late.event_id,
-                            "event_time_ms": late.event_time_ms}).encode(),
-                late.reason, f"event time {late.event_time_ms} ms is behind the user's watermark "
-                             f"{late.watermark_ms} ms"))
         if result.steps:
             metrics.WINDOW_STEPS.inc(len(result.steps))
             metrics.BATCH_SIZE.observe(len(result.steps))
@@ -216,9 +215,11 @@ class WorkerRuntime:
 
     # -- context ---------------------------------------------------------------------------------
 
-    def add_context(self, topic: str, value: bytes) -> str | None:
-        """Feed one weather or market record into the daily context; an error reason if invalid."""
-        kind = self._topic_kinds.get(topic)
+    def add_context(self, topic: str, value: bytes, key: bytes | None = None,
+                    where: str = "") -> tuple[bytes | None, bytes] | None:
+        """Feed one weather or market record into the daily context; the dead letter (key, value) to
+        send if it is invalid. ``where`` ("weather[0]@12") goes into the letter's message."""
+        kind = self._topic_kinds.get(topic, topic)
         try:
             if kind == topic_names.WEATHER:
                 observation = WeatherObservation.from_json_bytes(value)
@@ -228,16 +229,16 @@ class WorkerRuntime:
                 tick = MarketTick.from_json_bytes(value)
                 self.context.add_market(tick.symbol, tick.event_time_ms, tick.close, tick.volume)
         except Rejected as error:
-            metrics.DEAD_LETTERS.labels(reason=error.reason).inc()
-            log.warning("invalid context record on %s: %s", topic, error)
-            return error.reason
+            return self._dead_letter(kind, key, value, error.reason, f"{where} {error}".strip())
         return None
 
-    async def follow_context(self, settings: Settings, ready: asyncio.Event) -> None:
+    async def follow_context(self, settings: Settings, ready: asyncio.Event,
+                             send_dead_letter: Callable[[bytes | None, bytes], Awaitable[Any]]) -> None:
         """Read weather and market from the beginning, forever; set ``ready`` once caught up.
 
         A plain consumer with no group gets every partition: every worker needs the whole context,
-        whatever users it owns.
+        whatever users it owns. So an invalid record is dead-lettered by every worker, at each start
+        (its message names the record's partition and offset, for deduplication).
         """
         from aiokafka import AIOKafkaConsumer
 
@@ -252,7 +253,10 @@ class WorkerRuntime:
                 for tp, records in batch.items():
                     for record in records:
                         metrics.RECORDS_IN.labels(topic=tp.topic).inc()
-                        self.add_context(tp.topic, record.value or b"")
+                        letter = self.add_context(tp.topic, record.value or b"", record.key,
+                                                  f"{tp.topic}[{tp.partition}]@{record.offset}")
+                        if letter is not None:
+                            await send_dead_letter(*letter)
                 if end is None and consumer.assignment():
                     end = await consumer.end_offsets(list(consumer.assignment()))
                 if end is not None and not ready.is_set():

@@ -19,7 +19,7 @@ from kafka import KafkaConsumer
 
 from connectors import topics
 from connectors.producer import EventProducer
-from connectors.schemas import MarketTick, Post, WeatherObservation
+from connectors.schemas import MarketTick, Post, Rejected, WeatherObservation
 from connectors.topics import ensure_topics
 from models.checkpoint import CheckpointMeta, save_checkpoint
 from models.config import ModelConfig
@@ -32,6 +32,7 @@ from tests.pipeline.worker_process import WorkerProcess
 pytestmark = pytest.mark.kafka
 
 START = datetime(2016, 6, 1, tzinfo=timezone.utc)
+INVALID_WEATHER = b'{"location_id": "clemson", "temperature_c": "warm"}'
 WORDS = ["great", "sad", "angry", "love", "win", "terrible", "happy", "bad", "#maga", "@cnn", "🙂"]
 
 
@@ -77,6 +78,7 @@ def test_worker_matches_the_offline_runtime(kafka_settings: Settings, tmp_path: 
     with EventProducer(settings, source="test") as producer:
         for topic, record in context:
             producer.send_event(topic, record)
+        producer.client.send(settings.topic(topics.WEATHER), key=b"clemson", value=INVALID_WEATHER)
         producer.flush()
         for topic, record in posts:
             producer.send_event(topic, record)
@@ -111,8 +113,11 @@ def test_worker_matches_the_offline_runtime(kafka_settings: Settings, tmp_path: 
             assert step["modalities"] == expected_steps[key]["modalities"]
         assert all("context" in s["modalities"] for s in steps)  # the as-of join found the context
 
-        letters = consume(settings, topics.DEAD_LETTERS, 2, worker)
-        assert sorted(letter["reason"] for letter in letters) == ["late", "malformed_json"]
+        letters = consume(settings, topics.DEAD_LETTERS, 3, worker)
+        with pytest.raises(Rejected) as invalid_weather:
+            WeatherObservation.from_json_bytes(INVALID_WEATHER)
+        assert sorted((letter["topic"], letter["reason"]) for letter in letters) == [
+            ("posts", "late"), ("posts", "malformed_json"), ("weather", invalid_weather.value.reason)]
         changes = consume(settings, topics.EMOTION_CHANGES, len(expected_changes), worker,
                           wait=5 if not expected_changes else 60)
         assert {c["change_id"] for c in changes} == expected_changes
