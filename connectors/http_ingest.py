@@ -12,7 +12,8 @@ Content-Length), ``413`` (body over ``ingest_http_max_body_bytes``; nothing was 
 client still holds it), ``400`` (the body is not JSON: also dead-lettered as ``malformed_json``).
 ``GET /healthz`` answers ``ok``. Video items must give a ``url``: paths are refused here.
 
->>> from connectors.producer import RecordingClient
+>>> from pathlib import Path
+>>> from connectors.producer import EventProducer, RecordingClient
 >>> settings = ConnectorSettings(ingest_http_port=0, media_dir=Path("/tmp/doc-media"))
 >>> ingestor = Ingestor(settings, EventProducer(settings, "http", client=RecordingClient()), source="http")
 >>> server = IngestServer(settings, ingestor); server.start()
@@ -30,11 +31,10 @@ import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path  # noqa: F401 (doctest)
 from typing import Any
 
 from connectors.ingest import Ingestor
-from connectors.producer import DeliveryFailed, EventProducer  # noqa: F401 (doctest)
+from connectors.producer import DeliveryFailed
 from connectors.schemas import Reason
 from connectors.topics import POSTS
 from connectors.settings import ConnectorSettings

@@ -5,7 +5,9 @@ those retries safe; a resend by us would not be), then the record's future fails
 and counted at once and raised by the next :meth:`EventProducer.flush` as :class:`DeliveryFailed`, so
 a replay ends with a non-zero exit and a live source backs off: never dropped silently.
 
+>>> from connectors.schemas import Post, utc_now
 >>> from connectors.settings import ConnectorSettings
+>>> from connectors.topics import POSTS
 >>> producer = EventProducer(ConnectorSettings(), source="doc", client=RecordingClient())
 >>> post = Post(event_id="e1", user_id="u1", event_time=utc_now(), text="hello")
 >>> producer.send_event(POSTS, post)
@@ -23,8 +25,8 @@ from typing import Any
 from kafka import KafkaProducer
 
 from connectors import metrics
-from connectors.schemas import DeadLetter, Post, Reason, Record, utc_now  # noqa: F401 (doctest)
-from connectors.topics import DEAD_LETTERS, POSTS  # noqa: F401 (doctest)
+from connectors.schemas import DeadLetter, Reason, Record
+from connectors.topics import DEAD_LETTERS
 from connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)

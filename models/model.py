@@ -19,6 +19,7 @@ Reads top-down: building blocks, the model, then the factory. Per step and user:
 ``step`` advances B users by one step each; ``forward`` runs whole sequences for training and gives
 the same numbers as stepping (tests/models/test_equivalence.py).
 
+>>> import numpy as np
 >>> from models.config import ModelConfig
 >>> from models.inputs import StepInputs
 >>> config = ModelConfig(text_buckets=64, text_dim=8, image_dim=16, audio_mels=4, context_length=5,
@@ -36,7 +37,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F

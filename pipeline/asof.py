@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -65,10 +65,6 @@ class ContextHistory:
 
     def __len__(self) -> int:
         return len(self._times)
-
-    @property
-    def latest_time_ms(self) -> int | None:
-        return self._times[-1] if self._times else None
 
     def add(self, time_ms: int, values: Sequence[float] | np.ndarray) -> None:
         """Insert in time order (replacing one at the same time), then evict by count and age."""
@@ -109,22 +105,6 @@ class ContextHistory:
             values[length - count :] = np.stack(self._values[start:end])
             mask[length - count :] = True
         return values, mask
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "channels": self.channels,
-            "max_observations": self.max_observations,
-            "max_age_ms": self.max_age_ms,
-            "times_ms": list(self._times),
-            "values": [v.tolist() for v in self._values],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ContextHistory:
-        history = cls(data["channels"], data["max_observations"], data["max_age_ms"])
-        history._times = list(data["times_ms"])
-        history._values = [np.asarray(v, dtype=np.float32) for v in data["values"]]
-        return history
 
 
 @dataclass(frozen=True)

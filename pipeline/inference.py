@@ -7,12 +7,14 @@ A user may appear more than once (several windows closed at once): their steps g
 rounds, so each sees the state the previous one produced — per-user order is kept, and each step
 costs O(1) whatever the user's history.
 
+>>> import numpy as np
 >>> from models.config import ModelConfig
 >>> from models.model import build_model
 >>> engine = InferenceEngine(build_model(ModelConfig(image_dim=4, hidden_size=8, common_dim=8), seed=0))
 >>> step = {"text_ids": [1, 2], "time": np.zeros(6, np.float32)}
 >>> first, second = engine.step([StepRequest("u1", None, step), StepRequest("u1", None, step)])
->>> second.steps_taken, len(engine.step([StepRequest("u1", second.state, step)])[0].stage1_probs)
+>>> from models.state import UserStates
+>>> int(UserStates.from_bytes(second.state).steps[0]), len(engine.step([StepRequest("u1", second.state, step)])[0].stage1_probs)
 (2, 3)
 """
 
@@ -24,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 
 from models.checkpoint import CheckpointMeta, load_checkpoint
@@ -50,11 +51,9 @@ class StepResult:
 
     user_id: str
     state: bytes
-    steps_taken: int
     emotion: list[float]
     stage1_probs: list[float]
     change_prob: float
-    transition_probs: list[list[float]]
 
 
 class InferenceEngine:
@@ -96,17 +95,15 @@ class InferenceEngine:
                       for i in round_indices]
             inputs = StepInputs.collate([requests[i].inputs for i in round_indices], self.config)
             with torch.inference_mode():
-                blobs, new_states, outputs = self.model.step_stored(stored, inputs, self.state_dtype)
+                blobs, _, outputs = self.model.step_stored(stored, inputs, self.state_dtype)
             stage1 = outputs.stage1_probs.float().cpu().numpy()
             emotion = outputs.emotion.float().cpu().numpy()
             change = outputs.change_prob.float().cpu().numpy()
-            transition = outputs.transition_probs.float().cpu().numpy()
             for row, i in enumerate(round_indices):
                 latest[requests[i].user_id] = blobs[row]
                 results[i] = StepResult(
-                    user_id=requests[i].user_id, state=blobs[row], steps_taken=int(new_states.steps[row]),
-                    emotion=emotion[row].tolist(), stage1_probs=stage1[row].tolist(),
-                    change_prob=float(change[row]), transition_probs=transition[row].tolist(),
+                    user_id=requests[i].user_id, state=blobs[row], emotion=emotion[row].tolist(),
+                    stage1_probs=stage1[row].tolist(), change_prob=float(change[row]),
                 )
         self.last_call_seconds = time.perf_counter() - started
         return results  # type: ignore[return-value]

@@ -7,6 +7,7 @@ transactions) and the topics moodshift creates get replication factor 3 with
 ``min.insync.replicas`` 2, so the cluster goes on, without losing an acknowledged record, while any
 one node is down.
 
+>>> from pathlib import Path
 >>> cluster = LocalCluster(Settings(state_dir=Path("/tmp/c")), ports=[(9101, 9201), (9102, 9202), (9103, 9203)])
 >>> cluster.bootstrap
 '127.0.0.1:9101,127.0.0.1:9102,127.0.0.1:9103'
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 from pipeline.local_broker import LocalBroker, new_cluster_id
 from pipeline.settings import Settings

@@ -16,8 +16,6 @@ into moodshift's ``/metrics``, and tests can read exact values from it.
 
 from __future__ import annotations
 
-import threading
-from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -26,7 +24,6 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
-    start_http_server,
 )
 
 REGISTRY = CollectorRegistry()
@@ -114,13 +111,3 @@ PROCESSING_ERRORS = Counter(
 def exposition(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
     """The text exposition of ``registry`` and its content type, for a ``/metrics`` handler."""
     return generate_latest(registry), CONTENT_TYPE_LATEST
-
-
-def start_metrics_server(
-    port: int, registry: CollectorRegistry = REGISTRY, addr: str = "0.0.0.0"
-) -> tuple[WSGIServer, threading.Thread]:
-    """Serve ``/metrics`` for ``registry`` on a daemon thread (port 0: any free port).
-
-    ``server.shutdown()`` stops it.
-    """
-    return start_http_server(port, addr=addr, registry=registry)

@@ -261,52 +261,6 @@ class UserWindows(Generic[A]):
         return user
 
 
-class SlidingWindows(Generic[A]):
-    """:class:`UserWindows` for many users, created on first sight; for replays and tests.
-
-    The faust glue may keep one :class:`UserWindows` per user in its table instead.
-
-    >>> windows = SlidingWindows(WindowSpec(size_ms=1_000, slide_ms=1_000), ModalityAggregate)
-    >>> windows.add("u1", 10, "a", ModalityFeatures()), windows.add("u2", 20, "b", ModalityFeatures())
-    ([], [])
-    >>> [(w.user_id, w.end_ms) for w in windows.flush_all()], len(windows)
-    ([('u1', 1000), ('u2', 1000)], 2)
-    """
-
-    def __init__(self, spec: WindowSpec, aggregate_type: AggregateType[A]) -> None:
-        self.spec = spec
-        self._aggregate_type = aggregate_type
-        self._users: dict[str, UserWindows[A]] = {}
-
-    def __len__(self) -> int:
-        """Users in state."""
-        return len(self._users)
-
-    def user(self, user_id: str) -> UserWindows[A]:
-        """The state of one user, created empty on first use."""
-        if user_id not in self._users:
-            self._users[user_id] = UserWindows(user_id, self.spec, self._aggregate_type)
-        return self._users[user_id]
-
-    def restore(self, data: dict[str, Any]) -> UserWindows[A]:
-        """Put back one user's state from :meth:`UserWindows.to_dict` (recovery)."""
-        user = UserWindows.from_dict(data, self.spec, self._aggregate_type)
-        self._users[user.user_id] = user
-        return user
-
-    def add(
-        self, user_id: str, event_time_ms: int, event_id: str, payload: Any
-    ) -> list[ClosedWindow[A]] | LateEvent:
-        return self.user(user_id).add(event_time_ms, event_id, payload)
-
-    def flush(self, user_id: str) -> list[ClosedWindow[A]]:
-        return self._users[user_id].flush() if user_id in self._users else []
-
-    def flush_all(self) -> list[ClosedWindow[A]]:
-        """Flush every user, in user-id order (so the result is deterministic)."""
-        return [window for user_id in sorted(self._users) for window in self.flush(user_id)]
-
-
 # -- the aggregate the pipeline uses ---------------------------------------------------------------
 
 

@@ -139,6 +139,8 @@ def run_prometheus(scrape_configs: list[dict[str, Any]], workdir: Path) -> Itera
 @pytest.fixture(scope="session")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
     from connectors import metrics as connector_metrics
+    from prometheus_client import start_http_server
+
     from pipeline import metrics as pipeline_metrics
 
     workdir = tmp_path_factory.mktemp("prometheus")
@@ -148,11 +150,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
     pipeline_metrics.USERS_IN_STATE.set(7)
     connector_metrics.RECORDS_SENT.labels(topic="posts").inc(2)
 
-    # pipeline.metrics' own helper, the one a worker uses: a /metrics server on a free port.
-    worker_server, _ = pipeline_metrics.start_metrics_server(0, addr="127.0.0.1")
-    connector_server, _ = pipeline_metrics.start_metrics_server(
-        0, registry=connector_metrics.REGISTRY, addr="127.0.0.1"
-    )
+    # Each registry served on a free port, as the worker (faust's web server) and the connectors do.
+    worker_server, _ = start_http_server(0, addr="127.0.0.1", registry=pipeline_metrics.REGISTRY)
+    connector_server, _ = start_http_server(0, addr="127.0.0.1", registry=connector_metrics.REGISTRY)
     worker_target = f"127.0.0.1:{worker_server.server_port}"
     connector_target = f"127.0.0.1:{connector_server.server_port}"
     # The job names of deploy/prometheus/prometheus.yml (the alert rules select on them), with

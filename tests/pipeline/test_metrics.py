@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.request
 
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
@@ -59,16 +58,3 @@ def test_labels_are_what_the_glue_uses():
     assert value("moodshift_change_points_total", from_emotion="calm", to_emotion="joy") >= 1
     assert value("moodshift_consumer_lag_records", topic="moodshift.posts", partition="2") == 17
     assert value("moodshift_batch_size_bucket", le="8.0") >= 1
-
-
-def test_metrics_server_serves_the_registry():
-    metrics.USERS_IN_STATE.set(42)
-    server, thread = metrics.start_metrics_server(0, addr="127.0.0.1")
-    try:
-        port = server.server_address[1]
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        assert "moodshift_users_in_state 42.0" in body
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

@@ -15,7 +15,6 @@ from pipeline.windows import (
     LateEvent,
     ModalityAggregate,
     ModalityFeatures,
-    SlidingWindows,
     UserWindows,
     WindowSpec,
 )
@@ -214,18 +213,6 @@ def test_restore_refuses_a_different_slide():
     user = UserWindows("u", SPEC, ModalityAggregate)
     with pytest.raises(ValueError, match="slide"):
         UserWindows.from_dict(user.to_dict(), WindowSpec(size_ms=4_000, slide_ms=2_000), ModalityAggregate)
-
-
-def test_sliding_windows_keeps_users_apart_and_flushes_in_user_order():
-    windows = SlidingWindows(WindowSpec(size_ms=1_000, slide_ms=1_000), ModalityAggregate)
-    windows.add("b", 0, "b0", ModalityFeatures())
-    windows.add("a", 5_000, "a0", ModalityFeatures())
-    # a's watermark does not close b's window: watermarks are per user.
-    assert windows.add("a", 9_000, "a1", ModalityFeatures()) != []
-    assert [(w.user_id, w.end_ms) for w in windows.flush_all()] == [("a", 10_000), ("b", 1_000)]
-    assert windows.flush("nobody") == []
-    restored = windows.restore(windows.user("a").to_dict())
-    assert restored is windows.user("a") and len(windows) == 2
 
 
 # -- the modality aggregate ------------------------------------------------------------------------
