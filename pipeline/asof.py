@@ -113,6 +113,11 @@ class ContextSource:
 
     ``mean``/``std`` default to 0/1 per channel (no normalisation). An observation older than
     ``max_staleness_ms`` before the grid time counts as missing (None: never stale).
+
+    ``gap_values`` says, per channel, what a grid time whose own step has no observation reads (the
+    latest one is a step or more older): None carries that observation's value forward, a number
+    is the raw value to use instead (a market's return is 0 on a day without trading), NaN marks
+    the channel missing. None (the default): every channel carries forward.
     """
 
     key: str
@@ -120,9 +125,10 @@ class ContextSource:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     max_staleness_ms: int | None = None
+    gap_values: tuple[float | None, ...] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("mean", "std"):
+        for name in ("mean", "std", "gap_values"):
             stats = getattr(self, name)
             if stats is not None and len(stats) != len(self.channels):
                 raise ValueError(f"{self.key}: {name} has {len(stats)} values for {len(self.channels)} channels")
@@ -152,6 +158,14 @@ class ContextCombiner:
     >>> frame = combiner.build({"berlin": h}, time_ms=2_000)
     >>> frame.values.tolist(), frame.mask.tolist(), frame.times_ms.tolist()
     ([[0.0, 0.0], [2.0, 0.0]], [[False, False], [True, False]], [1000, 2000])
+
+    With ``gap_values``, a step without an observation of its own does not repeat the last one:
+
+    >>> returns = ContextSource("SPY", ("log_return",), gap_values=(0.0,))
+    >>> r = ContextHistory(channels=1)
+    >>> r.add(1_000, [0.5])
+    >>> ContextCombiner([returns], length=2, step_ms=1_000).build({"SPY": r}, time_ms=2_500).values.tolist()
+    [[0.5], [0.0]]
     """
 
     def __init__(self, sources: Sequence[ContextSource], length: int, step_ms: int) -> None:
@@ -182,14 +196,26 @@ class ContextCombiner:
             history = histories.get(source.key)
             if history is not None and history.channels != width:
                 raise ValueError(f"{source.key}: history has {history.channels} channels, layout {width}")
+            carry, fill = _gap_rule(source)
             for row, t in enumerate(times.tolist()):
                 observation = history.as_of(t) if history is not None else None
                 if observation is None or (
                     source.max_staleness_ms is not None and t - observation.time_ms > source.max_staleness_ms
                 ):
                     continue
-                values[row, offset : offset + width] = observation.values
-                mask[row, offset : offset + width] = True
+                row_values = observation.values
+                if t - observation.time_ms >= self.step_ms:  # not this step's own observation
+                    row_values = np.where(carry, row_values, fill)
+                present = ~np.isnan(row_values)
+                values[row, offset : offset + width] = np.where(present, row_values, 0.0)
+                mask[row, offset : offset + width] = present
             offset += width
         values = np.where(mask, (values - self._mean) / self._std, np.float32(0.0)).astype(np.float32)
         return ContextFrame(values, mask, times)
+
+
+def _gap_rule(source: ContextSource) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel: whether a gap carries the last value forward, and the raw value it reads if not."""
+    gaps = source.gap_values or (None,) * len(source.channels)
+    return (np.array([g is None for g in gaps]),
+            np.array([0.0 if g is None else g for g in gaps], dtype=np.float32))

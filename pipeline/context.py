@@ -13,7 +13,9 @@ and :meth:`DailyContext.series` samples the last ``context_length`` days as of a
   ``market_log_return`` = log(close / previous day's close), ``market_log_volume`` = log(volume).
 
 As in training (``models.datasets.external``), a step sees the ``context_length`` days *before* its
-own day: values complete at its event time, never a day still in progress.
+own day: values complete at its event time, never a day still in progress; a day without weather
+observations is missing, a day without trading has a zero return and the last day's volume
+(``tests/pipeline/test_context_parity.py`` feeds the training series through this class).
 
 >>> ctx = DailyContext("berlin", "SPY", context_length=2, mean=(0, 0, 0, 0), std=(1, 1, 1, 1))
 >>> DAY = 86_400_000
@@ -65,8 +67,11 @@ class DailyContext:
         mean, std = tuple(map(float, mean)), tuple(map(float, std))
         self.combiner = ContextCombiner(
             [
-                ContextSource(location, WEATHER_CHANNELS, mean[:2], std[:2], max_staleness_ms=2 * DAY_MS),
-                ContextSource(symbol, MARKET_CHANNELS, mean[2:], std[2:], max_staleness_ms=5 * DAY_MS),
+                # As the training series (models.datasets.external) has them: a day without weather
+                # is a gap; a day without trading has a zero return and the last volume.
+                ContextSource(location, WEATHER_CHANNELS, mean[:2], std[:2], gap_values=(math.nan, math.nan)),
+                ContextSource(symbol, MARKET_CHANNELS, mean[2:], std[2:], max_staleness_ms=5 * DAY_MS,
+                              gap_values=(0.0, None)),
             ],
             length=context_length,
             step_ms=DAY_MS,
