@@ -37,9 +37,9 @@ from benchmarks.workload import Workload, context_records
 from connectors.producer import EventProducer
 from connectors.topics import ALL_TOPICS, ensure_topics
 from pipeline.cli import parse_set
-from pipeline.net import free_port
+from pipeline.local.net import free_port
 from pipeline.settings import Settings
-from pipeline.worker_runtime import WorkerRuntime
+from pipeline.worker.runtime import WorkerRuntime
 
 
 def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy: Path | None = None,

@@ -4,7 +4,7 @@ Measured side by side in one run, on the same generated posts (:mod:`benchmarks.
 *text* workload (many users, text posts, weather and market context) and an *images* workload (every
 post carries a small JPEG or PNG from the media store; ResNet-18 backbone):
 
-(a) **bare**: :class:`pipeline.worker_runtime.WorkerRuntime` ``decode → process`` in this process, in
+(a) **bare**: :class:`pipeline.worker.runtime.WorkerRuntime` ``decode → process`` in this process, in
     batches of ``batch_max_users``, records kept in a dict: no Kafka, no faust. The upper bound.
     Measured again with the records encoded and decoded as the worker's table stores them.
 (b) **moodshift**: ``python -m pipeline.cli worker`` against the broker; its highest input rate with
@@ -56,10 +56,10 @@ from connectors.media import MediaStore
 from connectors.producer import EventProducer
 from connectors.schemas import Post
 from connectors.topics import ALL_TOPICS, ensure_topics
-from pipeline.net import free_port
-from pipeline.records import decode_record, encode_record
+from pipeline.local.net import free_port
+from pipeline.worker.records import decode_record, encode_record
 from pipeline.settings import Settings
-from pipeline.worker_runtime import WorkerRuntime
+from pipeline.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def kafka(cluster: Settings | None, folder: Path) -> Iterator[Settings]:
     if cluster is not None:
         yield cluster
         return
-    from pipeline.local_broker import LocalBroker
+    from pipeline.local.broker import LocalBroker
 
     broker = LocalBroker(Settings(state_dir=folder / "kafka-state", broker_port=free_port(),
                                   controller_port=free_port()))
@@ -179,7 +179,7 @@ def synthetic_posts(workload: Workload, start_k: int, count: int) -> list[Post]:
 def bare_rate(runtime: WorkerRuntime, workload: Workload, count: int) -> dict[str, float]:
     """Posts per second through ``WorkerRuntime.decode → process`` after one warm-up post per user,
     with the users' records kept as dicts; then, on the next ``count`` posts, with the records
-    encoded and decoded as the worker's table stores them (:mod:`pipeline.records`)."""
+    encoded and decoded as the worker's table stores them (:mod:`pipeline.worker.records`)."""
     settings = runtime.settings
     posts = synthetic_posts(workload, 0, workload.users + 2 * count)
     raw = [(settings.topic(topics.POSTS), post.user_id.encode(), post.to_json_bytes()) for post in posts]

@@ -6,7 +6,7 @@
 2. **batched incremental LSTM steps** (``MoodshiftModel.step``, the method's shapes) for 10,000,
    100,000 and 1,000,000 users, every user's state resident on the device, stepped in chunks of at
    most ``chunk`` users per call, fp32 and bf16 autocast: steps per second;
-3. the same steps through :class:`pipeline.inference.InferenceEngine` (state bytes in and out, inputs
+3. the same steps through :class:`pipeline.stream.inference.InferenceEngine` (state bytes in and out, inputs
    collated on the CPU, as the worker calls it) for 10,000 users: what the worker can get.
 
 Weights are randomly initialised (nothing is downloaded): throughput does not depend on them.
@@ -30,7 +30,7 @@ from models.config import ModelConfig
 from models.image import ImageEncoder
 from models.inputs import StepInputs
 from models.model import build_model
-from pipeline.inference import InferenceEngine, StepRequest
+from pipeline.stream.inference import InferenceEngine, StepRequest
 
 SIZES = {
     # tiny: the smoke test runs the same code on the CPU in seconds; full: a GPU run (~2 minutes).

@@ -23,10 +23,10 @@ from models.config import ModelConfig
 from models.inputs import SequenceInputs, StepInputs
 from models.model import build_model
 from models.state import UserStates
-from pipeline.inference import InferenceEngine, StepRequest
-from pipeline.records import encode_record
-from pipeline.processor import EmotionProcessor, UserEvent
-from pipeline.windows import ModalityFeatures, WindowSpec
+from pipeline.stream.inference import InferenceEngine, StepRequest
+from pipeline.worker.records import encode_record
+from pipeline.stream.processor import EmotionProcessor, UserEvent
+from pipeline.stream.windows import ModalityFeatures, WindowSpec
 
 
 def _step(rng: np.random.Generator, config: ModelConfig) -> dict[str, Any]:

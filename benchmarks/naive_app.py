@@ -22,8 +22,8 @@ from connectors.schemas import Post
 from models.checkpoint import default_checkpoint_path
 from models.inputs import SequenceInputs
 from models.timefeatures import time_features
-from pipeline.features import FeatureExtractor
-from pipeline.inference import InferenceEngine
+from pipeline.stream.features import FeatureExtractor
+from pipeline.stream.inference import InferenceEngine
 from pipeline.settings import Settings
 
 

@@ -37,10 +37,10 @@ from connectors import topics
 from connectors.producer import EventProducer
 from connectors.topics import ALL_TOPICS, ensure_topics
 from pipeline.cli import parse_set
-from pipeline.net import free_port
-from pipeline.records import decode_record, encode_record
+from pipeline.local.net import free_port
+from pipeline.worker.records import decode_record, encode_record
 from pipeline.settings import Settings
-from pipeline.worker_runtime import WorkerRuntime
+from pipeline.worker.runtime import WorkerRuntime
 
 WAITING_POSTS = 200  # posts on the input topic at each start (users 0..199, every partition)
 # How each start ends; the next start comes after it. After a SIGKILL the group waits for the killed

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 from pipeline.settings import Settings
 
 # Rooms that add subcommands, imported lazily so `moodshift broker` does not load torch.
-ROOMS = ("pipeline.cli_broker", "models.cli", "connectors.cli", "pipeline.cli_worker", "pipeline.demo")
+ROOMS = ("pipeline.local.cli", "models.cli", "connectors.cli", "pipeline.worker.cli", "pipeline.local.demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

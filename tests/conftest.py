@@ -21,8 +21,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from pipeline.local_broker import LocalBroker
-from pipeline.net import free_port
+from pipeline.local.broker import LocalBroker
+from pipeline.local.net import free_port
 from pipeline.settings import Settings
 
 SCRAM_USER = "moodshift-test"

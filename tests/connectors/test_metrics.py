@@ -7,7 +7,7 @@ import requests
 
 from connectors import metrics
 from connectors.cli import status_line
-from pipeline.net import free_port
+from pipeline.local.net import free_port
 
 
 def test_metrics_are_served_with_prometheus_names_and_summed_in_the_status_line() -> None:

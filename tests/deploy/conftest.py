@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from pipeline.net import free_port
+from pipeline.local.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.local_broker import LocalBroker, new_cluster_id
-from pipeline.net import free_port
+from pipeline.local.broker import LocalBroker, new_cluster_id
+from pipeline.local.net import free_port
 from pipeline.settings import Settings
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.local_cluster import LocalCluster
-from pipeline.net import free_port
+from pipeline.local.cluster import LocalCluster
+from pipeline.local.net import free_port
 from pipeline.settings import Settings
 from tests.reliability.test_recovery import Feeder, Outputs, WorkerProcess, prepare, run_with_disruption
 

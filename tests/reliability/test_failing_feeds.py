@@ -26,11 +26,11 @@ from connectors.topics import DEAD_LETTERS, MARKET, WEATHER
 from connectors.weather import OpenMeteoSource
 from models.config import ModelConfig
 from models.model import build_model
-from pipeline.context import DAY_MS, DailyContext
-from pipeline.inference import InferenceEngine
-from pipeline.processor import EmotionProcessor, UserEvent
+from pipeline.stream.context import DAY_MS, DailyContext
+from pipeline.stream.inference import InferenceEngine
+from pipeline.stream.processor import EmotionProcessor, UserEvent
 from pipeline.settings import Settings
-from pipeline.windows import ModalityFeatures, WindowSpec
+from pipeline.stream.windows import ModalityFeatures, WindowSpec
 from tests.connectors.conftest import connector_settings, stand_in  # noqa: F401 (fixtures)
 from tests.connectors.standins import Reply, StandIn, YahooChart, read_topic, trickle
 from tests.connectors.test_live_sources import open_meteo_body
@@ -197,7 +197,7 @@ def test_market_circuit_opens_on_failures_and_closes_when_yahoo_recovers(
 def test_a_step_without_context_for_its_day_is_marked_missing_and_still_taken() -> None:
     """A feed outage leaves days without weather and market: the step runs without context.
 
-    With context present, the worker test (tests/pipeline/test_worker_kafka.py) checks every step
+    With context present, the worker test (tests/pipeline/worker/test_worker_kafka.py) checks every step
     carries the ``context`` modality; here the same processor steps through an outage and back.
     """
     config = ModelConfig(image_dim=8, hidden_size=16, common_dim=8, text_dim=8, text_buckets=64, context_length=3)

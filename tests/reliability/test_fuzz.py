@@ -50,12 +50,12 @@ from connectors.schemas import (
     WeatherObservation,
 )
 from connectors.topics import ensure_topics
-from pipeline.net import free_port
+from pipeline.local.net import free_port
 from pipeline.settings import Settings
-from pipeline.worker_runtime import WorkerRuntime
+from pipeline.worker.runtime import WorkerRuntime
 from tests.connectors.standins import Reply, StandIn
-from tests.pipeline.test_worker_kafka import tiny_checkpoint
-from tests.pipeline.worker_process import WorkerProcess
+from tests.pipeline.worker.test_worker_kafka import tiny_checkpoint
+from tests.pipeline.worker.worker_process import WorkerProcess
 
 START = datetime(2016, 6, 1, tzinfo=timezone.utc)
 REASONS = {reason.value for reason in Reason}

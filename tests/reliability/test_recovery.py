@@ -29,13 +29,13 @@ from connectors import topics
 from connectors.producer import EventProducer
 from connectors.schemas import Post
 from connectors.topics import ensure_topics
-from pipeline.local_broker import LocalBroker
-from pipeline.net import free_port
-from pipeline.records import decode_record, encode_record
+from pipeline.local.broker import LocalBroker
+from pipeline.local.net import free_port
+from pipeline.worker.records import decode_record, encode_record
 from pipeline.settings import Settings
-from pipeline.worker_runtime import Outputs as RuntimeOutputs, RawRecord, WorkerRuntime
-from tests.pipeline.test_worker_kafka import WORDS, make_records, tiny_checkpoint
-from tests.pipeline.worker_process import WorkerProcess
+from pipeline.worker.runtime import Outputs as RuntimeOutputs, RawRecord, WorkerRuntime
+from tests.pipeline.worker.test_worker_kafka import WORDS, make_records, tiny_checkpoint
+from tests.pipeline.worker.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.kafka
 
@@ -278,7 +278,7 @@ def test_a_stale_record_in_the_changelog_does_not_win_at_recovery(kafka_settings
     and faust does not fence table writes: the stale record can land after the new owner's newer one.
     Here the changelog is written that way by hand (the record after 10 posts, then the one after 6)
     and the group's offsets committed after the 10th post, as the new owner left them. A worker that
-    recovers from it must go on from the newer record (``pipeline.users_table``)."""
+    recovers from it must go on from the newer record (``pipeline.worker.users_table``)."""
     settings = worker_settings(kafka_settings, tmp_path)
     changelog = f"{settings.topic('worker')}-users-changelog"  # faust's name for the users table's
     admin = KafkaAdminClient(**settings.kafka_python_config())

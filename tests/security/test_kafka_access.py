@@ -11,7 +11,7 @@ import time
 import pytest
 
 from connectors.kafka_access import KafkaAccessError, check_kafka_access
-from pipeline.net import free_port
+from pipeline.local.net import free_port
 from pipeline.settings import Settings
 
 pytestmark = pytest.mark.kafka

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from connectors.kafka_access import KafkaAccessError, check_kafka_access
-from pipeline.local_broker import BrokerError, LocalBroker
-from pipeline.net import free_port
+from pipeline.local.broker import BrokerError, LocalBroker
+from pipeline.local.net import free_port
 from pipeline.settings import Settings
 
 

@@ -21,9 +21,9 @@ import pytest
 from kafka import KafkaConsumer
 
 from connectors import topics
-from pipeline.net import free_port
+from pipeline.local.net import free_port
 from pipeline.settings import Settings
-from tests.pipeline.test_worker_kafka import make_records, tiny_checkpoint
+from tests.pipeline.worker.test_worker_kafka import make_records, tiny_checkpoint
 
 pytestmark = pytest.mark.kafka
 

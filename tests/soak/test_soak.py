@@ -24,10 +24,10 @@ from connectors import topics
 from connectors.producer import EventProducer
 from connectors.schemas import Post
 from connectors.topics import ensure_topics
-from pipeline.net import free_port
+from pipeline.local.net import free_port
 from pipeline.settings import Settings
-from tests.pipeline.test_worker_kafka import WORDS, tiny_checkpoint
-from tests.pipeline.worker_process import WorkerProcess
+from tests.pipeline.worker.test_worker_kafka import WORDS, tiny_checkpoint
+from tests.pipeline.worker.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.soak, pytest.mark.kafka]
 

@@ -1,0 +1,266 @@
+"""The faust worker: thin glue between Kafka and :class:`pipeline.stream.processor.EmotionProcessor`.
+
+- ``posts`` and ``videos`` (keyed by user id, co-partitioned) feed one agent, batched with
+  ``noack_take(batch_max_users, within=batch_max_wait_ms)``;
+- each batch: admit events in offset order (:mod:`pipeline.worker.state`), decode and validate (bad
+  records → dead letters), extract features and run the model **off the event loop** (one executor
+  thread, so model calls never overlap and heartbeats, commits and rebalances never wait behind
+  them), publish change points (and optionally per-step emotions), and keep the users' records in
+  memory until the next checkpoint writes them to the ``users`` table's changelog;
+- ``weather`` and ``market`` are read in full by every worker (they are small and every user step
+  needs them) by a plain consumer without a group, into :class:`pipeline.stream.context.DailyContext`; the
+  agent's first batch waits until that consumer has caught up with the end offsets it saw at start.
+
+Guarantee: at-least-once output, exact state. A batch's outputs are acknowledged by Kafka before its
+records are staged; a checkpoint writes the staged records, waits for Kafka, and only then commits
+the offsets after the events they include (:mod:`pipeline.worker.checkpoint_consumer`). A crash replays
+what came after the last checkpoint, the records' applied offsets keep replayed events out of the
+windows, and the change detector's deterministic ids let consumers deduplicate outputs (README,
+Operations). With
+``processing_guarantee=exactly_once`` the changelog and the offsets commit in one Kafka transaction
+per partition; a record stored late by a worker that had lost the user's partition is aborted, and
+in either mode it does not replace a more advanced one when the table recovers
+(:mod:`pipeline.worker.users_table`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Awaitable, Callable
+
+import faust
+
+from connectors import topics as topic_names
+from pipeline import metrics
+from pipeline.worker.checkpoint_consumer import CheckpointTransport
+from pipeline.settings import Settings
+from pipeline.worker.users_table import UsersTable
+from pipeline.worker.runtime import Outputs, RawRecord, WorkerRuntime
+from pipeline.worker.state import WorkerState
+
+log = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust.App:
+    """The faust app of one moodshift worker; ``runtime`` (model, features) loads on start when None."""
+    (settings.state_dir / "worker").mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.topic("worker"),
+        broker=settings.faust_broker_url(),
+        broker_credentials=settings.faust_broker_credentials(),
+        # The changelog is the durable copy either way; see docs/architecture.md.
+        store=f"{settings.table_store}://",  # rocksdb: through rocksdict
+        # No standby replicas. With the memory store a partition's recovery re-reads its changelog
+        # from the start whatever a standby read before, so a standby only costs fetches and memory,
+        # and its fetch ran across every rebalance (the recovery hangs of issue 12 began as standby
+        # promotions; the cause, dropped fetches, is answered in pipeline/worker/checkpoint_consumer.py).
+        table_standby_replicas=0,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        datadir=str(settings.state_dir / "worker"),
+        web_port=settings.worker_web_port,
+        web_bind="0.0.0.0",
+        producer_acks=-1,
+        processing_guarantee=settings.processing_guarantee,
+        # Offsets are committed by the checkpoint (pipeline.worker.state); faust's own timer commits
+        # only what a checkpoint reported (pipeline.worker.checkpoint_consumer), so it may run as often.
+        broker_commit_interval=settings.checkpoint_interval_seconds,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.worker_session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_seconds / 3),
+    )
+    # Before anything asks for the consumer: it commits checkpointed offsets, not acknowledged ones.
+    app.transport = CheckpointTransport(app.conf.broker_consumer, app)
+    # Raw bytes in and out: validation is ours (connectors.schemas). With faust's default JSON codec
+    # a record that is not JSON would be dropped before the agent sees it, not dead-lettered.
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    events = app.topic(settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS), **raw)
+    dead_letters = app.topic(settings.topic(topic_names.DEAD_LETTERS), **raw)
+    changes = app.topic(settings.topic(topic_names.EMOTION_CHANGES), **raw)
+    steps_topic = app.topic(settings.topic(topic_names.EMOTION_STEPS), **raw)
+    input_topics = {settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS)}
+    # Keys are the raw user-id bytes, as on the input topics, and the producer's partitioner places
+    # changelog records: so a user's record lives on the partition of the user's events.
+    # The broker compresses the changelog (a batch of records at a time) when it creates the topic:
+    # the worker spends no CPU on it, and recovery's reads decode it (docs/benchmarks.md measures it).
+    users = app.tables.add(UsersTable(app, name="users", beacon=app.tables.beacon, key_type=bytes,
+                                      value_type=bytes, partitions=settings.partitions, use_partitioner=True,
+                                      extra_topic_configs={"compression.type": settings.changelog_compression}))
+    state = WorkerState(app, settings, users)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moodshift-model")
+    holder: dict[str, WorkerRuntime] = {} if runtime is None else {"runtime": runtime}
+    context_ready = asyncio.Event()
+
+    loading: list[asyncio.Future] = []  # one load shared by every caller
+
+    async def get_runtime() -> WorkerRuntime:
+        if "runtime" not in holder:
+            if not loading:
+                loading.append(asyncio.get_running_loop().run_in_executor(
+                    executor, WorkerRuntime.from_settings, settings))
+            holder["runtime"] = await loading[0]
+        return holder["runtime"]
+
+    async def publish(outputs: Outputs) -> None:
+        """Every output of a batch, acknowledged by Kafka, before its records are staged: a crash
+        before the checkpoint replays the batch and publishes the same outputs again (consumers
+        deduplicate by id); the other order could checkpoint a record whose outputs were never sent."""
+        sent = [await dead_letters.send(key=key, value=value) for key, value in outputs.dead_letters]
+        sent += [await changes.send(key=key, value=value) for key, value in outputs.change_points]
+        if settings.emit_step_emotions:
+            sent += [await steps_topic.send(key=key, value=value) for key, value in outputs.steps]
+        await asyncio.gather(*sent)
+
+    @app.agent(events)
+    async def process_events(stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        # Iterate at once: awaiting before the first iteration can leave faust's stream stopped
+        # (seen with faust-streaming 0.15.3). The first batch waits for the model and the context.
+        # noack_take: events are acknowledged by the checkpoint, never by the stream.
+        async for batch in stream.noack_take(settings.batch_max_users, within=settings.batch_max_wait_ms / 1000):
+            runtime = await get_runtime()
+            await context_ready.wait()
+            received_ms = int(time.time() * 1000)
+            async with state.lock:
+                admitted = await state.admit(batch)
+                records_in = [RawRecord(m.topic, m.key, m.value, m.timestamp, m.partition, m.offset)
+                              for m in (event.message for event in admitted)]
+                for record in records_in:
+                    metrics.RECORDS_IN.labels(topic=record.topic).inc()
+                try:
+                    valid, rejected = runtime.decode(records_in)
+                except Exception as error:  # a validation bug: the batch goes to dead letters, whole
+                    metrics.PROCESSING_ERRORS.labels(stage="decode").inc()
+                    log.exception("decoding a batch of %d records failed; dead-lettering it", len(records_in))
+                    valid, rejected = [], runtime.reject_raw(records_in, "internal_error", repr(error))
+                records = {user: state.records.get(user) for user in runtime.user_ids(valid)}
+                try:
+                    outputs = await loop.run_in_executor(executor, runtime.process, valid, records, received_ms)
+                except Exception as error:  # a bug must not lose the batch nor stop the worker
+                    metrics.PROCESSING_ERRORS.labels(stage="process").inc()
+                    log.exception("processing a batch of %d records failed; dead-lettering it", len(valid))
+                    outputs = runtime.reject(valid, "internal_error", repr(error))
+                outputs.dead_letters[:0] = rejected
+                if not await state.or_stop("publish", publish(outputs)):
+                    return  # the worker is stopping
+                state.records.stage(outputs.records, admitted)
+            log.debug("batch: %d records, %d applied, %d users, %d dead letters, %d change points", len(batch),
+                      len(admitted), len(outputs.records), len(outputs.dead_letters), len(outputs.change_points))
+            # faust's stop waits for every delivered event still referenced to be acknowledged; the
+            # ones the gate held back must not outlive the batch (they are read again).
+            del batch, admitted
+
+    async def checkpoint() -> bool:
+        return await state.or_stop("checkpoint", state.checkpoint())
+
+    @app.task
+    async def checkpoint_now_and_then() -> None:
+        # A plain loop, not an app.timer: faust stops timers as soon as the worker begins to stop,
+        # and the stop then waits for every delivered event to be acknowledged, which only a
+        # checkpoint does. This task runs until faust cancels it, after the consumer has stopped.
+        while True:
+            await asyncio.sleep(settings.checkpoint_interval_seconds)
+            if not await checkpoint():
+                return  # the worker is stopping
+
+    @app.on_partitions_revoked.connect
+    async def checkpoint_before_handing_over(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await checkpoint()  # what idle closes changed (batches were checkpointed: faust waited for acks)
+
+    @app.on_partitions_assigned.connect
+    async def start_from_committed_offsets(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        state.on_rebalance()
+
+    @app.on_before_shutdown.connect
+    async def close_offset_reader(sender: Any, **kwargs: Any) -> None:
+        await state.stop()
+
+    @app.task
+    async def follow_context() -> None:
+        runtime = await get_runtime()
+        async def send_dead_letter(key: bytes | None, value: bytes) -> None:
+            await (await dead_letters.send(key=key, value=value))
+
+        await runtime.follow_context(settings, context_ready, send_dead_letter)
+
+    if settings.idle_close_seconds > 0:
+        @app.timer(interval=max(1.0, settings.idle_close_seconds / 4))
+        async def close_idle_users() -> None:
+            runtime = await get_runtime()
+            async with state.lock:
+                owned = {runtime.source_of(tp.topic, tp.partition)
+                         for tp in app.consumer.assignment() if tp.topic in input_topics}
+                # Under the lock: a batch in the model may be about to make one of them active again.
+                idle = runtime.idle_users(settings.idle_close_seconds, owned)
+                if not idle:
+                    return
+                records = {user: state.records.get(user) for user in idle}
+                log.debug("closing the windows of %d idle users", len(idle))
+                loop = asyncio.get_running_loop()
+                try:
+                    outputs = await loop.run_in_executor(executor, runtime.flush_users, records)
+                except Exception:  # their windows stay open and close with their next events
+                    metrics.PROCESSING_ERRORS.labels(stage="idle_close").inc()
+                    log.exception("closing the windows of %d idle users failed", len(idle))
+                    return
+                if await state.or_stop("publish", publish(outputs)):
+                    state.records.stage(outputs.records, [])
+
+    @app.timer(interval=5.0)
+    @_counted_not_raised("consumer_lag")
+    async def report_consumer_lag() -> None:
+        """Lag per input partition: the broker's high-water mark minus the consumer's position."""
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if tp.topic not in input_topics:
+                continue
+            # Both are None for a partition assigned a moment ago (seen right after a rebalance).
+            position, highwater = await consumer.position(tp), consumer.highwater(tp)
+            if position is not None and highwater is not None:
+                lag = max(0, highwater - position)
+                metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+
+    @app.timer(interval=15.0)
+    @_counted_not_raised("gpu_memory")
+    async def report_gpu_memory() -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            for index in range(torch.cuda.device_count()):
+                device = f"cuda:{index}"
+                metrics.GPU_MEMORY_BYTES.labels(device=device, kind="allocated").set(torch.cuda.memory_allocated(index))
+                metrics.GPU_MEMORY_BYTES.labels(device=device, kind="reserved").set(torch.cuda.memory_reserved(index))
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        ready = "runtime" in holder and context_ready.is_set()
+        return web.json({"status": "ok" if ready else "starting", "ready": ready},
+                        status=200 if ready else 503)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        body, content_type = metrics.exposition()
+        return web.bytes(body, content_type=content_type.split(";")[0])
+
+    app.moodshift_runtime = holder  # for tests
+    return app
+
+
+def _counted_not_raised(stage: str) -> Callable[[Callable[[], Awaitable[None]]], Callable[[], Awaitable[None]]]:
+    """For timers: an exception in a faust timer crashes the whole worker; a report that failed
+    once must not. The failure is counted in ``moodshift_processing_errors_total{stage}`` and logged."""
+    def decorate(timer: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        @functools.wraps(timer)
+        async def guarded() -> None:
+            try:
+                await timer()
+            except Exception:
+                metrics.PROCESSING_ERRORS.labels(stage=stage).inc()
+                log.exception("%s failed; trying again at the next tick", stage)
+        return guarded
+    return decorate
+

@@ -1,0 +1,45 @@
+"""``moodshift worker`` and ``moodshift topics``: run the stream worker, create its topics."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline.settings import Settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    worker = subparsers.add_parser("worker", help="run a stream worker (faust): posts/videos → emotion changes")
+    worker.add_argument("--loglevel", default="info")
+    worker.set_defaults(handler=run_worker)
+    topics = subparsers.add_parser("topics", help="create moodshift's topics (idempotent)")
+    topics.set_defaults(handler=create_topics)
+
+
+def create_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.topics import ALL_TOPICS, ensure_topics
+
+    for name in ensure_topics(settings, ALL_TOPICS):
+        print(name)
+    return 0
+
+
+def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+
+    from connectors.topics import ALL_TOPICS, ensure_topics
+    from pipeline.worker.app import build_app
+    from connectors.kafka_access import KafkaAccessError, check_kafka_access
+    from pipeline.worker.runtime import WorkerRuntime
+
+    try:
+        check_kafka_access(settings)  # fail fast: wrong credentials, untrusted CA (faust would retry)
+        runtime = WorkerRuntime.from_settings(settings)  # fail fast: no checkpoint, wrong backbone, ...
+    except (KafkaAccessError, FileNotFoundError, ValueError) as error:
+        print(f"moodshift worker: {error}", file=sys.stderr)
+        return 2
+    ensure_topics(settings, ALL_TOPICS)
+    app = build_app(settings, runtime)
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()  # returns via SystemExit when the worker stops
+    return 0

@@ -1,0 +1,163 @@
+"""The worker's exact per-user state, between faust and the plain-Python pieces.
+
+Three rules, each the answer to a way issue 12 lost data:
+
+- **Events apply in offset order** (:class:`pipeline.worker.positions.InputPositions`): an event faust hands
+  over past its partition's position is held back and the partition re-read from the position, so no
+  later offset can reach a user's record before an earlier one (which the replay rule would then
+  skip for good).
+- **No acknowledgement without a checkpoint** (:class:`pipeline.worker.checkpoint.CheckpointedRecords`):
+  the agent reads with ``noack_take``; an event is acknowledged, and its offset committable
+  (:class:`pipeline.worker.checkpoint_consumer.CheckpointConsumer`), only after the records that include
+  it are acknowledged by Kafka in the changelog, so the committed offsets never pass the state.
+  A batch whose outputs cannot be published stops the worker: its events stay unacknowledged.
+- **Only owned partitions**: events of a partition this worker no longer holds are dropped, and a
+  rebalance first waits for the checkpoint (faust waits for every delivered event to be
+  acknowledged before it gives partitions away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Sequence
+
+import faust
+from faust.types import TP, EventT
+
+from pipeline import metrics
+from pipeline.worker.checkpoint import CheckpointedRecords
+from pipeline.worker.group_offsets import GroupOffsets
+from pipeline.worker.positions import Admission, InputPositions
+from pipeline.settings import Settings
+from pipeline.worker.users_table import UsersTable
+
+log = logging.getLogger(__name__)
+
+
+class WorkerState:
+    """Users' records of one worker, the input positions, and the checkpoint that ties them together."""
+
+    def __init__(self, app: faust.App, settings: Settings, users: UsersTable) -> None:
+        self.app = app
+        self.users = users
+        self.records: CheckpointedRecords[EventT] = CheckpointedRecords(users)
+        self.positions = InputPositions()
+        self.offsets = GroupOffsets(settings, group_id=app.conf.id)
+        # Held from loading users' records to staging them, and by the checkpoint, so that no two of
+        # batch, idle close and checkpoint ever see a record half-way.
+        self.lock = asyncio.Lock()
+        self._sought: dict[TP, int] = {}  # partitions sent back to their position, and which position
+        # Set by or_stop(): from then on nothing is applied, staged or written. Timers and tasks run on
+        # while the app stops, and a checkpoint of records built on top of a batch that was never
+        # applied would make its events look like replays (lost).
+        self.failed: BaseException | None = None
+
+    # -- the gate ---------------------------------------------------------------------------------
+
+    async def admit(self, batch: Sequence[EventT]) -> list[EventT]:
+        """The events of ``batch`` to apply, in order; the rest are dropped without acknowledgement
+        (duplicates of events applied already, events past a gap, events of partitions not owned)."""
+        if self.failed is not None:
+            return []
+        assigned = self.app.consumer.assignment()
+        unknown = {event.message.tp for event in batch
+                   if event.message.tp in assigned and not self.positions.known(event.message.tp)}
+        if unknown:
+            starts = await self.offsets.starting_offsets(unknown)
+            for tp in unknown:
+                self.positions.start(tp, starts[(tp.topic, tp.partition)])
+        admitted, held_back = [], set()
+        for event in batch:
+            tp, offset = event.message.tp, event.message.offset
+            if tp not in assigned or tp in held_back:
+                continue
+            verdict = self.positions.admit(tp, offset)
+            if verdict is Admission.OUT_OF_ORDER:
+                verdict = await self._out_of_order(tp, offset)
+            if verdict is Admission.APPLY:
+                self._sought.pop(tp, None)
+                admitted.append(event)
+            elif verdict is Admission.OUT_OF_ORDER:
+                held_back.add(tp)
+        return admitted
+
+    async def _out_of_order(self, tp: TP, offset: int) -> Admission:
+        """An event past ``tp``'s position: apply it if the log has nothing in between, else send the
+        partition back to its position."""
+        expected = self.positions.next_offset(tp)
+        first = await self.offsets.first_record_at_or_after(tp.topic, tp.partition, expected)
+        if first is not None and first >= offset:
+            metrics.INPUT_OFFSET_GAPS.inc(offset - expected)
+            log.debug("%s has no records at offsets %d-%d; going on from %d", tp, expected, offset - 1, offset)
+            self.positions.skip_to(tp, offset)
+            return self.positions.admit(tp, offset)
+        metrics.EVENTS_OUT_OF_ORDER.inc()
+        if self._sought.get(tp) != expected:
+            log.warning("%s: offset %d came before %d (records fetched before a seek); re-reading from %d",
+                        tp, offset, expected, expected)
+            self._sought[tp] = expected
+        # Again for every batch that still brings later offsets (admit asks once per partition and
+        # batch): faust's fetcher may still be handing over a fetch from before the seek, and each
+        # such record raises faust's read offset, below which it drops what the seek re-reads.
+        # seek_wait runs in the consumer's own thread and loop, as faust's recovery seeks.
+        await self.app.consumer.seek_wait({tp: expected})
+        return Admission.OUT_OF_ORDER
+
+    def on_rebalance(self) -> None:
+        """Partitions moved: positions start again from the committed offsets (the checkpoint before
+        the rebalance committed every event applied)."""
+        self.positions.forget()
+        self._sought.clear()
+
+    # -- the checkpoint ---------------------------------------------------------------------------
+
+    async def checkpoint(self) -> None:
+        """Write every record changed since the last checkpoint, wait for Kafka to acknowledge them,
+        then acknowledge the events they include and commit."""
+        started = time.perf_counter()
+        async with self.lock:
+            if self.failed is not None:
+                return
+            changes, events = self.records.take()
+            sent = []
+            for key, value in changes.items():
+                self.users.put(key, value)
+                sent.append(self.users.send_changelog(None, key, value))
+            if sent:
+                await self.app.producer.flush()
+                await asyncio.gather(*sent)  # a failed write raises: nothing is acknowledged
+            offsets: dict[TP, int] = {}
+            for event in events:
+                event.ack()
+                tp, offset = event.message.tp, event.message.offset
+                offsets[tp] = max(offsets.get(tp, 0), offset + 1)
+            self.app.consumer.checkpointed(offsets)
+        if events:
+            await self.app.consumer.commit()
+        if changes:
+            metrics.CHECKPOINTS.inc()
+            metrics.CHANGELOG_BYTES.inc(sum(len(key) + len(value) for key, value in changes.items()))
+            metrics.CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
+            metrics.USERS_IN_STATE.set(len(self.users))
+
+    async def stop(self) -> None:
+        await self.offsets.stop()
+
+    async def or_stop(self, stage: str, step: Awaitable[None]) -> bool:
+        """Await a step after the model step (publish, checkpoint); whether it succeeded. If it fails,
+        outputs or records may be missing, so nothing may be committed: from then on nothing is
+        applied or checkpointed, and the worker stops (exit code 1); its successor re-reads from the
+        last checkpoint. The caller returns instead of raising: faust restarts an agent that raised,
+        and a restart racing the stop left an actor that nothing cancelled (the stop hung)."""
+        try:
+            await step
+            return True
+        except Exception as error:
+            self.failed = error
+            metrics.PROCESSING_ERRORS.labels(stage=stage).inc()
+            log.critical("%s failed after the model step; stopping the worker so that nothing unwritten is "
+                         "committed (the next start re-reads from the last checkpoint): %r", stage, error)
+            await self.app.crash(error)
+            return False

@@ -1,0 +1,130 @@
+"""The worker's state rules: the offset-order gate, checkpointed records, and input with offset gaps."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from faust.types import TP
+from kafka import KafkaProducer
+
+from connectors import topics
+from pipeline.worker.checkpoint import CheckpointedRecords
+from pipeline.worker.checkpoint_consumer import CheckpointConsumer
+from pipeline.worker.positions import Admission, InputPositions
+from pipeline.worker.records import decode_record
+from pipeline.settings import Settings
+from tests.reliability.test_recovery import (DAILY, Outputs, assert_uninterrupted, daily_stream, start_worker,
+                                            worker_settings)
+
+
+def test_the_gate_applies_each_offset_once_and_in_order() -> None:
+    positions = InputPositions()
+    positions.start("posts/1", 5)
+    delivered = [5, 6, 9, 7, 5, 8, 9, 10]  # 9 came early (fetched before a seek); 5 again (a replay)
+    verdicts = [positions.admit("posts/1", offset) for offset in delivered]
+    applied = [offset for offset, verdict in zip(delivered, verdicts) if verdict is Admission.APPLY]
+    assert applied == [5, 6, 7, 8, 9, 10]
+    assert verdicts[2] is Admission.OUT_OF_ORDER and verdicts[4] is Admission.DUPLICATE
+
+
+def test_partitions_are_independent_and_forgotten_on_rebalance() -> None:
+    positions = InputPositions()
+    positions.start("posts/0", 0)
+    positions.start("videos/0", 100)
+    assert positions.admit("videos/0", 100) is Admission.APPLY
+    assert positions.admit("posts/0", 0) is Admission.APPLY
+    positions.forget(["posts/0"])
+    assert not positions.known("posts/0") and positions.known("videos/0")
+    positions.forget()
+    assert not positions.known("videos/0")
+
+
+def test_skip_to_never_moves_back() -> None:
+    positions = InputPositions()
+    positions.start("posts/0", 10)
+    positions.skip_to("posts/0", 4)
+    assert positions.next_offset("posts/0") == 10
+
+
+def test_a_checkpoint_writes_each_changed_user_once_with_every_event_it_includes() -> None:
+    table: dict[bytes, bytes] = {}
+    records: CheckpointedRecords[str] = CheckpointedRecords(table)
+    for batch in range(5):  # five batches change the same two users
+        records.stage({"a": {"model": None, "applied": {"posts/0": batch}}, "b": {"model": b"\x01" * batch}},
+                      events=[f"event {batch}"])
+    assert records.pending_users == 2 and table == {}
+    changes, events = records.take()
+    assert sorted(changes) == [b"a", b"b"] and events == [f"event {i}" for i in range(5)]
+    assert decode_record(changes[b"a"])["applied"] == {"posts/0": 4}  # the newest record, once
+    table.update(changes)
+    assert records.get("b")["model"] == b"\x01" * 4
+    assert records.take() == ({}, [])
+
+
+class _Consumer(CheckpointConsumer):
+    """The re-seek rule alone: faust's own seek to committed offsets and the consumer thread replaced
+    by records of what was asked."""
+
+    def __init__(self, recovery: SimpleNamespace, assigned: set) -> None:  # no faust app, no thread
+        self.app = SimpleNamespace(tables=SimpleNamespace(recovery=recovery))
+        self.assigned, self.calls = assigned, []
+        self._read_offset, self._committed_offset = {}, {}  # faust's perform_seek updates both
+
+    def __repr__(self) -> str:
+        return "_Consumer()"
+
+    def assignment(self) -> set:
+        return self.assigned
+
+    async def seek_to_committed(self) -> dict:
+        self.calls.append("committed")
+        return {}
+
+    async def seek_wait(self, partitions: dict) -> None:
+        self.calls.append(dict(partitions))
+
+
+def test_a_fetch_dropped_during_recovery_is_read_again_from_the_last_record_the_table_received() -> None:
+    """faust drops a fetch that comes back while its flow is stopped and seeks to the committed
+    offsets, which a changelog partition has none of; the consumer sends the partitions in recovery
+    back to the table's last record (-1 or None: nothing received yet, so offset 0)."""
+    changelog = [TP("w-users-changelog", 0), TP("w-users-changelog", 1), TP("w-users-changelog", 2)]
+    recovery = SimpleNamespace(in_recovery=True, active_tps=set(changelog),
+                               active_offsets={changelog[0]: 41, changelog[1]: -1, changelog[2]: 7})
+    consumer = _Consumer(recovery, assigned={changelog[0], changelog[1], TP("posts", 0)})
+    asyncio.run(consumer.perform_seek())
+    assert consumer.calls == ["committed", {changelog[0]: 41, changelog[1]: 0}]  # [2]: not assigned here
+
+    recovery.in_recovery = False  # faust seeks after its recovery too: the streams' partitions only
+    consumer.calls.clear()
+    asyncio.run(consumer.perform_seek())
+    assert consumer.calls == ["committed"]
+
+
+@pytest.mark.kafka
+def test_input_from_a_transactional_producer_loses_nothing(kafka_settings: Settings, tmp_path: Path) -> None:
+    """A customer's transactional producer leaves offsets without records (commit markers) in the
+    input partitions; the gate must ask the broker, pass over them, and apply every post."""
+    settings = worker_settings(kafka_settings, tmp_path).replace(**DAILY)
+    posts, expected_steps, expected_changes = daily_stream(settings, users=6, days=12, seed=4)
+    producer = KafkaProducer(**settings.kafka_python_config(), transactional_id=f"{settings.topic_prefix}customer")
+    producer.init_transactions()
+    for post in posts:  # one transaction per post: a marker after every record
+        producer.begin_transaction()
+        producer.send(settings.topic(topics.POSTS), key=post.user_id.encode(), value=post.to_json_bytes())
+        producer.commit_transaction()
+    producer.close()
+    worker = start_worker(settings, tmp_path / "worker.log")
+    outputs = Outputs(settings)
+    try:
+        outputs.wait_for(lambda: outputs.steps.keys() >= expected_steps.keys(), 180, [worker])
+        metrics = worker.get("/metrics").decode()
+    finally:
+        worker.stop()
+        outputs.close()
+    assert_uninterrupted(outputs, expected_steps, expected_changes)
+    gaps = [line for line in metrics.splitlines() if line.startswith("moodshift_input_offset_gaps_total ")]
+    assert gaps and float(gaps[0].split()[1]) > 0, "the markers were never met: nothing was tested"
