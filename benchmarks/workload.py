@@ -27,7 +27,8 @@ from torchvision.io import encode_jpeg, encode_png
 
 from connectors import topics
 from connectors.media import MediaStore
-from connectors.schemas import MarketTick, MediaRef, Post, Record, WeatherObservation
+from connectors.record import Record
+from connectors.schemas import MarketTick, MediaRef, Post, WeatherObservation
 from models.checkpoint import CheckpointMeta, save_checkpoint
 from models.config import ModelConfig
 from models.model import build_model

@@ -15,7 +15,7 @@ from email.utils import parsedate_to_datetime
 from typing import Callable
 
 from connectors import metrics
-from connectors.schemas import utc_now
+from connectors.record import utc_now
 
 
 class Backoff:

@@ -30,7 +30,7 @@ import certifi
 import urllib3
 
 from connectors import metrics
-from connectors.schemas import Reason, Rejected
+from connectors.record import Reason, Rejected
 from connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from typing import Any
 
 from connectors.ingest import Ingestor
 from connectors.producer import DeliveryFailed
-from connectors.schemas import Reason
+from connectors.record import Reason
 from connectors.topics import POSTS
 from connectors.settings import ConnectorSettings
 

@@ -35,9 +35,8 @@ from typing import Any, Callable
 from connectors.fetch import SafeFetcher
 from connectors.media import MediaStore
 from connectors.producer import EventProducer
-from connectors.schemas import (
-    MediaRef, Post, Reason, Rejected, ValidationError, VideoClip, parse_json_object, parse_time, utc_now, writable,
-)
+from connectors.record import Reason, Rejected, ValidationError, parse_json_object, parse_time, utc_now, writable
+from connectors.schemas import MediaRef, Post, VideoClip
 from connectors.topics import POSTS, VIDEOS
 from connectors.video import extract_clip_media
 from connectors.settings import ConnectorSettings

@@ -30,7 +30,8 @@ import requests
 
 from connectors.live import ChangeFilter, DeadlineSession, SourceError
 from connectors.producer import EventProducer
-from connectors.schemas import MarketTick, Rejected, utc_now
+from connectors.record import Rejected, utc_now
+from connectors.schemas import MarketTick
 from connectors.topics import MARKET
 from connectors.settings import ConnectorSettings
 

@@ -5,7 +5,8 @@ those retries safe; a resend by us would not be), then the record's future fails
 and counted at once and raised by the next :meth:`EventProducer.flush` as :class:`DeliveryFailed`, so
 a replay ends with a non-zero exit and a live source backs off: never dropped silently.
 
->>> from connectors.schemas import Post, utc_now
+>>> from connectors.record import utc_now
+>>> from connectors.schemas import Post
 >>> from connectors.settings import ConnectorSettings
 >>> from connectors.topics import POSTS
 >>> producer = EventProducer(ConnectorSettings(), source="doc", client=RecordingClient())
@@ -25,7 +26,8 @@ from typing import Any
 from kafka import KafkaProducer
 
 from connectors import metrics
-from connectors.schemas import DeadLetter, Reason, Record
+from connectors.record import Reason, Record
+from connectors.schemas import DeadLetter
 from connectors.topics import DEAD_LETTERS
 from connectors.settings import ConnectorSettings
 

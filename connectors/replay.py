@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from connectors.ingest import Ingestor
-from connectors.schemas import Rejected, parse_time
+from connectors.record import Rejected, parse_time
 from models.progress import progress_bar
 
 SUFFIXES = (".jsonl", ".ndjson", ".csv")

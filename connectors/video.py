@@ -23,7 +23,8 @@ import av
 import numpy as np
 
 from connectors.media import MediaStore
-from connectors.schemas import MediaRef, Reason, Rejected
+from connectors.record import Reason, Rejected
+from connectors.schemas import MediaRef
 from connectors.settings import ConnectorSettings
 
 NPY_CONTENT_TYPE = "application/x-npy"

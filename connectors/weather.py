@@ -22,7 +22,8 @@ import requests
 
 from connectors.live import ChangeFilter, DeadlineSession, SourceError, http_get
 from connectors.producer import EventProducer
-from connectors.schemas import Reason, Rejected, ValidationError, WeatherObservation, utc_now
+from connectors.record import Reason, Rejected, ValidationError, utc_now
+from connectors.schemas import WeatherObservation
 from connectors.topics import WEATHER
 from connectors.settings import ConnectorSettings
 

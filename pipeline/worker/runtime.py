@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, NamedTuple, Sequence
 
 from connectors import topics as topic_names
-from connectors.schemas import DeadLetter, MarketTick, Post, Rejected, VideoClip, WeatherObservation
+from connectors.record import Rejected
+from connectors.schemas import DeadLetter, MarketTick, Post, VideoClip, WeatherObservation
 from models.checkpoint import default_checkpoint_path
 from pipeline import metrics
 from pipeline.stream.context import DailyContext

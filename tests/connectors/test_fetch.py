@@ -6,7 +6,7 @@ import pytest
 
 from connectors import metrics
 from connectors.fetch import FetchError, SafeFetcher, address_refusal, host_allowed
-from connectors.schemas import Reason
+from connectors.record import Reason
 from pipeline.settings import Settings
 
 from .standins import Reply, StandIn

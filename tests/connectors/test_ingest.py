@@ -20,7 +20,8 @@ from connectors.ingest import Ingestor
 from connectors.media import MediaStore
 from connectors.producer import EventProducer, RecordingClient
 from connectors.replay import replay
-from connectors.schemas import DeadLetter, Post, Reason, VideoClip
+from connectors.record import Reason
+from connectors.schemas import DeadLetter, Post, VideoClip
 from connectors.topics import DEAD_LETTERS, POSTS, VIDEOS
 from pipeline import cli
 from pipeline.settings import Settings

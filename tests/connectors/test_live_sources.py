@@ -15,7 +15,8 @@ from connectors.live import run_polling
 from connectors.market import YahooMarketSource
 from connectors.mastodon import MastodonStream
 from connectors.producer import EventProducer
-from connectors.schemas import DeadLetter, MarketTick, Post, Reason, VideoClip, WeatherObservation
+from connectors.record import Reason
+from connectors.schemas import DeadLetter, MarketTick, Post, VideoClip, WeatherObservation
 from connectors.topics import DEAD_LETTERS, MARKET, POSTS, VIDEOS, WEATHER
 from connectors.weather import OpenMeteoSource
 from pipeline import cli

@@ -9,7 +9,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from connectors import metrics
 from connectors.producer import DeliveryFailed, EventProducer
-from connectors.schemas import DeadLetter, MarketTick, Post, Reason
+from connectors.record import Reason
+from connectors.schemas import DeadLetter, MarketTick, Post
 from connectors.topics import DEAD_LETTERS, MARKET, POSTS, ensure_topics
 from pipeline.settings import Settings
 

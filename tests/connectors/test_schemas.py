@@ -11,10 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.schemas import (
-    DEAD_LETTER_MAX_ORIGINAL_BYTES, DeadLetter, MarketTick, MediaRef, Post, Reason, ValidationError, VideoClip,
-    WeatherObservation, parse_time,
-)
+from connectors.record import Reason, ValidationError, parse_time
+from connectors.schemas import DEAD_LETTER_MAX_ORIGINAL_BYTES, DeadLetter, MarketTick, MediaRef, Post, VideoClip, WeatherObservation
 
 T = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 REF = MediaRef(sha256="a" * 64, content_type="image/jpeg", size_bytes=10, source_url="http://x/y.jpg")

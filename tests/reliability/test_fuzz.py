@@ -45,10 +45,8 @@ from connectors.http_ingest import IngestServer
 from connectors.ingest import Ingestor
 from connectors.media import MediaStore
 from connectors.producer import EventProducer, RecordingClient
-from connectors.schemas import (
-    DEAD_LETTER_MAX_ORIGINAL_BYTES, DeadLetter, MarketTick, MediaRef, Post, Reason, Rejected, VideoClip,
-    WeatherObservation,
-)
+from connectors.record import Reason, Rejected
+from connectors.schemas import DEAD_LETTER_MAX_ORIGINAL_BYTES, DeadLetter, MarketTick, MediaRef, Post, VideoClip, WeatherObservation
 from connectors.topics import ensure_topics
 from pipeline.local.net import free_port
 from pipeline.settings import Settings

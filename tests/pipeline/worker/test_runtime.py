@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from connectors import topics
-from connectors.schemas import DeadLetter, MediaRef, Post, Rejected, VideoClip, WeatherObservation
+from connectors.record import Rejected
+from connectors.schemas import DeadLetter, MediaRef, Post, VideoClip, WeatherObservation
 from pipeline.settings import Settings
 from pipeline.worker.runtime import WorkerRuntime
 from tests.pipeline.worker.test_worker_kafka import tiny_checkpoint

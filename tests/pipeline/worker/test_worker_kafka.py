@@ -19,7 +19,8 @@ from kafka import KafkaConsumer
 
 from connectors import topics
 from connectors.producer import EventProducer
-from connectors.schemas import MarketTick, Post, Rejected, WeatherObservation
+from connectors.record import Rejected
+from connectors.schemas import MarketTick, Post, WeatherObservation
 from connectors.topics import ensure_topics
 from models.checkpoint import CheckpointMeta, save_checkpoint
 from models.config import ModelConfig
