@@ -26,7 +26,8 @@ from models.state import UserStates
 from pipeline.stream.inference import InferenceEngine, StepRequest
 from pipeline.worker.records import encode_record
 from pipeline.stream.processor import EmotionProcessor, UserEvent
-from pipeline.stream.windows import ModalityFeatures, WindowSpec
+from pipeline.stream.aggregate import ModalityFeatures
+from pipeline.stream.windows import WindowSpec
 
 
 def _step(rng: np.random.Generator, config: ModelConfig) -> dict[str, Any]:

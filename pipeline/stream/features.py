@@ -1,4 +1,4 @@
-"""Posts and videos → :class:`pipeline.stream.windows.ModalityFeatures`, images batched through the backbone.
+"""Posts and videos → :class:`pipeline.stream.aggregate.ModalityFeatures`, images batched through the backbone.
 
 :class:`FeatureExtractor` reads media from the media store (connectors put it there; records carry
 references only), decodes images with torchvision's decoders, encodes *all* images and frames of a
@@ -24,7 +24,7 @@ from models.image import ImageEncoder
 from models.text import TextHasher
 from pipeline.stream.inference import InferenceEngine
 from pipeline.settings import Settings
-from pipeline.stream.windows import ModalityFeatures
+from pipeline.stream.aggregate import ModalityFeatures
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,8 @@ from models.timefeatures import time_features
 from pipeline.stream.context import DailyContext
 from pipeline.stream.detector import ChangeDetector, ChangePoint, DetectorConfig, DetectorStep
 from pipeline.stream.inference import InferenceEngine, StepRequest, StepResult
-from pipeline.stream.windows import ClosedWindow, LateEvent, ModalityAggregate, ModalityFeatures, UserWindows, WindowSpec
+from pipeline.stream.aggregate import ModalityAggregate, ModalityFeatures
+from pipeline.stream.windows import ClosedWindow, LateEvent, UserWindows, WindowSpec
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ from pipeline.stream.context import DAY_MS, DailyContext
 from pipeline.stream.inference import InferenceEngine
 from pipeline.stream.processor import EmotionProcessor, UserEvent
 from pipeline.settings import Settings
-from pipeline.stream.windows import ModalityFeatures, WindowSpec
+from pipeline.stream.aggregate import ModalityFeatures
+from pipeline.stream.windows import WindowSpec
 from tests.connectors.conftest import connector_settings, stand_in  # noqa: F401 (fixtures)
 from tests.connectors.standins import Reply, StandIn, YahooChart, read_topic, trickle
 from tests.connectors.test_live_sources import open_meteo_body

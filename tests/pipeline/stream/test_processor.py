@@ -11,7 +11,8 @@ from models.state import UserStates
 from pipeline.stream.inference import InferenceEngine, StepRequest
 from pipeline.worker.records import decode_record, encode_record
 from pipeline.stream.processor import EmotionProcessor, UserEvent
-from pipeline.stream.windows import ModalityFeatures, WindowSpec
+from pipeline.stream.aggregate import ModalityFeatures
+from pipeline.stream.windows import WindowSpec
 
 CONFIG = ModelConfig(image_dim=8, hidden_size=16, common_dim=8, text_dim=8, text_buckets=64, context_length=3)
 
