@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 
 def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust.App:
     """The faust app of one moodshift worker; ``runtime`` (model, features) loads on start when None."""
+    return Worker(settings, runtime).app
+
+
+def _faust_app(settings: Settings) -> faust.App:
     (settings.state_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.topic("worker"),
@@ -75,148 +79,183 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
     )
     # Before anything asks for the consumer: it commits checkpointed offsets, not acknowledged ones.
     app.transport = CheckpointTransport(app.conf.broker_consumer, app)
-    # Raw bytes in and out: validation is ours (connectors.schemas). With faust's default JSON codec
-    # a record that is not JSON would be dropped before the agent sees it, not dead-lettered.
-    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    events = app.topic(settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS), **raw)
-    dead_letters = app.topic(settings.topic(topic_names.DEAD_LETTERS), **raw)
-    changes = app.topic(settings.topic(topic_names.EMOTION_CHANGES), **raw)
-    steps_topic = app.topic(settings.topic(topic_names.EMOTION_STEPS), **raw)
-    input_topics = {settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS)}
-    # Keys are the raw user-id bytes, as on the input topics, and the producer's partitioner places
-    # changelog records: so a user's record lives on the partition of the user's events.
-    # The broker compresses the changelog (a batch of records at a time) when it creates the topic:
-    # the worker spends no CPU on it, and recovery's reads decode it (docs/benchmarks.md measures it).
-    users = app.tables.add(UsersTable(app, name="users", beacon=app.tables.beacon, key_type=bytes,
-                                      value_type=bytes, partitions=settings.partitions, use_partitioner=True,
-                                      extra_topic_configs={"compression.type": settings.changelog_compression}))
-    state = WorkerState(app, settings, users)
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moodshift-model")
-    holder: dict[str, WorkerRuntime] = {} if runtime is None else {"runtime": runtime}
-    context_ready = asyncio.Event()
+    return app
 
-    loading: list[asyncio.Future] = []  # one load shared by every caller
 
-    async def get_runtime() -> WorkerRuntime:
-        if "runtime" not in holder:
-            if not loading:
-                loading.append(asyncio.get_running_loop().run_in_executor(
-                    executor, WorkerRuntime.from_settings, settings))
-            holder["runtime"] = await loading[0]
-        return holder["runtime"]
+class Worker:
+    """One worker's faust app and what its agent, tasks, timers and pages share."""
 
-    async def publish(outputs: Outputs) -> None:
+    def __init__(self, settings: Settings, runtime: WorkerRuntime | None = None) -> None:
+        self.settings = settings
+        self.app = app = _faust_app(settings)
+        # Raw bytes in and out: validation is ours (connectors.schemas). With faust's default JSON
+        # codec a record that is not JSON would be dropped before the agent sees it, not dead-lettered.
+        raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        self.events = app.topic(settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS), **raw)
+        self.dead_letters = app.topic(settings.topic(topic_names.DEAD_LETTERS), **raw)
+        self.changes = app.topic(settings.topic(topic_names.EMOTION_CHANGES), **raw)
+        self.steps = app.topic(settings.topic(topic_names.EMOTION_STEPS), **raw)
+        self.input_topics = {settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS)}
+        # Keys are the raw user-id bytes, as on the input topics, and the producer's partitioner
+        # places changelog records: so a user's record lives on the partition of the user's events.
+        # The broker compresses the changelog (a batch of records at a time) when it creates the
+        # topic: the worker spends no CPU on it, and recovery's reads decode it (docs/benchmarks.md).
+        users = app.tables.add(UsersTable(
+            app, name="users", beacon=app.tables.beacon, key_type=bytes, value_type=bytes,
+            partitions=settings.partitions, use_partitioner=True,
+            extra_topic_configs={"compression.type": settings.changelog_compression}))
+        self.state = WorkerState(app, settings, users)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moodshift-model")
+        self.holder: dict[str, WorkerRuntime] = {} if runtime is None else {"runtime": runtime}
+        self.context_ready = asyncio.Event()
+        self._loading: list[asyncio.Future] = []  # one load shared by every caller
+        self._register()
+        app.moodshift_runtime = self.holder  # for tests
+
+    def _register(self) -> None:
+        app, settings = self.app, self.settings
+        app.agent(self.events)(self.process_events)
+        app.task(self.checkpoint_now_and_then)
+        app.task(self.follow_context)
+        app.on_partitions_revoked.connect(self.checkpoint_before_handing_over)
+        app.on_partitions_assigned.connect(self.start_from_committed_offsets)
+        app.on_before_shutdown.connect(self.close_offset_reader)
+        if settings.idle_close_seconds > 0:
+            app.timer(interval=max(1.0, settings.idle_close_seconds / 4))(self.close_idle_users)
+        app.timer(interval=5.0)(_counted_not_raised("consumer_lag")(self.report_consumer_lag))
+        app.timer(interval=15.0)(_counted_not_raised("gpu_memory")(report_gpu_memory))
+        worker = self
+
+        async def health(web: Any, request: Any) -> Any:  # a plain function: faust binds it to its view
+            return worker.health(web)
+
+        app.page("/health")(health)
+        app.page("/metrics")(metrics_page)
+
+    async def runtime(self) -> WorkerRuntime:
+        if "runtime" not in self.holder:
+            if not self._loading:
+                self._loading.append(asyncio.get_running_loop().run_in_executor(
+                    self.executor, WorkerRuntime.from_settings, self.settings))
+            self.holder["runtime"] = await self._loading[0]
+        return self.holder["runtime"]
+
+    async def publish(self, outputs: Outputs) -> None:
         """Every output of a batch, acknowledged by Kafka, before its records are staged: a crash
         before the checkpoint replays the batch and publishes the same outputs again (consumers
         deduplicate by id); the other order could checkpoint a record whose outputs were never sent."""
-        sent = [await dead_letters.send(key=key, value=value) for key, value in outputs.dead_letters]
-        sent += [await changes.send(key=key, value=value) for key, value in outputs.change_points]
-        if settings.emit_step_emotions:
-            sent += [await steps_topic.send(key=key, value=value) for key, value in outputs.steps]
+        sent = [await self.dead_letters.send(key=key, value=value) for key, value in outputs.dead_letters]
+        sent += [await self.changes.send(key=key, value=value) for key, value in outputs.change_points]
+        if self.settings.emit_step_emotions:
+            sent += [await self.steps.send(key=key, value=value) for key, value in outputs.steps]
         await asyncio.gather(*sent)
 
-    @app.agent(events)
-    async def process_events(stream: faust.StreamT) -> None:
-        loop = asyncio.get_running_loop()
+    # -- the agent -------------------------------------------------------------------------------
+
+    async def process_events(self, stream: faust.StreamT) -> None:
+        settings = self.settings
         # Iterate at once: awaiting before the first iteration can leave faust's stream stopped
         # (seen with faust-streaming 0.15.3). The first batch waits for the model and the context.
         # noack_take: events are acknowledged by the checkpoint, never by the stream.
         async for batch in stream.noack_take(settings.batch_max_users, within=settings.batch_max_wait_ms / 1000):
-            runtime = await get_runtime()
-            await context_ready.wait()
-            received_ms = int(time.time() * 1000)
-            async with state.lock:
-                admitted = await state.admit(batch)
-                records_in = [RawRecord(m.topic, m.key, m.value, m.timestamp, m.partition, m.offset)
-                              for m in (event.message for event in admitted)]
-                for record in records_in:
-                    metrics.RECORDS_IN.labels(topic=record.topic).inc()
-                try:
-                    valid, rejected = runtime.decode(records_in)
-                except Exception as error:  # a validation bug: the batch goes to dead letters, whole
-                    metrics.PROCESSING_ERRORS.labels(stage="decode").inc()
-                    log.exception("decoding a batch of %d records failed; dead-lettering it", len(records_in))
-                    valid, rejected = [], runtime.reject_raw(records_in, "internal_error", repr(error))
-                records = {user: state.records.get(user) for user in runtime.user_ids(valid)}
-                try:
-                    outputs = await loop.run_in_executor(executor, runtime.process, valid, records, received_ms)
-                except Exception as error:  # a bug must not lose the batch nor stop the worker
-                    metrics.PROCESSING_ERRORS.labels(stage="process").inc()
-                    log.exception("processing a batch of %d records failed; dead-lettering it", len(valid))
-                    outputs = runtime.reject(valid, "internal_error", repr(error))
-                outputs.dead_letters[:0] = rejected
-                if not await state.or_stop("publish", publish(outputs)):
-                    return  # the worker is stopping
-                state.records.stage(outputs.records, admitted)
-            log.debug("batch: %d records, %d applied, %d users, %d dead letters, %d change points", len(batch),
-                      len(admitted), len(outputs.records), len(outputs.dead_letters), len(outputs.change_points))
+            if not await self.process_batch(batch):
+                return  # the worker is stopping
             # faust's stop waits for every delivered event still referenced to be acknowledged; the
             # ones the gate held back must not outlive the batch (they are read again).
-            del batch, admitted
+            del batch
 
-    async def checkpoint() -> bool:
-        return await state.or_stop("checkpoint", state.checkpoint())
+    async def process_batch(self, batch: list[faust.EventT]) -> bool:
+        """Admit, decode, process and publish one batch, then stage its records; False: stopping."""
+        runtime, state = await self.runtime(), self.state
+        await self.context_ready.wait()
+        received_ms = int(time.time() * 1000)
+        async with state.lock:
+            admitted = await state.admit(batch)
+            records_in = [RawRecord(m.topic, m.key, m.value, m.timestamp, m.partition, m.offset)
+                          for m in (event.message for event in admitted)]
+            for record in records_in:
+                metrics.RECORDS_IN.labels(topic=record.topic).inc()
+            try:
+                valid, rejected = runtime.decode(records_in)
+            except Exception as error:  # a validation bug: the batch goes to dead letters, whole
+                metrics.PROCESSING_ERRORS.labels(stage="decode").inc()
+                log.exception("decoding a batch of %d records failed; dead-lettering it", len(records_in))
+                valid, rejected = [], runtime.reject_raw(records_in, "internal_error", repr(error))
+            records = {user: state.records.get(user) for user in runtime.user_ids(valid)}
+            try:
+                outputs = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, runtime.process, valid, records, received_ms)
+            except Exception as error:  # a bug must not lose the batch nor stop the worker
+                metrics.PROCESSING_ERRORS.labels(stage="process").inc()
+                log.exception("processing a batch of %d records failed; dead-lettering it", len(valid))
+                outputs = runtime.reject(valid, "internal_error", repr(error))
+            outputs.dead_letters[:0] = rejected
+            if not await state.or_stop("publish", self.publish(outputs)):
+                return False
+            state.records.stage(outputs.records, admitted)
+        log.debug("batch: %d records, %d applied, %d users, %d dead letters, %d change points", len(batch),
+                  len(admitted), len(outputs.records), len(outputs.dead_letters), len(outputs.change_points))
+        return True
 
-    @app.task
-    async def checkpoint_now_and_then() -> None:
+    # -- checkpoints and rebalances --------------------------------------------------------------
+
+    async def checkpoint(self) -> bool:
+        return await self.state.or_stop("checkpoint", self.state.checkpoint())
+
+    async def checkpoint_now_and_then(self) -> None:
         # A plain loop, not an app.timer: faust stops timers as soon as the worker begins to stop,
         # and the stop then waits for every delivered event to be acknowledged, which only a
         # checkpoint does. This task runs until faust cancels it, after the consumer has stopped.
         while True:
-            await asyncio.sleep(settings.checkpoint_interval_seconds)
-            if not await checkpoint():
+            await asyncio.sleep(self.settings.checkpoint_interval_seconds)
+            if not await self.checkpoint():
                 return  # the worker is stopping
 
-    @app.on_partitions_revoked.connect
-    async def checkpoint_before_handing_over(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        await checkpoint()  # what idle closes changed (batches were checkpointed: faust waited for acks)
+    async def checkpoint_before_handing_over(self, sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await self.checkpoint()  # what idle closes changed (batches were checkpointed: faust waited for acks)
 
-    @app.on_partitions_assigned.connect
-    async def start_from_committed_offsets(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        state.on_rebalance()
+    async def start_from_committed_offsets(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
+        self.state.on_rebalance()
 
-    @app.on_before_shutdown.connect
-    async def close_offset_reader(sender: Any, **kwargs: Any) -> None:
-        await state.stop()
+    async def close_offset_reader(self, sender: Any, **kwargs: Any) -> None:
+        await self.state.stop()
 
-    @app.task
-    async def follow_context() -> None:
-        runtime = await get_runtime()
+    # -- context, idle users, reports ------------------------------------------------------------
+
+    async def follow_context(self) -> None:
+        runtime = await self.runtime()
+
         async def send_dead_letter(key: bytes | None, value: bytes) -> None:
-            await (await dead_letters.send(key=key, value=value))
+            await (await self.dead_letters.send(key=key, value=value))
 
-        await runtime.follow_context(settings, context_ready, send_dead_letter)
+        await runtime.follow_context(self.settings, self.context_ready, send_dead_letter)
 
-    if settings.idle_close_seconds > 0:
-        @app.timer(interval=max(1.0, settings.idle_close_seconds / 4))
-        async def close_idle_users() -> None:
-            runtime = await get_runtime()
-            async with state.lock:
-                owned = {runtime.source_of(tp.topic, tp.partition)
-                         for tp in app.consumer.assignment() if tp.topic in input_topics}
-                # Under the lock: a batch in the model may be about to make one of them active again.
-                idle = runtime.idle_users(settings.idle_close_seconds, owned)
-                if not idle:
-                    return
-                records = {user: state.records.get(user) for user in idle}
-                log.debug("closing the windows of %d idle users", len(idle))
-                loop = asyncio.get_running_loop()
-                try:
-                    outputs = await loop.run_in_executor(executor, runtime.flush_users, records)
-                except Exception:  # their windows stay open and close with their next events
-                    metrics.PROCESSING_ERRORS.labels(stage="idle_close").inc()
-                    log.exception("closing the windows of %d idle users failed", len(idle))
-                    return
-                if await state.or_stop("publish", publish(outputs)):
-                    state.records.stage(outputs.records, [])
+    async def close_idle_users(self) -> None:
+        runtime, state, idle_seconds = await self.runtime(), self.state, self.settings.idle_close_seconds
+        async with state.lock:
+            owned = {runtime.source_of(tp.topic, tp.partition)
+                     for tp in self.app.consumer.assignment() if tp.topic in self.input_topics}
+            # Under the lock: a batch in the model may be about to make one of them active again.
+            idle = runtime.idle_users(idle_seconds, owned)
+            if not idle:
+                return
+            records = {user: state.records.get(user) for user in idle}
+            log.debug("closing the windows of %d idle users", len(idle))
+            try:
+                outputs = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, runtime.flush_users, records)
+            except Exception:  # their windows stay open and close with their next events
+                metrics.PROCESSING_ERRORS.labels(stage="idle_close").inc()
+                log.exception("closing the windows of %d idle users failed", len(idle))
+                return
+            if await state.or_stop("publish", self.publish(outputs)):
+                state.records.stage(outputs.records, [])
 
-    @app.timer(interval=5.0)
-    @_counted_not_raised("consumer_lag")
-    async def report_consumer_lag() -> None:
+    async def report_consumer_lag(self) -> None:
         """Lag per input partition: the broker's high-water mark minus the consumer's position."""
-        consumer = app.consumer
+        consumer = self.app.consumer
         for tp in consumer.assignment():
-            if tp.topic not in input_topics:
+            if tp.topic not in self.input_topics:
                 continue
             # Both are None for a partition assigned a moment ago (seen right after a rebalance).
             position, highwater = await consumer.position(tp), consumer.highwater(tp)
@@ -224,30 +263,26 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust
                 lag = max(0, highwater - position)
                 metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
-    @app.timer(interval=15.0)
-    @_counted_not_raised("gpu_memory")
-    async def report_gpu_memory() -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            for index in range(torch.cuda.device_count()):
-                device = f"cuda:{index}"
-                metrics.GPU_MEMORY_BYTES.labels(device=device, kind="allocated").set(torch.cuda.memory_allocated(index))
-                metrics.GPU_MEMORY_BYTES.labels(device=device, kind="reserved").set(torch.cuda.memory_reserved(index))
-
-    @app.page("/health")
-    async def health(web: Any, request: Any) -> Any:
-        ready = "runtime" in holder and context_ready.is_set()
+    def health(self, web: Any) -> Any:
+        """200 once the model has loaded and the context has caught up, 503 before."""
+        ready = "runtime" in self.holder and self.context_ready.is_set()
         return web.json({"status": "ok" if ready else "starting", "ready": ready},
                         status=200 if ready else 503)
 
-    @app.page("/metrics")
-    async def metrics_page(web: Any, request: Any) -> Any:
-        body, content_type = metrics.exposition()
-        return web.bytes(body, content_type=content_type.split(";")[0])
 
-    app.moodshift_runtime = holder  # for tests
-    return app
+async def report_gpu_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            device = f"cuda:{index}"
+            metrics.GPU_MEMORY_BYTES.labels(device=device, kind="allocated").set(torch.cuda.memory_allocated(index))
+            metrics.GPU_MEMORY_BYTES.labels(device=device, kind="reserved").set(torch.cuda.memory_reserved(index))
+
+
+async def metrics_page(web: Any, request: Any) -> Any:
+    body, content_type = metrics.exposition()
+    return web.bytes(body, content_type=content_type.split(";")[0])
 
 
 def _counted_not_raised(stage: str) -> Callable[[Callable[[], Awaitable[None]]], Callable[[], Awaitable[None]]]:
