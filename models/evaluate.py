@@ -175,38 +175,10 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
         "moodshift": main,
     }
 
-    log("baselines: classifiers")
-    train_posts = splits["train"]
-    step_texts = [p.text for t in test for p in t.posts]
-    step_labels = np.array([p.label for t in test for p in t.posts])
-    classifiers: dict[str, Any] = {"majority class": baselines.MajorityClass().fit(np.array([p.label for p in train_posts])),
-                                   "TF-IDF + logistic regression": baselines.TfidfLogisticRegression().fit(
-                                       [p.text for p in train_posts], np.array([p.label for p in train_posts]))}
-    try:
-        classifiers["VADER"] = baselines.Vader(labels)
-    except ValueError as why:
-        log(f"VADER skipped: {why}")
     log("serving state: float32 against float16, streamed step by step")
     report["state_dtype"] = state_dtype_report(model, test, main["change_points"]["tuned_setting"], margin)
-
-    report["baselines"] = {"classification": {
-        name: {"timeline_steps": classification_metrics(step_labels, clf.scores(step_texts), labels),
-               "isolated_posts": classification_metrics(test_labels, clf.scores(test_texts), labels)}
-        for name, clf in classifiers.items()}}
-
-    log("baselines: change-point detectors")
-    valence_sources = {"TF-IDF + LR valence": lambda texts: (s := classifiers["TF-IDF + logistic regression"].scores(texts))[:, -1] - s[:, 0]}
-    if "VADER" in classifiers:
-        valence_sources["VADER compound"] = classifiers["VADER"].valence
-    change = {}
-    for source, valence in valence_sources.items():
-        v_val = [valence([p.text for p in t.posts]) for t in val]
-        v_test = [valence([p.text for p in t.posts]) for t in test]
-        for name, (detect, grid) in baselines.DETECTORS.items():
-            change[f"{name} on {source}"] = tune_and_score(
-                detect, v_val, [t.change_points for t in val], v_test, [t.change_points for t in test], grid, margin)
-    report["baselines"]["change_points"] = change
-
+    step_labels = np.array([p.label for t in test for p in t.posts])
+    report["baselines"] = baselines_report(splits["train"], val, test, test_texts, test_labels, labels, margin, log)
     report["ablations"] = {}
     for name, path in (ablations or {}).items():
         log(f"ablation {name}: {path}")
@@ -229,6 +201,42 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
     (out_dir / "report.json").write_text(json.dumps(_finite(report), indent=2) + "\n")
     (out_dir / "report.md").write_text(report_writer.markdown(report))
     log(f"wrote {out_dir}/report.md, report.json and plots ({report['evaluation_seconds']}s)")
+    return report
+
+
+def baselines_report(train_posts: Sequence[Any], val: Sequence[Any], test: Sequence[Any], test_texts: list[str],
+                     test_labels: np.ndarray, labels: Sequence[str], margin: int, log=print) -> dict[str, Any]:
+    """The baselines on the same posts and timelines: classifiers per step and per isolated post,
+    and change-point detectors over their valence, tuned on validation timelines."""
+    log("baselines: classifiers")
+    step_texts = [p.text for t in test for p in t.posts]
+    step_labels = np.array([p.label for t in test for p in t.posts])
+    train_labels = np.array([p.label for p in train_posts])
+    classifiers: dict[str, Any] = {
+        "majority class": baselines.MajorityClass().fit(train_labels),
+        "TF-IDF + logistic regression": baselines.TfidfLogisticRegression().fit([p.text for p in train_posts],
+                                                                                train_labels)}
+    try:
+        classifiers["VADER"] = baselines.Vader(labels)
+    except ValueError as why:
+        log(f"VADER skipped: {why}")
+    report: dict[str, Any] = {"classification": {
+        name: {"timeline_steps": classification_metrics(step_labels, clf.scores(step_texts), labels),
+               "isolated_posts": classification_metrics(test_labels, clf.scores(test_texts), labels)}
+        for name, clf in classifiers.items()}}
+
+    log("baselines: change-point detectors")
+    valence_sources = {"TF-IDF + LR valence": lambda texts: (s := classifiers["TF-IDF + logistic regression"].scores(texts))[:, -1] - s[:, 0]}
+    if "VADER" in classifiers:
+        valence_sources["VADER compound"] = classifiers["VADER"].valence
+    change = {}
+    for source, valence in valence_sources.items():
+        v_val = [valence([p.text for p in t.posts]) for t in val]
+        v_test = [valence([p.text for p in t.posts]) for t in test]
+        for name, (detect, grid) in baselines.DETECTORS.items():
+            change[f"{name} on {source}"] = tune_and_score(
+                detect, v_val, [t.change_points for t in val], v_test, [t.change_points for t in test], grid, margin)
+    report["change_points"] = change
     return report
 
 
