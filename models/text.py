@@ -25,6 +25,8 @@ from models.config import ModelConfig
 
 #: Changes whenever tokenisation changes; checkpoints record it.
 TOKENIZER_VERSION = "1"
+# A post's first MAX_TOKENS token ids, in training and serving alike (a window keeps at most as many).
+MAX_TOKENS = 512
 
 # Emoji and pictographs (the common blocks), matched one code point at a time.
 _EMOJI = (
@@ -86,7 +88,7 @@ class TextHasher:
             for n in range(1, self.ngrams + 1)
             for i in range(len(tokens) - n + 1)
         ]
-        return [self.token_id(gram) for gram in grams]
+        return [self.token_id(gram) for gram in grams[:MAX_TOKENS]]
 
     def describe(self) -> dict[str, Any]:
         """What a checkpoint must record to hash text identically later."""

