@@ -1,7 +1,8 @@
 """Short videos → sampled frames (JPEG) and a mono float32 audio track, in the media store.
 
 Decoding uses PyAV (FFmpeg's libraries, bundled in the wheel). Frames are taken at
-``video_frames_per_second`` (the first frame at or after each sampling instant), at most
+``video_frames_per_second`` (the first frame at or after each sampling instant: the training
+path's rule, :func:`models.video.sample_frames`), at most
 ``video_max_frames`` of them; the audio is resampled to ``audio_sample_rate`` Hz mono and stored as a
 ``.npy`` of float32 (``application/x-npy``), which ``numpy.load`` reads back.
 
@@ -26,6 +27,7 @@ from connectors.media import MediaStore
 from connectors.record import Reason, Rejected
 from connectors.schemas import MediaRef
 from connectors.settings import ConnectorSettings
+from models.video import sample_frames
 
 NPY_CONTENT_TYPE = "application/x-npy"
 
@@ -80,21 +82,16 @@ def _duration_s(container: av.container.InputContainer, stream: av.VideoStream) 
 def _sample_frames(
     store: MediaStore, container: av.container.InputContainer, settings: ConnectorSettings
 ) -> tuple[list[MediaRef], list[float]]:
-    step = 1.0 / settings.video_frames_per_second
     frames: list[MediaRef] = []
     times: list[float] = []
-    next_time = 0.0
-    for frame in container.decode(video=0):
-        time = float(frame.time or 0.0)
-        if time > settings.video_max_seconds or len(frames) >= settings.video_max_frames:
-            break
-        if time + 1e-6 < next_time:
-            continue
+    for time, frame in sample_frames(container.decode(video=0), settings.video_frames_per_second,
+                                     settings.video_max_frames, settings.video_max_seconds):
+        # JPEG at quality 90 keeps the media store small; what it changes in the image features is
+        # measured against the training path's raw frames (tests/pipeline/stream/test_frame_parity.py).
         buffer = io.BytesIO()
         frame.to_image().save(buffer, format="JPEG", quality=90)
         frames.append(store.put(buffer.getvalue(), "image/jpeg"))
-        times.append(round(time, 6))
-        next_time += step * (1 + int((time - next_time) // step))  # skip instants a long frame covered
+        times.append(time)
     return frames, times
 
 

@@ -1,7 +1,8 @@
 """Short videos → sampled RGB frames and a mono audio track, decoded with PyAV.
 
-Frames are taken at ``frame_rate`` per second of presentation time (at most ``max_frames``); the
-audio is resampled to ``sample_rate`` mono float32. The frames go to
+Frames are taken at ``frame_rate`` per second of presentation time, the first frame at or after each
+sampling instant (:func:`sample_frames`, the rule the video connector uses too), at most
+``max_frames``; the audio is resampled to ``sample_rate`` mono float32. The frames go to
 :class:`models.image.ImageEncoder`, the audio to :func:`models.audio.audio_summary`.
 
 >>> import importlib.util, os
@@ -14,9 +15,10 @@ audio is resampled to ``sample_rate`` mono float32. The frames go to
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Iterable, Iterator
 
 import av
 import numpy as np
@@ -40,15 +42,8 @@ def decode_video(
     frames: list[np.ndarray] = []
     with av.open(source) as container:
         if container.streams.video:
-            stream = container.streams.video[0]
-            next_time = 0.0
-            for frame in container.decode(stream):
-                if frame.time is None or frame.time + 1e-9 < next_time:
-                    continue
-                frames.append(frame.to_ndarray(format="rgb24"))
-                next_time += 1.0 / frame_rate
-                if len(frames) >= max_frames:
-                    break
+            decoded = container.decode(container.streams.video[0])
+            frames = [frame.to_ndarray(format="rgb24") for _, frame in sample_frames(decoded, frame_rate, max_frames)]
     chunks: list[np.ndarray] = []
     with av.open(source if not hasattr(source, "seek") else _rewind(source)) as container:
         if container.streams.audio:
@@ -62,6 +57,23 @@ def decode_video(
         audio=np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32),
         sample_rate=sample_rate,
     )
+
+
+def sample_frames(frames: Iterable[av.VideoFrame], frames_per_second: float, max_frames: int,
+                  max_seconds: float = math.inf) -> Iterator[tuple[float, av.VideoFrame]]:
+    """(time in seconds, frame): the first frame at or after each instant ``k / frames_per_second``,
+    at most ``max_frames`` and none after ``max_seconds``; a frame that covers several instants is
+    taken once. Frames without a time count as time 0."""
+    step, next_time, taken = 1.0 / frames_per_second, 0.0, 0
+    for frame in frames:
+        time = float(frame.time or 0.0)
+        if time > max_seconds or taken >= max_frames:
+            return
+        if time + 1e-6 < next_time:
+            continue
+        yield round(time, 6), frame
+        taken += 1
+        next_time += step * (1 + int((time - next_time) // step))  # skip instants a long frame covered
 
 
 def _rewind(stream: BinaryIO) -> BinaryIO:
