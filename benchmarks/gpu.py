@@ -28,7 +28,7 @@ import torch
 
 from models.config import ModelConfig
 from models.image import ImageEncoder
-from models.inputs import StepInputs
+from models.inputs import Step, StepInputs
 from models.model import build_model
 from pipeline.stream.inference import InferenceEngine, StepRequest
 
@@ -116,9 +116,9 @@ def engine_steps(device: torch.device, users: int, seconds: float) -> dict[str, 
     engine = InferenceEngine(build_model(ModelConfig(), seed=0), device=device)
     rng = np.random.default_rng(0)
     config = engine.config
-    inputs = [{"text_ids": rng.integers(0, config.text_buckets, 12).tolist(),
-               "time": rng.normal(size=config.time_dim).astype(np.float32),
-               "context": rng.normal(size=(config.context_length, len(config.context_channels))).astype(np.float32)}
+    inputs = [Step(time=rng.normal(size=config.time_dim).astype(np.float32),
+                   text_ids=rng.integers(0, config.text_buckets, 12).tolist(),
+                   context=rng.normal(size=(config.context_length, len(config.context_channels))).astype(np.float32))
               for _ in range(users)]
     states = {r.user_id: r.state for r in engine.step([StepRequest(f"u{i}", None, inputs[i]) for i in range(users)])}
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from models.config import ModelConfig
-from models.inputs import SequenceInputs, StepInputs
+from models.inputs import SequenceInputs, Step, StepInputs
 from models.model import build_model
 from models.state import UserStates
 from pipeline.stream.inference import InferenceEngine, StepRequest
@@ -30,12 +30,12 @@ from pipeline.stream.aggregate import ModalityFeatures
 from pipeline.stream.windows import WindowSpec
 
 
-def _step(rng: np.random.Generator, config: ModelConfig) -> dict[str, Any]:
-    return {
-        "text_ids": rng.integers(0, config.text_buckets, 12).tolist(),
-        "time": rng.normal(size=config.time_dim).astype(np.float32),
-        "context": rng.normal(size=(config.context_length, len(config.context_channels))).astype(np.float32),
-    }
+def _step(rng: np.random.Generator, config: ModelConfig) -> Step:
+    return Step(
+        time=rng.normal(size=config.time_dim).astype(np.float32),
+        text_ids=rng.integers(0, config.text_buckets, 12).tolist(),
+        context=rng.normal(size=(config.context_length, len(config.context_channels))).astype(np.float32),
+    )
 
 
 def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:

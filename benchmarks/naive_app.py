@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 
 import faust
+import numpy as np
 import torch
 
 from connectors import topics
 from connectors.schemas import Post
 from models.checkpoint import default_checkpoint_path
-from models.inputs import SequenceInputs
+from models.inputs import SequenceInputs, Step
 from models.timefeatures import time_features
 from pipeline.stream.features import FeatureExtractor
 from pipeline.stream.inference import InferenceEngine
@@ -52,7 +53,10 @@ class NaivePipeline:
             "time": time_features(post.event_time_ms / 1000, previous_s).tolist(),
         })
         with torch.inference_mode():
-            outputs = self.engine.model(SequenceInputs.collate([steps], self.engine.config).to(self.engine.device))
+            history_steps = [Step(time=np.asarray(s["time"], np.float32), text_ids=s["text_ids"],
+                                  image=None if s["image"] is None else np.asarray(s["image"], np.float32))
+                             for s in steps]
+            outputs = self.engine.model(SequenceInputs.collate([history_steps], self.engine.config).to(self.engine.device))
         output = {"user_id": post.user_id, "event_id": post.event_id, "history": len(steps),
                   "emotion": outputs.emotion[0, -1].tolist(),
                   "class_probs": dict(zip(self.engine.labels, outputs.stage1_probs[0, -1].tolist()))}

@@ -22,7 +22,7 @@ from models import baselines
 from models import report as report_writer
 from models.checkpoint import CheckpointMeta, load_checkpoint
 from models.datasets.timelines import Timeline
-from models.inputs import SequenceInputs, StepInputs
+from models.inputs import SequenceInputs, Step, StepInputs
 from models.metrics import change_point_metrics, classification_metrics, rising_edges
 from models.model import MoodshiftModel
 from models.text import TextHasher
@@ -114,7 +114,7 @@ def run_on_isolated_posts(model: MoodshiftModel, texts: Sequence[str], device: t
     hasher, first = TextHasher(model.config), time_features(1_400_000_000.0, None)
     probs = []
     for start in range(0, len(texts), 1024):
-        steps = [[{"text_ids": hasher.encode(text), "time": first}] for text in texts[start:start + 1024]]
+        steps = [[Step(time=first, text_ids=hasher.encode(text))] for text in texts[start:start + 1024]]
         out = model(SequenceInputs.collate(steps, model.config).to(device))
         probs.append(out.stage1_probs[:, 0].cpu().numpy())
     return np.concatenate(probs)

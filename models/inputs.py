@@ -5,15 +5,12 @@ image/frame features, the audio summary, time features, and the recent external 
 normalised). Every modality may be missing; masks say which are present, and the model replaces a
 missing modality by a learned "missing" vector (never zeros pretending to be data).
 
-A step as plain values (keys may be absent or None when a modality is missing; ``time`` is required)::
-
-    {"text_ids": list[int], "image": [D] or [k, D], "audio": [audio_dim], "time": [time_dim],
-     "context": [context_length, n_channels]}
+A step is a :class:`Step`: training timelines and the worker's windows build the same type.
 
 >>> from models.config import ModelConfig
 >>> config = ModelConfig(image_dim=4, audio_mels=2, context_length=3)
->>> steps = [{"text_ids": [1, 2, 3], "time": np.zeros(6)},
-...          {"image": np.ones((2, 4)), "time": np.zeros(6), "context": np.zeros((3, 4))}]
+>>> steps = [Step(time=np.zeros(6), text_ids=[1, 2, 3]),
+...          Step(time=np.zeros(6), image=np.ones((2, 4)), context=np.zeros((3, 4)))]
 >>> batch = StepInputs.collate(steps, config)
 >>> batch.batch_size, batch.text_offsets.tolist(), batch.text_mask.tolist(), batch.image_mask.tolist()
 (2, [0, 3], [True, False], [False, True])
@@ -26,14 +23,24 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from models.config import ModelConfig
 
-Step = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One user's window as the model takes it. Every modality but ``time`` may be None: missing."""
+
+    time: np.ndarray  # [time_dim]: models.timefeatures.time_features
+    text_ids: Sequence[int] | None = None  # hashed token ids: models.text.TextHasher
+    image: np.ndarray | None = None  # [image_dim], or [k, image_dim] for k images (their mean is used)
+    audio: np.ndarray | None = None  # [audio_dim]: models.audio.audio_summary
+    context: np.ndarray | None = None  # [context_length, n_channels], normalised
 
 
 @dataclass
@@ -62,7 +69,7 @@ class StepInputs:
 
     @classmethod
     def collate(cls, steps: Sequence[Step | None], config: ModelConfig) -> "StepInputs":
-        """Stack plain per-step dicts; a ``None`` step is padding (everything missing, time zero)."""
+        """Stack steps; a ``None`` step is padding (everything missing, time zero)."""
         n = len(steps)
         image = np.zeros((n, config.image_dim), np.float32)
         audio = np.zeros((n, config.audio_dim), np.float32)
@@ -75,17 +82,17 @@ class StepInputs:
             offsets[row] = len(ids)
             if step is None:
                 continue
-            time[row] = step["time"]
-            if step.get("text_ids") is not None:
-                ids.extend(step["text_ids"])
+            time[row] = step.time
+            if step.text_ids is not None:
+                ids.extend(step.text_ids)
                 masks["text"][row] = True
-            if step.get("image") is not None:
-                features = np.asarray(step["image"], np.float32)
+            if step.image is not None:
+                features = np.asarray(step.image, np.float32)
                 image[row] = features.mean(axis=0) if features.ndim == 2 else features
                 masks["image"][row] = len(features) > 0
-            for name, target in (("audio", audio), ("context", context)):
-                if step.get(name) is not None:
-                    target[row] = step[name]
+            for name, value, target in (("audio", step.audio, audio), ("context", step.context, context)):
+                if value is not None:
+                    target[row] = value
                     masks[name][row] = True
         return cls(
             text_ids=torch.tensor(ids, dtype=torch.long),

@@ -21,12 +21,12 @@ the same numbers as stepping (tests/models/test_equivalence.py).
 
 >>> import numpy as np
 >>> from models.config import ModelConfig
->>> from models.inputs import StepInputs
+>>> from models.inputs import Step, StepInputs
 >>> config = ModelConfig(text_buckets=64, text_dim=8, image_dim=16, audio_mels=4, context_length=5,
 ...                      context_hidden=8, common_dim=8, hidden_size=16, stage2_hidden=8)
 >>> model = MoodshiftModel(config).eval()
 >>> state = model.init_state(2)
->>> inputs = StepInputs.collate([{"text_ids": [3, 9], "time": np.zeros(6)}, {"time": np.zeros(6)}], config)
+>>> inputs = StepInputs.collate([Step(time=np.zeros(6), text_ids=[3, 9]), Step(time=np.zeros(6))], config)
 >>> state, out = model.step(state, inputs)
 >>> out.emotion.shape, out.transition_probs.shape, bool((out.emotion >= 0).all()), state.steps.tolist()
 (torch.Size([2, 3]), torch.Size([2, 3, 3]), True, [1, 1])

@@ -43,6 +43,7 @@ from models.context import ContextNormaliser
 from models.datasets.external import DailyContext
 from models.datasets.media import MediaPool
 from models.datasets.posts import Post
+from models.inputs import Step
 from models.text import TextHasher
 from models.timefeatures import time_features
 
@@ -69,7 +70,7 @@ class TimelineSpec:
 
 @dataclass
 class Timeline:
-    steps: list[dict]  # model inputs per step (see models.inputs)
+    steps: list[Step]  # model inputs per step
     targets: list[tuple[int, float, int, int]]  # (label, confidence, change, transition) per step
     regime: np.ndarray  # [T] regime emotion per step
     change_points: list[int]  # steps where a new regime starts
@@ -108,7 +109,7 @@ class TimelineBuilder:
         return regime
 
     def _step(self, post_index: int, time_s: float, prev_time_s: float | None,
-              rng: np.random.Generator) -> dict:
+              rng: np.random.Generator) -> Step:
         # The same random draws whatever the modalities, so ablations see identical timelines.
         image_draw, audio_draw = rng.random(2)
         image_picks = rng.integers(0, 2**31, size=int(rng.integers(1, 4)))
@@ -123,7 +124,7 @@ class TimelineBuilder:
             step["image"] = pool.image_features[image_picks % len(pool.image_features)]
         if pool is not None and "audio" in modalities and audio_draw < self.spec.audio_rate:
             step["audio"] = pool.audio_features[audio_pick % len(pool.audio_features)]
-        return step
+        return Step(**step)
 
     def build_one(self, rng: np.random.Generator) -> Timeline:
         spec, n_labels = self.spec, self.config.n_labels

@@ -11,7 +11,8 @@ costs O(1) whatever the user's history.
 >>> from models.config import ModelConfig
 >>> from models.model import build_model
 >>> engine = InferenceEngine(build_model(ModelConfig(image_dim=4, hidden_size=8, common_dim=8), seed=0))
->>> step = {"text_ids": [1, 2], "time": np.zeros(6, np.float32)}
+>>> from models.inputs import Step
+>>> step = Step(time=np.zeros(6, np.float32), text_ids=[1, 2])
 >>> first, second = engine.step([StepRequest("u1", None, step), StepRequest("u1", None, step)])
 >>> from models.state import UserStates
 >>> int(UserStates.from_bytes(second.state).steps[0]), len(engine.step([StepRequest("u1", second.state, step)])[0].stage1_probs)
@@ -24,12 +25,12 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import torch
 
 from models.checkpoint import CheckpointMeta, load_checkpoint
-from models.inputs import StepInputs
+from models.inputs import Step, StepInputs
 from models.model import MoodshiftModel
 from models.train import resolve_device
 
@@ -42,7 +43,7 @@ class StepRequest:
 
     user_id: str
     state: bytes | None
-    inputs: Mapping[str, Any]
+    inputs: Step
 
 
 @dataclass(frozen=True)

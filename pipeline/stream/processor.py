@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from models.inputs import Step
 from models.timefeatures import time_features
 from pipeline.stream.context import DailyContext
 from pipeline.stream.detector import ChangeDetector, ChangePoint, DetectorConfig, DetectorStep
@@ -173,19 +174,17 @@ class EmotionProcessor:
             return ChangeDetector.from_dict(data, labels, version, self.detector_config)
         return ChangeDetector(user, labels, version, self.detector_config)
 
-    def _step_inputs(self, window: ClosedWindow[ModalityAggregate], last_step_ms: int | None) -> tuple[dict, bool]:
+    def _step_inputs(self, window: ClosedWindow[ModalityAggregate], last_step_ms: int | None) -> tuple[Step, bool]:
         aggregate = window.aggregate
-        inputs: dict[str, Any] = {
-            "text_ids": aggregate.tokens or None,
-            "image": aggregate.image_mean,
-            "audio": aggregate.audio_mean,
-            "time": time_features(window.end_ms / 1000, None if last_step_ms is None else last_step_ms / 1000),
-        }
-        context_present = False
+        context, context_present = None, False
         if self.context is not None:
             values, context_present = self.context.series(window.end_ms)
-            inputs["context"] = values if context_present else None
-        return inputs, context_present
+            context = values if context_present else None
+        return Step(
+            time=time_features(window.end_ms / 1000, None if last_step_ms is None else last_step_ms / 1000),
+            text_ids=aggregate.tokens or None, image=aggregate.image_mean, audio=aggregate.audio_mean,
+            context=context,
+        ), context_present
 
     def _record_step(self, window: ClosedWindow[ModalityAggregate], step: StepResult, context_present: bool,
                      detectors: dict[str, ChangeDetector], result: ProcessResult) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from models.config import ModelConfig
+from models.inputs import Step
 
 TINY = ModelConfig(text_buckets=256, text_dim=8, image_dim=16, audio_mels=4, context_length=5,
                    context_hidden=8, common_dim=8, hidden_size=16, stage2_hidden=8)
 
 
-def random_step(rng: np.random.Generator, config: ModelConfig = TINY) -> dict:
+def random_step(rng: np.random.Generator, config: ModelConfig = TINY) -> Step:
     """One step with each modality present at random (text most often)."""
     step: dict = {"time": rng.normal(size=config.time_dim).astype(np.float32)}
     if rng.random() < 0.8:
@@ -21,7 +22,7 @@ def random_step(rng: np.random.Generator, config: ModelConfig = TINY) -> dict:
         step["audio"] = rng.normal(size=config.audio_dim)
     if rng.random() < 0.5:
         step["context"] = rng.normal(size=(config.context_length, len(config.context_channels)))
-    return step
+    return Step(**step)
 
 
 def random_sequences(rng: np.random.Generator, users: int, length: int, config: ModelConfig = TINY):

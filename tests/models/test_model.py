@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
-from models.inputs import SequenceInputs, StepInputs
+from models.inputs import SequenceInputs, Step, StepInputs
 from models.loss import Targets, moodshift_loss
 from models.model import build_model
 
@@ -14,10 +16,8 @@ from .helpers import TINY, random_sequences
 
 def test_emotion_vector_is_non_negative_even_for_extreme_inputs():
     model = build_model(TINY, seed=0).eval()
-    sequences = random_sequences(np.random.default_rng(0), users=4, length=5)
-    for seq in sequences:
-        for step in seq:
-            step["time"] = step["time"] * 1e4
+    sequences = [[dataclasses.replace(step, time=step.time * 1e4) for step in seq]
+                 for seq in random_sequences(np.random.default_rng(0), users=4, length=5)]
     out = model(SequenceInputs.collate(sequences, TINY))
     assert (out.emotion >= 0).all()
     assert torch.allclose(out.transition_probs.sum((-1, -2)), torch.ones(4, 5))
@@ -34,8 +34,8 @@ def test_recurrent_initialisation():
 
 def test_a_missing_modality_is_not_the_same_as_zeros():
     model = build_model(TINY, seed=0).eval()
-    missing = {"time": np.zeros(6, np.float32)}
-    zeros = {**missing, "image": np.zeros(TINY.image_dim), "audio": np.zeros(TINY.audio_dim)}
+    missing = Step(time=np.zeros(6, np.float32))
+    zeros = Step(time=missing.time, image=np.zeros(TINY.image_dim), audio=np.zeros(TINY.audio_dim))
     with torch.no_grad():
         model.image_proj.missing.fill_(0.3)
         _, a = model.step(model.init_state(1), StepInputs.collate([missing], TINY))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from models.config import ModelConfig
+from models.inputs import Step
 from models.model import build_model
 from models.state import UserStates
 from pipeline.stream.inference import InferenceEngine, StepRequest
@@ -105,7 +106,7 @@ def test_flush_closes_open_windows_and_state_survives(engine: InferenceEngine) -
 
 
 def test_engine_rounds_keep_each_users_order(engine: InferenceEngine) -> None:
-    step = {"text_ids": [1, 2], "time": np.zeros(6, np.float32)}
+    step = Step(time=np.zeros(6, np.float32), text_ids=[1, 2])
     results = engine.step([StepRequest("x", None, step), StepRequest("y", None, step), StepRequest("x", None, step)])
     assert [int(UserStates.from_bytes(r.state).steps[0]) for r in results] == [1, 1, 2]
     sequential = engine.step([StepRequest("x", results[0].state, step)])[0]
