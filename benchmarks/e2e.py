@@ -57,7 +57,7 @@ from connectors.producer import EventProducer
 from connectors.schemas import Post
 from connectors.topics import ALL_TOPICS, ensure_topics
 from pipeline.local.net import free_port
-from pipeline.worker.records import decode_record, encode_record
+from pipeline.stream.records import UserRecord
 from pipeline.settings import Settings
 from pipeline.worker.runtime import WorkerRuntime
 
@@ -179,7 +179,7 @@ def synthetic_posts(workload: Workload, start_k: int, count: int) -> list[Post]:
 def bare_rate(runtime: WorkerRuntime, workload: Workload, count: int) -> dict[str, float]:
     """Posts per second through ``WorkerRuntime.decode → process`` after one warm-up post per user,
     with the users' records kept as dicts; then, on the next ``count`` posts, with the records
-    encoded and decoded as the worker's table stores them (:mod:`pipeline.worker.records`)."""
+    encoded and decoded as the worker's table stores them (:mod:`pipeline.stream.records`)."""
     settings = runtime.settings
     posts = synthetic_posts(workload, 0, workload.users + 2 * count)
     raw = [(settings.topic(topics.POSTS), post.user_id.encode(), post.to_json_bytes()) for post in posts]
@@ -188,7 +188,7 @@ def bare_rate(runtime: WorkerRuntime, workload: Workload, count: int) -> dict[st
     def process(chunk: list[tuple], serialised: bool) -> tuple[float, float]:
         """Wall and CPU seconds (this process, all threads) to process ``chunk`` in batches of
         ``batch_max_users``."""
-        load, store = (decode_record, encode_record) if serialised else (lambda r: r, lambda r: r)
+        load, store = (UserRecord.from_bytes, UserRecord.to_bytes) if serialised else (lambda r: r, lambda r: r)
         started, cpu_started = time.perf_counter(), time.process_time()
         for i in range(0, len(chunk), settings.batch_max_users):
             events, _ = runtime.decode(chunk[i:i + settings.batch_max_users])
@@ -199,7 +199,7 @@ def bare_rate(runtime: WorkerRuntime, workload: Workload, count: int) -> dict[st
 
     process(raw[:workload.users], serialised=False)
     plain, plain_cpu = process(raw[workload.users:workload.users + count], serialised=False)
-    records = {user: encode_record(record) for user, record in records.items()}
+    records = {user: record.to_bytes() for user, record in records.items()}
     serialised, serialised_cpu = process(raw[workload.users + count:], serialised=True)
     # CPU seconds per post: unlike the rates, it does not depend on what else shares the cores.
     return {"records_per_s": count / plain, "records_per_s_with_records_serialised": count / serialised,

@@ -24,7 +24,6 @@ from models.inputs import SequenceInputs, Step, StepInputs
 from models.model import build_model
 from models.state import UserStates
 from pipeline.stream.inference import InferenceEngine, StepRequest
-from pipeline.worker.records import encode_record
 from pipeline.stream.processor import EmotionProcessor, UserEvent
 from pipeline.stream.aggregate import ModalityFeatures
 from pipeline.stream.windows import WindowSpec
@@ -114,7 +113,7 @@ def state_memory(config: ModelConfig, users: int) -> dict[str, Any]:
     events = [UserEvent("u", f"e{i}", i * 50_000, ModalityFeatures(tokens=rng.integers(0, 99, 20).tolist()))
               for i in range(30)]
     record = processor.process(events, {}).records["u"]
-    record_bytes = encode_record(record)
+    record_bytes = record.to_bytes()
     state = engine.step([StepRequest("u", None, _step(rng, config))])[0].state
     gc.collect()
     before = _rss_bytes()

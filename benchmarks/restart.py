@@ -38,7 +38,9 @@ from connectors.producer import EventProducer
 from connectors.topics import ALL_TOPICS, ensure_topics
 from pipeline.cli import parse_set
 from pipeline.local.net import free_port
-from pipeline.worker.records import decode_record, encode_record
+import dataclasses
+
+from pipeline.stream.records import UserRecord
 from pipeline.settings import Settings
 from pipeline.worker.runtime import WorkerRuntime
 
@@ -58,13 +60,13 @@ def user_records(settings: Settings, workload: Workload, seed: int = 0) -> dict[
     posts = synthetic_posts(Workload("text", 1), 0, 3)  # one user: each post closes a window, a step
     events, _ = runtime.decode([(settings.topic(topics.POSTS), p.user_id.encode(), p.to_json_bytes()) for p in posts])
     user = posts[0].user_id
-    template = decode_record(encode_record(runtime.process(events, {user: None}, 0).records[user]))
-    template.pop("applied", None)
+    template = UserRecord.from_bytes(runtime.process(events, {user: None}, 0).records[user].to_bytes())
+    template.applied = {}
     dtype = np.dtype(settings.state_dtype)
-    values = len(template["model"]) // dtype.itemsize
+    values = len(template.model) // dtype.itemsize
     rng = np.random.default_rng(seed)
-    return {workload.user_id(k): encode_record({**template, "model": (rng.standard_normal(values) * 0.5)
-                                                .astype(dtype).tobytes()})
+    return {workload.user_id(k): dataclasses.replace(
+                template, model=(rng.standard_normal(values) * 0.5).astype(dtype).tobytes()).to_bytes()
             for k in range(workload.users)}
 
 

@@ -1,14 +1,10 @@
 """The worker's logic for a batch of user events, in plain Python: windows → model steps → changes.
 
 :class:`EmotionProcessor` takes a batch of :class:`UserEvent` (features already extracted) and the
-stored records of the users in it, and returns the updated records with everything to publish: change
-points, late events to dead-letter, optional per-step emotions. It reads and writes plain dicts, so
-the faust layer only loads records from its table, calls :meth:`EmotionProcessor.process` off the
-event loop, and writes records and outputs back.
-
-A user's record (the faust table stores it in the format of :mod:`pipeline.worker.records`):
-``{"windows": UserWindows dict, "model": state bytes | None, "detector": dict | None,
-"last_step_ms": int | None, "applied": {source: highest offset applied}}``.
+stored records of the users in it (:class:`pipeline.stream.records.UserRecord`), and returns the
+updated records with everything to publish: change points, late events to dead-letter, optional
+per-step emotions. So the faust layer only loads records from its table, calls
+:meth:`EmotionProcessor.process` off the event loop, and writes records and outputs back.
 
 Per user, work per step is O(1): the record holds the open panes, the LSTM state and the detector
 state, never the history.
@@ -26,6 +22,7 @@ state, never the history.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -37,6 +34,7 @@ from pipeline.stream.context import DailyContext
 from pipeline.stream.detector import ChangeDetector, ChangePoint, DetectorConfig, DetectorStep
 from pipeline.stream.inference import InferenceEngine, StepRequest, StepResult
 from pipeline.stream.aggregate import ModalityAggregate, ModalityFeatures
+from pipeline.stream.records import UserRecord
 from pipeline.stream.windows import ClosedWindow, LateEvent, UserWindows, WindowSpec
 
 
@@ -83,7 +81,7 @@ class EmotionStep:
 
 @dataclass
 class ProcessResult:
-    records: dict[str, dict[str, Any]]  # updated records of the users in the batch
+    records: dict[str, UserRecord]  # updated records of the users in the batch
     steps: list[EmotionStep] = field(default_factory=list)
     change_points: list[ChangePoint] = field(default_factory=list)
     late_events: list[LateEvent] = field(default_factory=list)
@@ -108,7 +106,7 @@ class EmotionProcessor:
         self.detector_config = detector_config or DetectorConfig()
 
     def process(
-        self, events: Sequence[UserEvent], records: Mapping[str, dict[str, Any] | None], flush: bool = False
+        self, events: Sequence[UserEvent], records: Mapping[str, UserRecord | None], flush: bool = False
     ) -> ProcessResult:
         """Add ``events`` (in arrival order) to their users' windows and step every window that closes.
 
@@ -119,7 +117,8 @@ class EmotionProcessor:
         if flush:
             windows.update({u: self._windows(u, r) for u, r in records.items() if u not in windows})
         result = ProcessResult(records={})
-        applied = {user: dict((records.get(user) or {}).get("applied", {})) for user in windows}
+        state = {user: dataclasses.replace(records.get(user) or UserRecord()) for user in windows}
+        applied = {user: dict(state[user].applied) for user in windows}
         closed: list[ClosedWindow[ModalityAggregate]] = []
         # Arrival order, not sorted: whether an event is late must not depend on batch boundaries.
         for event in events:
@@ -138,34 +137,32 @@ class EmotionProcessor:
             for user_windows in windows.values():
                 closed.extend(user_windows.flush())
 
-        state = {user: dict(records.get(user) or {}) for user in windows}
         requests, contexts = [], []
         for window in closed:  # already in end order per user; rounds keep that order
             record = state[window.user_id]
-            inputs, context_present = self._step_inputs(window, record.get("last_step_ms"))
-            requests.append(StepRequest(window.user_id, record.get("model"), inputs))
+            inputs, context_present = self._step_inputs(window, record.last_step_ms)
+            requests.append(StepRequest(window.user_id, record.model, inputs))
             contexts.append(context_present)
-            record["last_step_ms"] = window.end_ms
+            record.last_step_ms = window.end_ms
         results = self.engine.step(requests) if requests else []
         result.model_seconds = self.engine.last_call_seconds if requests else 0.0
 
-        detectors = {user: self._detector(user, state[user].get("detector")) for user in windows}
+        detectors = {user: self._detector(user, state[user].detector) for user in windows}
         for window, step_result, context_present in zip(closed, results, contexts):
             self._record_step(window, step_result, context_present, detectors, result)
-            state[window.user_id]["model"] = step_result.state
+            state[window.user_id].model = step_result.state
         for user in windows:
-            state[user]["windows"] = windows[user].to_dict()
-            state[user]["detector"] = detectors[user].to_dict()
-            if applied[user]:
-                state[user]["applied"] = applied[user]
+            state[user].windows = windows[user].to_dict()
+            state[user].detector = detectors[user].to_dict()
+            state[user].applied = applied[user]
             result.records[user] = state[user]
         return result
 
     # -- pieces ----------------------------------------------------------------------------------
 
-    def _windows(self, user: str, record: dict[str, Any] | None) -> UserWindows[ModalityAggregate]:
-        if record and record.get("windows"):
-            return UserWindows.from_dict(record["windows"], self.spec, ModalityAggregate)
+    def _windows(self, user: str, record: UserRecord | None) -> UserWindows[ModalityAggregate]:
+        if record and record.windows:
+            return UserWindows.from_dict(record.windows, self.spec, ModalityAggregate)
         return UserWindows(user, self.spec, ModalityAggregate)
 
     def _detector(self, user: str, data: dict[str, Any] | None) -> ChangeDetector:

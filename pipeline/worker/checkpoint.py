@@ -6,26 +6,26 @@ with the input events they include; a checkpoint (every ``checkpoint_interval_se
 changed record once and only then hands back those events to be acknowledged, so the offsets Kafka
 commits never run ahead of the records in the changelog. A crash between two checkpoints loses
 nothing: the events since the last checkpoint were not acknowledged, Kafka hands them out again, and
-the records' ``applied`` offsets (:mod:`pipeline.worker.records`) skip those the changelog holds already.
+the records' ``applied`` offsets (:mod:`pipeline.stream.records`) skip those the changelog holds already.
 
 >>> table = {}
 >>> records = CheckpointedRecords(table)
->>> records.stage({"u1": {"model": None, "applied": {"posts/0": 3}}}, events=["event 3"])
->>> records.get("u1")["applied"], table
+>>> records.stage({"u1": UserRecord(applied={"posts/0": 3})}, events=["event 3"])
+>>> records.get("u1").applied, table
 ({'posts/0': 3}, {})
 >>> changes, events = records.take()
 >>> list(changes), events
 ([b'u1'], ['event 3'])
 >>> table.update(changes)
->>> records.get("u1")["applied"], records.take()
+>>> records.get("u1").applied, records.take()
 ({'posts/0': 3}, ({}, []))
 """
 
 from __future__ import annotations
 
-from typing import Any, Generic, Mapping, TypeVar
+from typing import Generic, Mapping, TypeVar
 
-from pipeline.worker.records import decode_record, encode_record
+from pipeline.stream.records import UserRecord
 
 Event = TypeVar("Event")
 
@@ -36,17 +36,17 @@ class CheckpointedRecords(Generic[Event]):
 
     def __init__(self, table: Mapping[bytes, bytes]) -> None:
         self.table = table
-        self._changed: dict[str, dict[str, Any]] = {}
+        self._changed: dict[str, UserRecord] = {}
         self._events: list[Event] = []
 
-    def get(self, user: str) -> dict[str, Any] | None:
+    def get(self, user: str) -> UserRecord | None:
         """The user's newest record: changed since the last checkpoint, else the table's."""
         if user in self._changed:
             return self._changed[user]
         stored = self.table.get(user.encode())
-        return None if stored is None else decode_record(stored)
+        return None if stored is None else UserRecord.from_bytes(stored)
 
-    def stage(self, records: Mapping[str, dict[str, Any]], events: list[Event]) -> None:
+    def stage(self, records: Mapping[str, UserRecord], events: list[Event]) -> None:
         """Records a batch produced (its outputs are published already) and the events it consumed."""
         self._changed.update(records)
         self._events.extend(events)
@@ -57,7 +57,7 @@ class CheckpointedRecords(Generic[Event]):
 
     def take(self) -> tuple[dict[bytes, bytes], list[Event]]:
         """The changed records, encoded once each, and the events to acknowledge once they are written."""
-        changes = {user.encode(): encode_record(record) for user, record in self._changed.items()}
+        changes = {user.encode(): record.to_bytes() for user, record in self._changed.items()}
         events, self._events = self._events, []
         self._changed = {}
         return changes, events

@@ -24,6 +24,7 @@ from pipeline.stream.detector import DetectorConfig
 from pipeline.stream.features import FeatureExtractor
 from pipeline.stream.inference import InferenceEngine
 from pipeline.stream.processor import EmotionProcessor, ProcessResult, UserEvent
+from pipeline.stream.records import UserRecord
 from pipeline.settings import Settings
 from pipeline.stream.windows import WindowSpec
 
@@ -57,7 +58,7 @@ class InputEvent:
 class Outputs:
     """What one batch produced: updated user records and (key, value) pairs for each output topic."""
 
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    records: dict[str, UserRecord] = field(default_factory=dict)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     change_points: list[tuple[bytes, bytes]] = field(default_factory=list)
     steps: list[tuple[bytes, bytes]] = field(default_factory=list)
@@ -122,7 +123,7 @@ class WorkerRuntime:
     def user_ids(self, events: Iterable[InputEvent]) -> set[str]:
         return {event.user_id for event in events}
 
-    def process(self, events: Sequence[InputEvent], records: dict[str, dict | None], received_ms: int) -> Outputs:
+    def process(self, events: Sequence[InputEvent], records: dict[str, UserRecord | None], received_ms: int) -> Outputs:
         """Features, windows, model steps and change points for a batch of validated events."""
         outputs = Outputs()
         user_events: list[UserEvent] = []
@@ -172,7 +173,7 @@ class WorkerRuntime:
         cutoff = time.monotonic() - idle_seconds
         return [user for user, (seen, _) in self._last_seen.items() if seen < cutoff]
 
-    def flush_users(self, records: dict[str, dict | None]) -> Outputs:
+    def flush_users(self, records: dict[str, UserRecord | None]) -> Outputs:
         """Close every open window of these users (they went quiet); see docs on idle closing."""
         for user in records:
             self._last_seen.pop(user, None)

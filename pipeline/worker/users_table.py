@@ -6,7 +6,7 @@ land in the changelog after records the new owner wrote since. Recovery applies 
 order, so the next owner would start from that stale record, while the group's committed offsets
 have moved past the events it lacks: their contribution would be lost from the user's state.
 
-Every record carries the input offsets it has applied (:func:`pipeline.worker.records.is_behind`), so the
+Every record carries the input offsets it has applied (:func:`pipeline.stream.records.is_behind`), so the
 stale one is known: a record behind the one before it in the changelog is a late write, counted,
 logged and ignored. A worker also keeps the records it holds when the changelog's are behind them:
 recovery re-reads a partition from its start (the memory store) or from where the local RocksDB
@@ -30,13 +30,13 @@ from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP, EventT
 
 from pipeline import metrics
-from pipeline.worker.records import is_behind
+from pipeline.stream.records import is_behind
 
 log = logging.getLogger(__name__)
 
 
 class UsersTable(faust.Table):
-    """``app.Table`` for users' records (raw ``bytes`` keys and values, see :mod:`pipeline.worker.records`)
+    """``app.Table`` for users' records (raw ``bytes`` keys and values, see :mod:`pipeline.stream.records`)
     that never lets a changelog record replace one that has applied more.
 
     Built as ``app.Table`` builds one:

@@ -216,7 +216,7 @@ def test_a_step_without_context_for_its_day_is_marked_missing_and_still_taken() 
     outage = processor.process([post(0, day), post(1, day + 1)], {})
     (step,) = outage.steps  # the window of `day` closed when the next day's post came
     assert step.context_present is False and "context" not in step.modalities
-    assert np.isfinite(step.emotion).all() and outage.records["u"]["model"] is not None
+    assert np.isfinite(step.emotion).all() and outage.records["u"].model is not None
 
     context.add_weather("berlin", day * DAY_MS + 3_600_000, 15.0)  # the feed is back
     context.add_market("^GSPC", day * DAY_MS, close=4040.0, volume=1e9)

@@ -31,7 +31,7 @@ from connectors.schemas import Post
 from connectors.topics import ensure_topics
 from pipeline.local.broker import LocalBroker
 from pipeline.local.net import free_port
-from pipeline.worker.records import decode_record, encode_record
+from pipeline.stream.records import UserRecord
 from pipeline.settings import Settings
 from pipeline.worker.runtime import Outputs as RuntimeOutputs, RawRecord, WorkerRuntime
 from tests.pipeline.worker.test_worker_kafka import WORDS, make_records, tiny_checkpoint
@@ -266,7 +266,7 @@ def test_a_worker_stopped_mid_batch_commits_only_what_it_stored(kafka_settings: 
     unstored = []
     for record in read_topic(settings, settings.topic(topics.POSTS)):
         if record.offset < committed.get(record.partition, 0):
-            applied = stored.get(record.key, {}).get("applied", {})
+            applied = stored[record.key].applied if record.key in stored else {}
             if applied.get(runtime.source_of(record.topic, record.partition), -1) < record.offset:
                 unstored.append((record.partition, record.offset, record.key))
     assert sum(committed.values()) > 0, "the stop came before any commit: nothing was checked"
@@ -296,10 +296,10 @@ def test_a_stale_record_in_the_changelog_does_not_win_at_recovery(kafka_settings
     events, _ = runtime.decode([RawRecord(r.topic, r.key, r.value, r.timestamp, r.partition, r.offset) for r in posts])
 
     def run(batch: list, record: bytes | None) -> RuntimeOutputs:
-        return runtime.process(batch, {"solo": None if record is None else decode_record(record)}, 0)
+        return runtime.process(batch, {"solo": None if record is None else UserRecord.from_bytes(record)}, 0)
 
-    after_6 = encode_record(run(events[:6], None).records["solo"])
-    after_10 = encode_record(run(events[6:10], after_6).records["solo"])
+    after_6 = run(events[:6], None).records["solo"].to_bytes()
+    after_10 = run(events[6:10], after_6).records["solo"].to_bytes()
     expected = {step_key(json.loads(v)): json.loads(v)["emotion"] for _, v in run(events[10:], after_10).steps}
     from_stale = {step_key(json.loads(v)): json.loads(v)["emotion"] for _, v in run(events[10:], after_6).steps}
     assert expected and any(not np.allclose(expected[k], from_stale.get(k, [0.0] * len(expected[k])), atol=1e-5)
@@ -341,9 +341,9 @@ def read_topic(settings: Settings, topic: str) -> list:
         consumer.close()
 
 
-def latest_records(settings: Settings, changelog: str) -> dict[bytes, dict]:
+def latest_records(settings: Settings, changelog: str) -> dict[bytes, UserRecord]:
     """The users' records as the next owner would recover them: the last value per key."""
-    return {record.key: decode_record(record.value) for record in read_topic(settings, changelog)}
+    return {record.key: UserRecord.from_bytes(record.value) for record in read_topic(settings, changelog)}
 
 
 def committed_offsets(settings: Settings, group: str) -> dict[int, int]:

@@ -10,7 +10,7 @@ from models.inputs import Step
 from models.model import build_model
 from models.state import UserStates
 from pipeline.stream.inference import InferenceEngine, StepRequest
-from pipeline.worker.records import decode_record, encode_record
+from pipeline.stream.records import UserRecord
 from pipeline.stream.processor import EmotionProcessor, UserEvent
 from pipeline.stream.aggregate import ModalityFeatures
 from pipeline.stream.windows import WindowSpec
@@ -36,7 +36,7 @@ def run_in_batches(processor: EmotionProcessor, batches: list[list[UserEvent]]):
     steps = []
     for batch in batches:
         # Records travel through their byte format, as through the faust table.
-        stored = {u: decode_record(encode_record(records[u])) for u in {e.user_id for e in batch} if u in records}
+        stored = {u: UserRecord.from_bytes(records[u].to_bytes()) for u in {e.user_id for e in batch} if u in records}
         result = processor.process(batch, stored)
         records.update(result.records)
         steps += result.steps
@@ -71,7 +71,7 @@ def test_float16_state_halves_the_model_state_and_batches_change_nothing_beyond_
         assert sorted(map(key, whole)) == sorted(map(key, split))
         for a, b in zip(sorted(whole, key=key), sorted(split, key=key)):
             np.testing.assert_allclose(a.emotion, b.emotion, atol=5e-3)
-        runs[dtype] = (sorted(whole, key=key), len(records["u1"]["model"]))
+        runs[dtype] = (sorted(whole, key=key), len(records["u1"].model))
     header = 20  # models.state: magic, version, dtype, layers, hidden, labels, steps
     assert runs["float16"][1] - header == (runs["float32"][1] - header) // 2
     differences = [np.abs(np.subtract(a.emotion, b.emotion)).max() for a, b in zip(runs["float16"][0], runs["float32"][0])]
@@ -102,7 +102,7 @@ def test_flush_closes_open_windows_and_state_survives(engine: InferenceEngine) -
     first = processor.process(events_for("u", 3, gap_ms=60_000), {})
     flushed = processor.process([], first.records, flush=True)
     assert [s.window_end_ms for s in first.steps + flushed.steps] == [60_000, 120_000, 180_000]
-    assert decode_record(encode_record(flushed.records["u"]))["model"] is not None
+    assert UserRecord.from_bytes(flushed.records["u"].to_bytes()).model is not None
 
 
 def test_engine_rounds_keep_each_users_order(engine: InferenceEngine) -> None:
@@ -135,7 +135,7 @@ def test_a_replayed_event_is_skipped_not_counted_twice(engine: InferenceEngine) 
     positioned = [UserEvent(e.user_id, e.event_id, e.event_time_ms, e.features, "posts/0", offset)
                   for offset, e in enumerate(events_for("u", 12))]
     first = processor.process(positioned[:8], {})
-    assert first.records["u"]["applied"] == {"posts/0": 7}
+    assert first.records["u"].applied == {"posts/0": 7}
     replayed = processor.process(positioned, first.records)  # offsets 0..7 again, then 8..11
     assert (replayed.events_replayed, replayed.events_windowed) == (8, 4)
     straight, _ = run_in_batches(processor, [positioned])

@@ -14,7 +14,7 @@ from connectors import topics
 from pipeline.worker.checkpoint import CheckpointedRecords
 from pipeline.worker.checkpoint_consumer import CheckpointConsumer
 from pipeline.worker.positions import Admission, InputPositions
-from pipeline.worker.records import decode_record
+from pipeline.stream.records import UserRecord
 from pipeline.settings import Settings
 from tests.reliability.test_recovery import (DAILY, Outputs, assert_uninterrupted, daily_stream, start_worker,
                                             worker_settings)
@@ -53,14 +53,14 @@ def test_a_checkpoint_writes_each_changed_user_once_with_every_event_it_includes
     table: dict[bytes, bytes] = {}
     records: CheckpointedRecords[str] = CheckpointedRecords(table)
     for batch in range(5):  # five batches change the same two users
-        records.stage({"a": {"model": None, "applied": {"posts/0": batch}}, "b": {"model": b"\x01" * batch}},
+        records.stage({"a": UserRecord(applied={"posts/0": batch}), "b": UserRecord(model=b"\x01" * batch)},
                       events=[f"event {batch}"])
     assert records.pending_users == 2 and table == {}
     changes, events = records.take()
     assert sorted(changes) == [b"a", b"b"] and events == [f"event {i}" for i in range(5)]
-    assert decode_record(changes[b"a"])["applied"] == {"posts/0": 4}  # the newest record, once
+    assert UserRecord.from_bytes(changes[b"a"]).applied == {"posts/0": 4}  # the newest record, once
     table.update(changes)
-    assert records.get("b")["model"] == b"\x01" * 4
+    assert records.get("b").model == b"\x01" * 4
     assert records.take() == ({}, [])
 
 
