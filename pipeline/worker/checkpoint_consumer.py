@@ -18,6 +18,14 @@ the offsets a checkpoint reported with :meth:`CheckpointConsumer.checkpointed`. 
 still matter for what they tell faust before a rebalance: which delivered events are still in
 flight.
 
+faust also drops every record at or below the highest offset it has handed over per partition (its
+"read offset"). For the input topics the worker's own gate (:mod:`pipeline.worker.positions`)
+decides what is a duplicate, and faust's rule got in its way: when the gate seeks a partition back
+to the position it needs, records of a fetch from before the seek can still be handed over after it,
+each raising the read offset past the position, so faust dropped what the seek re-read and the gate
+sought again, for ever (issue 12, make stress: a restarted worker stalled 3.5 minutes with no
+output). :class:`ReadOffsets` keeps faust's rule for table changelogs only.
+
 It also fetches again the changelog records faust dropped during a table recovery. A fetch that
 began before a rebalance can come back after it, holding records of a changelog partition the
 recovery has just sought to; faust finds its flow stopped, drops the whole fetch and seeks the
@@ -30,12 +38,30 @@ sends each changelog partition still in recovery back to the last record the tab
 from __future__ import annotations
 
 import logging
-from typing import Iterator, Mapping, Optional, Set
+from typing import Callable, Iterator, Mapping, Optional, Set
 
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
 log = logging.getLogger(__name__)
+
+
+class ReadOffsets(dict):
+    """faust's read offsets (``Consumer._read_offset``), consulted only for the topics
+    ``is_changelog`` names: for any other partition faust hands over every record it fetches.
+
+    >>> offsets = ReadOffsets(lambda topic: topic.endswith("-changelog"))
+    >>> offsets[TP("posts", 0)] = 149; offsets[TP("users-changelog", 0)] = 7
+    >>> offsets[TP("posts", 0)], offsets[TP("users-changelog", 0)], offsets[TP("users-changelog", 1)]
+    (None, 7, None)
+    """
+
+    def __init__(self, is_changelog: Callable[[str], bool]) -> None:
+        super().__init__()
+        self._is_changelog = is_changelog
+
+    def __getitem__(self, tp: TP) -> Optional[int]:
+        return super().get(tp) if self._is_changelog(tp.topic) else None
 
 
 class CheckpointConsumer(aiokafka_driver.Consumer):
@@ -44,6 +70,7 @@ class CheckpointConsumer(aiokafka_driver.Consumer):
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self._checkpointed: dict[TP, int] = {}
+        self._read_offset = ReadOffsets(lambda topic: topic in self.app.tables.changelog_topics)
 
     def checkpointed(self, offsets: Mapping[TP, int]) -> None:
         """The records of every event below ``offsets[tp]`` are in the changelog: it may be committed."""

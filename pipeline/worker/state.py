@@ -3,9 +3,9 @@
 Three rules, each the answer to a way issue 12 lost data:
 
 - **Events apply in offset order** (:class:`pipeline.worker.positions.InputPositions`): an event faust hands
-  over past its partition's position is held back and the partition re-read from the position, so no
-  later offset can reach a user's record before an earlier one (which the replay rule would then
-  skip for good).
+  over past its partition's position is held back and the partition re-read from the position, once,
+  so no later offset can reach a user's record before an earlier one (which the replay rule would
+  then skip for good).
 - **No acknowledgement without a checkpoint** (:class:`pipeline.worker.checkpoint.CheckpointedRecords`):
   the agent reads with ``noack_take``; an event is acknowledged, and its offset committable
   (:class:`pipeline.worker.checkpoint_consumer.CheckpointConsumer`), only after the records that include
@@ -68,10 +68,10 @@ class WorkerState:
             starts = await self.offsets.starting_offsets(unknown)
             for tp in unknown:
                 self.positions.start(tp, starts[(tp.topic, tp.partition)])
-        admitted, held_back = [], set()
+        admitted = []
         for event in batch:
             tp, offset = event.message.tp, event.message.offset
-            if tp not in assigned or tp in held_back:
+            if tp not in assigned:
                 continue
             verdict = self.positions.admit(tp, offset)
             if verdict is Admission.OUT_OF_ORDER:
@@ -79,8 +79,6 @@ class WorkerState:
             if verdict is Admission.APPLY:
                 self._sought.pop(tp, None)
                 admitted.append(event)
-            elif verdict is Admission.OUT_OF_ORDER:
-                held_back.add(tp)
         return admitted
 
     async def _out_of_order(self, tp: TP, offset: int) -> Admission:
@@ -95,14 +93,15 @@ class WorkerState:
             return self.positions.admit(tp, offset)
         metrics.EVENTS_OUT_OF_ORDER.inc()
         if self._sought.get(tp) != expected:
+            # Once per position: records fetched before the seek may still come after it; they are
+            # dropped here (not acknowledged) and come again in order, since the seek re-reads
+            # everything from the position and faust drops nothing of an input partition
+            # (pipeline.worker.checkpoint_consumer.ReadOffsets). Seeking again for each of them
+            # restarted the re-read each time. seek_wait runs in the consumer's own thread and loop.
             log.warning("%s: offset %d came before %d (records fetched before a seek); re-reading from %d",
                         tp, offset, expected, expected)
             self._sought[tp] = expected
-        # Again for every batch that still brings later offsets (admit asks once per partition and
-        # batch): faust's fetcher may still be handing over a fetch from before the seek, and each
-        # such record raises faust's read offset, below which it drops what the seek re-reads.
-        # seek_wait runs in the consumer's own thread and loop, as faust's recovery seeks.
-        await self.app.consumer.seek_wait({tp: expected})
+            await self.app.consumer.seek_wait({tp: expected})
         return Admission.OUT_OF_ORDER
 
     def on_rebalance(self) -> None:

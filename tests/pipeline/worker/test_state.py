@@ -12,10 +12,11 @@ from kafka import KafkaProducer
 
 from connectors import topics
 from pipeline.worker.checkpoint import CheckpointedRecords
-from pipeline.worker.checkpoint_consumer import CheckpointConsumer
+from pipeline.worker.checkpoint_consumer import CheckpointConsumer, ReadOffsets
 from pipeline.worker.positions import Admission, InputPositions
 from pipeline.stream.records import UserRecord
 from pipeline.settings import Settings
+from pipeline.worker.state import WorkerState
 from tests.reliability.test_recovery import (DAILY, Outputs, assert_uninterrupted, daily_stream, start_worker,
                                             worker_settings)
 
@@ -62,6 +63,58 @@ def test_a_checkpoint_writes_each_changed_user_once_with_every_event_it_includes
     table.update(changes)
     assert records.get("b").model == b"\x01" * 4
     assert records.take() == ({}, [])
+
+
+class _Log:
+    """A partition's records at every offset from ``start``, as the broker answers the gate."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+
+    async def starting_offsets(self, partitions: set) -> dict:
+        return {(tp.topic, tp.partition): self.start for tp in partitions}
+
+    async def first_record_at_or_after(self, topic: str, partition: int, offset: int) -> int:
+        return offset  # no gap: every offset holds a record
+
+
+def event(tp: TP, offset: int) -> SimpleNamespace:
+    return SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset))
+
+
+def test_the_gate_seeks_once_and_applies_the_re_read_whatever_stale_records_come_with_it() -> None:
+    """A restarted worker got offset 149 while its position was 104 (a fetch from before the seek to
+    the committed offsets). The gate seeks back to 104 once; the stale records still in flight after
+    the seek (150, 151) are dropped, and the re-read, in the same batch or a later one, applies in order.
+    Seeking again for each stale record restarted the re-read every time (make stress: a 3.5-minute
+    stall)."""
+    tp = TP("t.posts", 0)
+    seeks: list[dict] = []
+
+    async def seek_wait(partitions: dict) -> None:
+        seeks.append(dict(partitions))
+
+    app = SimpleNamespace(conf=SimpleNamespace(id="t.worker"),
+                          consumer=SimpleNamespace(assignment=lambda: {tp}, seek_wait=seek_wait))
+    state = WorkerState(app, Settings(), users={})
+    state.offsets = _Log(start=104)
+
+    async def deliver() -> list[int]:
+        applied = await state.admit([event(tp, offset) for offset in (149, 150)])
+        applied += await state.admit([event(tp, offset) for offset in [151, *range(104, 160)]])
+        return [e.message.offset for e in applied]
+
+    assert asyncio.run(deliver()) == list(range(104, 160))
+    assert seeks == [{tp: 104}]
+
+
+def test_faust_drops_nothing_of_an_input_partition_below_its_read_offset() -> None:
+    """What makes a single seek enough: faust's read offset, raised by a stale record after the seek,
+    no longer hides the re-read of an input partition; a changelog's keeps faust's rule."""
+    offsets = ReadOffsets(lambda topic: topic.endswith("-changelog"))
+    offsets[TP("t.posts", 0)] = 151  # a stale record handed over after the seek to 104
+    offsets[TP("t.worker-users-changelog", 0)] = 9
+    assert offsets[TP("t.posts", 0)] is None and offsets[TP("t.worker-users-changelog", 0)] == 9
 
 
 class _Consumer(CheckpointConsumer):
