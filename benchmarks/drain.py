@@ -34,12 +34,12 @@ from typing import Any
 from benchmarks.e2e import TORCH_THREADS, bare_rate, benchmark_settings, kafka, torch_threads
 from benchmarks.through_kafka import LagMeter, PacedProducer, Service, topic_bytes
 from benchmarks.workload import Workload, context_records
-from connectors.producer import EventProducer
-from connectors.topics import ALL_TOPICS, ensure_topics
-from pipeline.cli import parse_set
-from pipeline.local.net import free_port
-from pipeline.settings import Settings
-from pipeline.worker.runtime import WorkerRuntime
+from moodshift.connectors.producer import EventProducer
+from moodshift.connectors.topics import ALL_TOPICS, ensure_topics
+from moodshift.pipeline.cli import parse_set
+from moodshift.pipeline.local.net import free_port
+from moodshift.pipeline.settings import Settings
+from moodshift.pipeline.worker.runtime import WorkerRuntime
 
 
 def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy: Path | None = None,
@@ -58,7 +58,7 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
             del runtime
         changelog = f"{settings.topic('worker')}-users-changelog"
         with EventProducer(settings, source="benchmark") as producer, \
-                Service(["pipeline.cli", "worker"], settings, Path(tmp) / "worker.log", TORCH_THREADS) as worker, \
+                Service(["moodshift.pipeline.cli", "worker"], settings, Path(tmp) / "worker.log", TORCH_THREADS) as worker, \
                 LagMeter(settings, settings.topic("worker")) as meter:
             for topic, record in context:
                 producer.send_event(topic, record)

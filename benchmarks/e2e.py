@@ -7,7 +7,7 @@ post carries a small JPEG or PNG from the media store; ResNet-18 backbone):
 (a) **bare**: :class:`pipeline.worker.runtime.WorkerRuntime` ``decode → process`` in this process, in
     batches of ``batch_max_users``, records kept in a dict: no Kafka, no faust. The upper bound.
     Measured again with the records encoded and decoded as the worker's table stores them.
-(b) **moodshift**: ``python -m pipeline.cli worker`` against the broker; its highest input rate with
+(b) **moodshift**: ``python -m moodshift.pipeline.cli worker`` against the broker; its highest input rate with
     flat consumer lag, then latency at 50% and 80% of that rate (see :mod:`benchmarks.through_kafka`);
 (c) **naive**: :mod:`benchmarks.naive_app`, one model call per post over the user's whole history
     (text workload only), its highest rate with flat lag; its in-process loop is its upper bound.
@@ -51,15 +51,15 @@ from benchmarks.through_kafka import (COMMIT_INTERVAL_S, LagMeter, PacedProducer
                                       max_sustained_rate, percentiles, step_latencies, topic_bytes, write_table)
 from benchmarks.workload import BACKBONE, LOCATION, SYMBOL, Workload, context_records, write_checkpoint, \
     write_images
-from connectors import topics
-from connectors.media import MediaStore
-from connectors.producer import EventProducer
-from connectors.schemas import Post
-from connectors.topics import ALL_TOPICS, ensure_topics
-from pipeline.local.net import free_port
-from pipeline.stream.records import UserRecord
-from pipeline.settings import Settings
-from pipeline.worker.runtime import WorkerRuntime
+from moodshift.connectors import topics
+from moodshift.connectors.media import MediaStore
+from moodshift.connectors.producer import EventProducer
+from moodshift.connectors.schemas import Post
+from moodshift.connectors.topics import ALL_TOPICS, ensure_topics
+from moodshift.pipeline.local.net import free_port
+from moodshift.pipeline.stream.records import UserRecord
+from moodshift.pipeline.settings import Settings
+from moodshift.pipeline.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def kafka(cluster: Settings | None, folder: Path) -> Iterator[Settings]:
     if cluster is not None:
         yield cluster
         return
-    from pipeline.local.broker import LocalBroker
+    from moodshift.pipeline.local.broker import LocalBroker
 
     broker = LocalBroker(Settings(state_dir=folder / "kafka-state", broker_port=free_port(),
                                   controller_port=free_port()))
@@ -240,7 +240,7 @@ def through_the_broker(spec: Size, moodshift: Settings, naive: Settings, context
     write_table(naive, f"{naive.topic('naive')}-history-changelog", {text.user_id(k): seed for k in range(text.users)})
     with Service(["benchmarks.naive_app"], naive, logs / "naive.log", TORCH_THREADS) as naive_worker:
         with EventProducer(moodshift, source="benchmark") as producer, \
-                Service(["pipeline.cli", "worker"], moodshift, logs / "worker.log", TORCH_THREADS) as worker, \
+                Service(["moodshift.pipeline.cli", "worker"], moodshift, logs / "worker.log", TORCH_THREADS) as worker, \
                 LagMeter(moodshift, moodshift.topic("worker")) as meter:
             for topic, record in context:
                 producer.send_event(topic, record)

@@ -26,11 +26,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from models.config import ModelConfig
-from models.image import ImageEncoder
-from models.inputs import Step, StepInputs
-from models.model import build_model
-from pipeline.stream.inference import InferenceEngine, StepRequest
+from moodshift.models.config import ModelConfig
+from moodshift.models.image import ImageEncoder
+from moodshift.models.inputs import Step, StepInputs
+from moodshift.models.model import build_model
+from moodshift.pipeline.stream.inference import InferenceEngine, StepRequest
 
 SIZES = {
     # tiny: the smoke test runs the same code on the CPU in seconds; full: a GPU run (~2 minutes).

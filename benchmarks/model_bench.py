@@ -19,14 +19,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from models.config import ModelConfig
-from models.inputs import SequenceInputs, Step, StepInputs
-from models.model import build_model
-from models.state import UserStates
-from pipeline.stream.inference import InferenceEngine, StepRequest
-from pipeline.stream.processor import EmotionProcessor, UserEvent
-from pipeline.stream.aggregate import ModalityFeatures
-from pipeline.stream.windows import WindowSpec
+from moodshift.models.config import ModelConfig
+from moodshift.models.inputs import SequenceInputs, Step, StepInputs
+from moodshift.models.model import build_model
+from moodshift.models.state import UserStates
+from moodshift.pipeline.stream.inference import InferenceEngine, StepRequest
+from moodshift.pipeline.stream.processor import EmotionProcessor, UserEvent
+from moodshift.pipeline.stream.aggregate import ModalityFeatures
+from moodshift.pipeline.stream.windows import WindowSpec
 
 
 def _step(rng: np.random.Generator, config: ModelConfig) -> Step:

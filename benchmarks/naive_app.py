@@ -18,14 +18,14 @@ import faust
 import numpy as np
 import torch
 
-from connectors import topics
-from connectors.schemas import Post
-from models.checkpoint import default_checkpoint_path
-from models.inputs import SequenceInputs, Step
-from models.timefeatures import time_features
-from pipeline.stream.features import FeatureExtractor
-from pipeline.stream.inference import InferenceEngine
-from pipeline.settings import Settings
+from moodshift.connectors import topics
+from moodshift.connectors.schemas import Post
+from moodshift.models.checkpoint import default_checkpoint_path
+from moodshift.models.inputs import SequenceInputs, Step
+from moodshift.models.timefeatures import time_features
+from moodshift.pipeline.stream.features import FeatureExtractor
+from moodshift.pipeline.stream.inference import InferenceEngine
+from moodshift.pipeline.settings import Settings
 
 
 class NaivePipeline:

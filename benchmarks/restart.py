@@ -33,16 +33,16 @@ import numpy as np
 from benchmarks.e2e import TORCH_THREADS, benchmark_settings, kafka, synthetic_posts, torch_threads
 from benchmarks.through_kafka import LagMeter, Service, write_table
 from benchmarks.workload import Workload, context_records
-from connectors import topics
-from connectors.producer import EventProducer
-from connectors.topics import ALL_TOPICS, ensure_topics
-from pipeline.cli import parse_set
-from pipeline.local.net import free_port
+from moodshift.connectors import topics
+from moodshift.connectors.producer import EventProducer
+from moodshift.connectors.topics import ALL_TOPICS, ensure_topics
+from moodshift.pipeline.cli import parse_set
+from moodshift.pipeline.local.net import free_port
 import dataclasses
 
-from pipeline.stream.records import UserRecord
-from pipeline.settings import Settings
-from pipeline.worker.runtime import WorkerRuntime
+from moodshift.pipeline.stream.records import UserRecord
+from moodshift.pipeline.settings import Settings
+from moodshift.pipeline.worker.runtime import WorkerRuntime
 
 WAITING_POSTS = 200  # posts on the input topic at each start (users 0..199, every partition)
 # How each start ends; the next start comes after it. After a SIGKILL the group waits for the killed
@@ -78,7 +78,7 @@ def start_and_catch_up(settings: Settings, workload: Workload, first_k: int, log
         for post in synthetic_posts(workload, first_k, WAITING_POSTS):
             producer.send_event(topics.POSTS, post)
     started = time.monotonic()
-    worker = Service(["pipeline.cli", "worker"], settings, log_path, TORCH_THREADS)
+    worker = Service(["moodshift.pipeline.cli", "worker"], settings, log_path, TORCH_THREADS)
     try:
         with LagMeter(settings, settings.topic("worker")) as meter:
             meter.wait_caught_up(timeout, worker)

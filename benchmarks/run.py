@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import e2e, gpu, model_bench
-from models.config import ModelConfig
+from moodshift.models.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parent
 BENCHMARKS = ("model", "e2e", "gpu")

@@ -39,9 +39,9 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
 from benchmarks.workload import Workload
-from connectors import topics
-from connectors.producer import EventProducer
-from pipeline.settings import Settings
+from moodshift.connectors import topics
+from moodshift.connectors.producer import EventProducer
+from moodshift.pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from torchvision.io import encode_jpeg, encode_png
 
-from connectors import topics
-from connectors.media import MediaStore
-from connectors.record import Record
-from connectors.schemas import MarketTick, MediaRef, Post, WeatherObservation
-from models.checkpoint import CheckpointMeta, save_checkpoint
-from models.config import ModelConfig
-from models.model import build_model
+from moodshift.connectors import topics
+from moodshift.connectors.media import MediaStore
+from moodshift.connectors.record import Record
+from moodshift.connectors.schemas import MarketTick, MediaRef, Post, WeatherObservation
+from moodshift.models.checkpoint import CheckpointMeta, save_checkpoint
+from moodshift.models.config import ModelConfig
+from moodshift.models.model import build_model
 
 BACKBONE = "resnet18"
 LOCATION = "bench-city"

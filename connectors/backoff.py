@@ -14,8 +14,8 @@ import threading
 from email.utils import parsedate_to_datetime
 from typing import Callable
 
-from connectors import metrics
-from connectors.record import utc_now
+from moodshift.connectors import metrics
+from moodshift.connectors.record import utc_now
 
 
 class Backoff:

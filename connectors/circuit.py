@@ -25,7 +25,7 @@ import time
 from enum import IntEnum
 from typing import Callable
 
-from connectors import metrics
+from moodshift.connectors import metrics
 
 log = logging.getLogger(__name__)
 

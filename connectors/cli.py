@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from connectors import metrics
-from connectors.producer import DeliveryFailed, EventProducer
-from connectors.topics import CONNECTOR_TOPICS, ensure_topics
-from connectors.settings import ConnectorSettings
+from moodshift.connectors import metrics
+from moodshift.connectors.producer import DeliveryFailed, EventProducer
+from moodshift.connectors.topics import CONNECTOR_TOPICS, ensure_topics
+from moodshift.connectors.settings import ConnectorSettings
 
 log = logging.getLogger("connectors")
 
@@ -67,7 +67,7 @@ def _live_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _producer(settings: ConnectorSettings, source: str) -> EventProducer:
-    from connectors.kafka_access import KafkaAccessError, check_kafka_access
+    from moodshift.connectors.kafka_access import KafkaAccessError, check_kafka_access
 
     try:
         check_kafka_access(settings)  # fail fast: kafka-python would retry a rejected login for 30 s
@@ -79,8 +79,8 @@ def _producer(settings: ConnectorSettings, source: str) -> EventProducer:
 
 
 def run_replay(args: argparse.Namespace, settings: ConnectorSettings) -> int:
-    from connectors.ingest import Ingestor
-    from connectors.replay import replay
+    from moodshift.connectors.ingest import Ingestor
+    from moodshift.connectors.replay import replay
 
     producer = _producer(settings, "replay")
     ingestor = Ingestor(settings, producer, source="replay", allow_local_paths=True)
@@ -104,8 +104,8 @@ def run_replay(args: argparse.Namespace, settings: ConnectorSettings) -> int:
 
 
 def run_http(args: argparse.Namespace, settings: ConnectorSettings) -> int:
-    from connectors.http_ingest import IngestServer
-    from connectors.ingest import Ingestor
+    from moodshift.connectors.http_ingest import IngestServer
+    from moodshift.connectors.ingest import Ingestor
 
     producer = _producer(settings, "http")
     server = IngestServer(settings, Ingestor(settings, producer, source="http"))
@@ -120,15 +120,15 @@ def run_http(args: argparse.Namespace, settings: ConnectorSettings) -> int:
 
 
 def run_polling_source(args: argparse.Namespace, settings: ConnectorSettings) -> int:
-    from connectors.live import run_polling
+    from moodshift.connectors.live import run_polling
 
     producer = _producer(settings, args.source)
     if args.source == "weather":
-        from connectors.weather import OpenMeteoSource
+        from moodshift.connectors.weather import OpenMeteoSource
 
         source, interval = OpenMeteoSource(settings, producer), settings.weather_interval_seconds
     else:
-        from connectors.market import YahooMarketSource
+        from moodshift.connectors.market import YahooMarketSource
 
         source, interval = YahooMarketSource(settings, producer), settings.market_interval_seconds
     polls = 1 if args.once else None
@@ -137,8 +137,8 @@ def run_polling_source(args: argparse.Namespace, settings: ConnectorSettings) ->
 
 
 def run_mastodon(args: argparse.Namespace, settings: ConnectorSettings) -> int:
-    from connectors.ingest import Ingestor
-    from connectors.mastodon import MastodonStream
+    from moodshift.connectors.ingest import Ingestor
+    from moodshift.connectors.mastodon import MastodonStream
 
     producer = _producer(settings, "mastodon")
     stream = MastodonStream(settings, Ingestor(settings, producer, source="mastodon"))

@@ -8,12 +8,12 @@ DNS rebinding cannot swap it), with the original name for the Host header and TL
 body is streamed under a size cap and a total deadline, and its content type must be one the caller
 accepts.
 
->>> from connectors.settings import ConnectorSettings
+>>> from moodshift.connectors.settings import ConnectorSettings
 >>> fetcher = SafeFetcher(ConnectorSettings())
 >>> fetcher.fetch("file:///etc/passwd", accept=("image/",))
 Traceback (most recent call last):
 ...
-connectors.fetch.FetchError: file:///etc/passwd: scheme 'file' is not http or https
+moodshift.connectors.fetch.FetchError: file:///etc/passwd: scheme 'file' is not http or https
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from urllib.parse import urljoin, urlsplit
 import certifi
 import urllib3
 
-from connectors import metrics
-from connectors.record import Reason, Rejected
-from connectors.settings import ConnectorSettings
+from moodshift.connectors import metrics
+from moodshift.connectors.record import Reason, Rejected
+from moodshift.connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ client still holds it), ``400`` (the body is not JSON: also dead-lettered as ``m
 ``GET /healthz`` answers ``ok``. Video items must give a ``url``: paths are refused here.
 
 >>> from pathlib import Path
->>> from connectors.producer import EventProducer, RecordingClient
+>>> from moodshift.connectors.producer import EventProducer, RecordingClient
 >>> settings = ConnectorSettings(ingest_http_port=0, media_dir=Path("/tmp/doc-media"))
 >>> ingestor = Ingestor(settings, EventProducer(settings, "http", client=RecordingClient()), source="http")
 >>> server = IngestServer(settings, ingestor); server.start()
@@ -33,11 +33,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from connectors.ingest import Ingestor
-from connectors.producer import DeliveryFailed
-from connectors.record import Reason
-from connectors.topics import POSTS
-from connectors.settings import ConnectorSettings
+from moodshift.connectors.ingest import Ingestor
+from moodshift.connectors.producer import DeliveryFailed
+from moodshift.connectors.record import Reason
+from moodshift.connectors.topics import POSTS
+from moodshift.connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ connector fills in:
 Beyond the schema, an item is rejected when its text is longer than ``max_text_chars`` or its event
 time is more than ``max_clock_skew_seconds`` in the future.
 
->>> from connectors.producer import RecordingClient
+>>> from moodshift.connectors.producer import RecordingClient
 >>> settings = ConnectorSettings(media_dir=Path("/tmp/doc-media"))
 >>> producer = EventProducer(settings, "doc", client=RecordingClient())
 >>> ingestor = Ingestor(settings, producer, source="doc")
@@ -32,14 +32,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from connectors.fetch import SafeFetcher
-from connectors.media import MediaStore
-from connectors.producer import EventProducer
-from connectors.record import Reason, Rejected, ValidationError, parse_json_object, parse_time, utc_now, writable
-from connectors.schemas import MediaRef, Post, VideoClip
-from connectors.topics import POSTS, VIDEOS
-from connectors.video import extract_clip_media
-from connectors.settings import ConnectorSettings
+from moodshift.connectors.fetch import SafeFetcher
+from moodshift.connectors.media import MediaStore
+from moodshift.connectors.producer import EventProducer
+from moodshift.connectors.record import Reason, Rejected, ValidationError, parse_json_object, parse_time, utc_now, writable
+from moodshift.connectors.schemas import MediaRef, Post, VideoClip
+from moodshift.connectors.topics import POSTS, VIDEOS
+from moodshift.connectors.video import extract_clip_media
+from moodshift.connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import ssl
 
-from connectors.settings import ConnectorSettings
+from moodshift.connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 

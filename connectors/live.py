@@ -23,11 +23,11 @@ from typing import Any, Hashable, Protocol
 import requests
 import urllib3
 
-from connectors import metrics
-from connectors.backoff import Backoff, retry_after_seconds
-from connectors.circuit import CircuitBreaker, CircuitState
-from connectors.producer import DeliveryFailed, EventProducer
-from connectors.settings import ConnectorSettings
+from moodshift.connectors import metrics
+from moodshift.connectors.backoff import Backoff, retry_after_seconds
+from moodshift.connectors.circuit import CircuitBreaker, CircuitState
+from moodshift.connectors.producer import DeliveryFailed, EventProducer
+from moodshift.connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 

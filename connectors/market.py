@@ -28,12 +28,12 @@ from urllib.parse import urlsplit
 
 import requests
 
-from connectors.live import ChangeFilter, DeadlineSession, SourceError
-from connectors.producer import EventProducer
-from connectors.record import Rejected, utc_now
-from connectors.schemas import MarketTick
-from connectors.topics import MARKET
-from connectors.settings import ConnectorSettings
+from moodshift.connectors.live import ChangeFilter, DeadlineSession, SourceError
+from moodshift.connectors.producer import EventProducer
+from moodshift.connectors.record import Rejected, utc_now
+from moodshift.connectors.schemas import MarketTick
+from moodshift.connectors.topics import MARKET
+from moodshift.connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class YahooRedirectSession(DeadlineSession):
 class YahooMarketSource:
     """Polls yfinance for ``market_symbols`` and sends new :class:`MarketTick` s keyed by symbol.
 
-    >>> from connectors.producer import RecordingClient
+    >>> from moodshift.connectors.producer import RecordingClient
     >>> settings = ConnectorSettings(market_symbols="^GSPC, AAPL")
     >>> YahooMarketSource(settings, EventProducer(settings, "yahoo", client=RecordingClient())).symbols
     ('^GSPC', 'AAPL')

@@ -31,10 +31,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from connectors import metrics
-from connectors.backoff import Backoff, retry_after_seconds
-from connectors.ingest import Ingestor, Outcome
-from connectors.settings import ConnectorSettings
+from moodshift.connectors import metrics
+from moodshift.connectors.backoff import Backoff, retry_after_seconds
+from moodshift.connectors.ingest import Ingestor, Outcome
+from moodshift.connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def stream_url(settings: ConnectorSettings) -> tuple[str, dict[str, str]]:
 class MastodonStream:
     """Reads a Mastodon timeline stream and submits its statuses until ``stop`` is set.
 
-    >>> from connectors.producer import EventProducer, RecordingClient
+    >>> from moodshift.connectors.producer import EventProducer, RecordingClient
     >>> settings = ConnectorSettings(mastodon_url="https://example.social", mastodon_stream="hashtag:rain")
     >>> stream = MastodonStream(settings, Ingestor(settings, EventProducer(settings, "m", client=RecordingClient()),
     ...                                            source="mastodon"))

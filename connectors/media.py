@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from connectors.schemas import MediaRef
-from connectors.settings import ConnectorSettings
+from moodshift.connectors.schemas import MediaRef
+from moodshift.connectors.settings import ConnectorSettings
 
 
 class MediaStore:

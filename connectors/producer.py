@@ -5,10 +5,10 @@ those retries safe; a resend by us would not be), then the record's future fails
 and counted at once and raised by the next :meth:`EventProducer.flush` as :class:`DeliveryFailed`, so
 a replay ends with a non-zero exit and a live source backs off: never dropped silently.
 
->>> from connectors.record import utc_now
->>> from connectors.schemas import Post
->>> from connectors.settings import ConnectorSettings
->>> from connectors.topics import POSTS
+>>> from moodshift.connectors.record import utc_now
+>>> from moodshift.connectors.schemas import Post
+>>> from moodshift.connectors.settings import ConnectorSettings
+>>> from moodshift.connectors.topics import POSTS
 >>> producer = EventProducer(ConnectorSettings(), source="doc", client=RecordingClient())
 >>> post = Post(event_id="e1", user_id="u1", event_time=utc_now(), text="hello")
 >>> producer.send_event(POSTS, post)
@@ -25,11 +25,11 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from connectors import metrics
-from connectors.record import Reason, Record
-from connectors.schemas import DeadLetter
-from connectors.topics import DEAD_LETTERS
-from connectors.settings import ConnectorSettings
+from moodshift.connectors import metrics
+from moodshift.connectors.record import Reason, Record
+from moodshift.connectors.schemas import DeadLetter
+from moodshift.connectors.topics import DEAD_LETTERS
+from moodshift.connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 

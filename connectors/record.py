@@ -10,7 +10,7 @@ Reading any bytes raises nothing else. The concrete records are in :mod:`connect
 >>> parse_time("2024-05-01T12:00:00")
 Traceback (most recent call last):
 ...
-connectors.record.ValidationError: time: '2024-05-01T12:00:00' has no UTC offset (add Z)
+moodshift.connectors.record.ValidationError: time: '2024-05-01T12:00:00' has no UTC offset (add Z)
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ At ``speed=k``, an item is sent ``(event_time - first event_time) / k`` seconds 
 delayed (they become dead letters anyway).
 
 >>> import tempfile
->>> from connectors.producer import EventProducer, RecordingClient
->>> from connectors.settings import ConnectorSettings
+>>> from moodshift.connectors.producer import EventProducer, RecordingClient
+>>> from moodshift.connectors.settings import ConnectorSettings
 >>> folder = Path(tempfile.mkdtemp())
 >>> _ = (folder / "a.jsonl").write_text('{"event_id": "1", "user_id": "u", "event_time": "2024-01-01T00:00:00Z"}\\n{oops\\n')
 >>> settings = ConnectorSettings(media_dir=folder / "media")
@@ -32,9 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from connectors.ingest import Ingestor
-from connectors.record import Rejected, parse_time
-from models.progress import progress_bar
+from moodshift.connectors.ingest import Ingestor
+from moodshift.connectors.record import Rejected, parse_time
+from moodshift.models.progress import progress_bar
 
 SUFFIXES = (".jsonl", ".ndjson", ".csv")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v")

@@ -9,7 +9,7 @@ UTF-8 writer can write back), and a record's time must lie in [:data:`connectors
 :data:`connectors.record.LATEST_TIME`): Kafka timestamps cannot be negative, and windows and formatting need headroom
 below year 9999.
 
->>> from connectors.record import parse_time
+>>> from moodshift.connectors.record import parse_time
 >>> post = Post(event_id="e1", user_id="u1", event_time=parse_time("2024-05-01T12:00:00Z"), text="hi")
 >>> raw = post.to_json_bytes()
 >>> Post.from_json_bytes(raw) == post, post.event_time_s, post.kafka_key
@@ -17,7 +17,7 @@ below year 9999.
 >>> Post.from_json_bytes(b'{"event_id": "e1", "user_id": 7}')
 Traceback (most recent call last):
 ...
-connectors.record.ValidationError: user_id: expected a string, got int
+moodshift.connectors.record.ValidationError: user_id: expected a string, got int
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
-from connectors.record import Record, require, require_id, utc_now, writable
+from moodshift.connectors.record import Record, require, require_id, utc_now, writable
 
 # -- records ---------------------------------------------------------------------------------------
 
@@ -193,7 +193,7 @@ DEAD_LETTER_MAX_KEY_CHARS = 256  # as ids: a rejected over-long id must not make
 class DeadLetter(Record):
     """Input that could not become an event, with why: the original bytes, the source, the reason.
 
-    >>> from connectors.record import Reason
+    >>> from moodshift.connectors.record import Reason
     >>> dl = DeadLetter.create(b"{oops", source="replay", topic="posts", reason=Reason.MALFORMED_JSON,
     ...                        message="$: not valid JSON")
     >>> DeadLetter.from_json_bytes(dl.to_json_bytes()).original, dl.reason

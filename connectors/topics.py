@@ -3,7 +3,7 @@
 Full names carry the settings' prefix: ``settings.topic(POSTS)`` → ``moodshift.posts``. Every topic is
 delete-retention (events, not state): nothing here is keyed state that compaction could shrink.
 
->>> from connectors.settings import ConnectorSettings
+>>> from moodshift.connectors.settings import ConnectorSettings
 >>> ConnectorSettings(topic_prefix="dev.").topic(POSTS)
 'dev.posts'
 """
@@ -16,7 +16,7 @@ from typing import Iterable
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from connectors.settings import ConnectorSettings
+from moodshift.connectors.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
 

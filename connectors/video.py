@@ -23,11 +23,11 @@ from pathlib import Path
 import av
 import numpy as np
 
-from connectors.media import MediaStore
-from connectors.record import Reason, Rejected
-from connectors.schemas import MediaRef
-from connectors.settings import ConnectorSettings
-from models.video import sample_frames
+from moodshift.connectors.media import MediaStore
+from moodshift.connectors.record import Reason, Rejected
+from moodshift.connectors.schemas import MediaRef
+from moodshift.connectors.settings import ConnectorSettings
+from moodshift.models.video import sample_frames
 
 NPY_CONTENT_TYPE = "application/x-npy"
 

@@ -20,12 +20,12 @@ from typing import Any, Callable
 
 import requests
 
-from connectors.live import ChangeFilter, DeadlineSession, SourceError, http_get
-from connectors.producer import EventProducer
-from connectors.record import Reason, Rejected, ValidationError, utc_now
-from connectors.schemas import WeatherObservation
-from connectors.topics import WEATHER
-from connectors.settings import ConnectorSettings
+from moodshift.connectors.live import ChangeFilter, DeadlineSession, SourceError, http_get
+from moodshift.connectors.producer import EventProducer
+from moodshift.connectors.record import Reason, Rejected, ValidationError, utc_now
+from moodshift.connectors.schemas import WeatherObservation
+from moodshift.connectors.topics import WEATHER
+from moodshift.connectors.settings import ConnectorSettings
 
 # Open-Meteo variable → WeatherObservation field.
 VARIABLES = {
@@ -60,7 +60,7 @@ def parse_locations(spec: str) -> tuple[Location, ...]:
 class OpenMeteoSource:
     """Polls Open-Meteo for every location and sends new :class:`WeatherObservation` s keyed by location.
 
-    >>> from connectors.producer import RecordingClient
+    >>> from moodshift.connectors.producer import RecordingClient
     >>> settings = ConnectorSettings(weather_locations="berlin:52.52:13.41")
     >>> source = OpenMeteoSource(settings, EventProducer(settings, "open-meteo", client=RecordingClient()))
     >>> [o.temperature_c for o in source.observations(source.locations[0], {"utc_offset_seconds": 0,

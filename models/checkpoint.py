@@ -5,8 +5,8 @@ The file is a ``torch.save`` dict: ``format_version``, ``meta`` (plain JSON-able
 are written to a temporary name and renamed, so a crash never leaves half a checkpoint.
 
 >>> import tempfile
->>> from models.config import ModelConfig
->>> from models.model import build_model
+>>> from moodshift.models.config import ModelConfig
+>>> from moodshift.models.model import build_model
 >>> config = ModelConfig(text_buckets=32, text_dim=4, image_dim=8, common_dim=4, hidden_size=8)
 >>> meta = CheckpointMeta.create(config, training_data_hash="abc", random_backbone=True)
 >>> path = Path(tempfile.mkdtemp()) / "model.pt"
@@ -28,10 +28,10 @@ from typing import Any
 
 import torch
 
-from models.config import ModelConfig
-from models.context import ContextNormaliser
-from models.model import MoodshiftModel
-from models.text import TextHasher
+from moodshift.models.config import ModelConfig
+from moodshift.models.context import ContextNormaliser
+from moodshift.models.model import MoodshiftModel
+from moodshift.models.text import TextHasher
 
 FORMAT_VERSION = 1
 MODEL_FAMILY = "moodshift-mmlstm"

@@ -21,9 +21,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from models.checkpoint import default_checkpoint_path
-from models.datasets.timelines import ALL_MODALITIES
-from models.image import BackboneWeightsUnavailable
+from moodshift.models.checkpoint import default_checkpoint_path
+from moodshift.models.datasets.timelines import ALL_MODALITIES
+from moodshift.models.image import BackboneWeightsUnavailable
 
 DEFAULT_REPORT_DIR = Path("docs/model")
 
@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace, settings=None) -> int:
-    from models.train import TrainOptions, train
+    from moodshift.models.train import TrainOptions, train
 
     options = TrainOptions(
         out=checkpoint_path(args.out, getattr(settings, "state_dir", None)), preset=args.preset, seed=args.seed, data_seed=args.data_seed, device=args.device,
@@ -92,7 +92,7 @@ def run_train(args: argparse.Namespace, settings=None) -> int:
 
 
 def run_evaluate(args: argparse.Namespace, settings=None) -> int:
-    from models.evaluate import evaluate
+    from moodshift.models.evaluate import evaluate
 
     checkpoint = checkpoint_path(args.checkpoint, getattr(settings, "state_dir", None))
     ablations = {}

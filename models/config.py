@@ -97,7 +97,7 @@ class ModelConfig:
 
     @property
     def time_dim(self) -> int:
-        from models.timefeatures import TIME_DIM
+        from moodshift.models.timefeatures import TIME_DIM
 
         return TIME_DIM
 

@@ -18,16 +18,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from models import baselines
-from models import report as report_writer
-from models.checkpoint import CheckpointMeta, load_checkpoint
-from models.datasets.timelines import Timeline
-from models.inputs import SequenceInputs, Step, StepInputs
-from models.metrics import change_point_metrics, classification_metrics, rising_edges
-from models.model import MoodshiftModel
-from models.text import TextHasher
-from models.timefeatures import time_features
-from models.train import TrainingData, prepare_data, resolve_device
+from moodshift.models import baselines
+from moodshift.models import report as report_writer
+from moodshift.models.checkpoint import CheckpointMeta, load_checkpoint
+from moodshift.models.datasets.timelines import Timeline
+from moodshift.models.inputs import SequenceInputs, Step, StepInputs
+from moodshift.models.metrics import change_point_metrics, classification_metrics, rising_edges
+from moodshift.models.model import MoodshiftModel
+from moodshift.models.text import TextHasher
+from moodshift.models.timefeatures import time_features
+from moodshift.models.train import TrainingData, prepare_data, resolve_device
 
 TEST_TIMELINES = 300
 VALIDATION_TIMELINES = 150

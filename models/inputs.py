@@ -7,7 +7,7 @@ missing modality by a learned "missing" vector (never zeros pretending to be dat
 
 A step is a :class:`Step`: training timelines and the worker's windows build the same type.
 
->>> from models.config import ModelConfig
+>>> from moodshift.models.config import ModelConfig
 >>> config = ModelConfig(image_dim=4, audio_mels=2, context_length=3)
 >>> steps = [Step(time=np.zeros(6), text_ids=[1, 2, 3]),
 ...          Step(time=np.zeros(6), image=np.ones((2, 4)), context=np.zeros((3, 4)))]
@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from models.config import ModelConfig
+from moodshift.models.config import ModelConfig
 
 
 

@@ -1,8 +1,8 @@
 """The training objective: Euclidean emotion distance + stage-1 + (weighted) stage-2 cross-entropy.
 
 >>> import torch
->>> from models.config import ModelConfig
->>> from models.model import StepOutputs
+>>> from moodshift.models.config import ModelConfig
+>>> from moodshift.models.model import StepOutputs
 >>> config = ModelConfig()
 >>> targets = Targets.collate([[(0, 0.9, 0, 0), (2, 1.0, 1, 2)]], n_labels=3)
 >>> [round(v, 3) for v in targets.emotion[0, 0].tolist()]
@@ -21,8 +21,8 @@ from typing import Sequence
 import torch
 from torch.nn import functional as F
 
-from models.config import ModelConfig
-from models.model import StepOutputs
+from moodshift.models.config import ModelConfig
+from moodshift.models.model import StepOutputs
 
 
 @dataclass

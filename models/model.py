@@ -20,8 +20,8 @@ Reads top-down: building blocks, the model, then the factory. Per step and user:
 the same numbers as stepping (tests/models/test_equivalence.py).
 
 >>> import numpy as np
->>> from models.config import ModelConfig
->>> from models.inputs import Step, StepInputs
+>>> from moodshift.models.config import ModelConfig
+>>> from moodshift.models.inputs import Step, StepInputs
 >>> config = ModelConfig(text_buckets=64, text_dim=8, image_dim=16, audio_mels=4, context_length=5,
 ...                      context_hidden=8, common_dim=8, hidden_size=16, stage2_hidden=8)
 >>> model = MoodshiftModel(config).eval()
@@ -41,9 +41,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.config import ModelConfig
-from models.inputs import SequenceInputs, StepInputs
-from models.state import UserStates
+from moodshift.models.config import ModelConfig
+from moodshift.models.inputs import SequenceInputs, StepInputs
+from moodshift.models.state import UserStates
 
 
 STAGE1_INIT_SCALE = 4.0

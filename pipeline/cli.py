@@ -12,10 +12,11 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from pipeline.settings import Settings
+from moodshift.pipeline.settings import Settings
 
 # Rooms that add subcommands, imported lazily so `moodshift broker` does not load torch.
-ROOMS = ("pipeline.local.cli", "models.cli", "connectors.cli", "pipeline.worker.cli", "pipeline.local.demo")
+ROOMS = ("moodshift.pipeline.local.cli", "moodshift.models.cli", "moodshift.connectors.cli",
+         "moodshift.pipeline.worker.cli", "moodshift.pipeline.local.demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

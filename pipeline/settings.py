@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connectors.settings import ConnectorSettings
+from moodshift.connectors.settings import ConnectorSettings
 
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
 STATE_DTYPES = ("float32", "float16")

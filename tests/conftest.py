@@ -21,9 +21,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from pipeline.local.broker import LocalBroker
-from pipeline.local.net import free_port
-from pipeline.settings import Settings
+from moodshift.pipeline.local.broker import LocalBroker
+from moodshift.pipeline.local.net import free_port
+from moodshift.pipeline.settings import Settings
 
 SCRAM_USER = "moodshift-test"
 

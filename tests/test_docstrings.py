@@ -8,11 +8,11 @@ import pkgutil
 
 import pytest
 
-import connectors
-import models
-import pipeline
+import moodshift.connectors
+import moodshift.models
+import moodshift.pipeline
 
-MODULES = sorted(info.name for package in (models, pipeline, connectors)
+MODULES = sorted(info.name for package in (moodshift.models, moodshift.pipeline, moodshift.connectors)
                  for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."))
 
 

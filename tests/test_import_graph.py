@@ -1,33 +1,63 @@
-"""The direction of the project's imports: connectors bring data into Kafka and know nothing of the
-worker that reads it, so a connector deployment needs no faust (they share ``models.progress``, a
-tqdm helper that imports no torch)."""
+"""The direction of the project's imports, and their names.
+
+Connectors bring data into Kafka and know nothing of the worker that reads it, so a connector
+deployment needs no faust (they share ``moodshift.models.progress``, a tqdm helper that imports no
+torch). The rooms install under one ``moodshift`` namespace (pyproject's ``package-dir``), so every
+import names them that way: a bare ``import pipeline`` would work from the repository root only, and
+would load a second copy of the module there.
+"""
 
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+ROOMS = ("pipeline", "models", "connectors")
 
 
-def imported_packages(path: Path) -> set[str]:
-    """The top-level packages a module imports, at module level or inside functions."""
+def imported_rooms(path: Path) -> set[str]:
+    """The project's rooms a module imports (``moodshift.<room>``), at module level or in functions;
+    a bare room name (``pipeline``) is reported as itself."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            modules = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            modules = [node.module]
+        else:
+            continue
+        for module in modules:
+            parts = module.split(".")
+            if parts[0] == "moodshift" and len(parts) > 1:
+                names.add(f"moodshift.{parts[1]}")
+            elif parts[0] in ROOMS:
+                names.add(parts[0])
     return names
 
 
-def test_imported_packages_sees_imports_inside_functions(tmp_path: Path) -> None:
+def test_imported_rooms_sees_imports_inside_functions(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text("import os\ndef f():\n    from pipeline.settings import Settings\n    import models.cli\n")
-    assert imported_packages(module) == {"os", "pipeline", "models"}
+    module.write_text("import os\ndef f():\n    from moodshift.pipeline.settings import Settings\n    import models.cli\n")
+    assert imported_rooms(module) == {"moodshift.pipeline", "models"}
 
 
 def test_no_connector_imports_the_worker() -> None:
     offenders = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "connectors").rglob("*.py"))
-                 if "pipeline" in imported_packages(path)]
+                 if "moodshift.pipeline" in imported_rooms(path)]
     assert offenders == []
+
+
+def test_every_import_of_a_room_goes_through_the_moodshift_namespace() -> None:
+    paths = [path for folder in (*ROOMS, "benchmarks", "tests") for path in sorted((ROOT / folder).rglob("*.py"))]
+    offenders = [str(path.relative_to(ROOT)) for path in paths if imported_rooms(path) & set(ROOMS)]
+    assert offenders == []
+
+
+def test_the_wheel_lists_every_package_of_the_rooms_under_moodshift() -> None:
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {"moodshift." + ".".join(init.parent.relative_to(ROOT).parts)
+               for room in ROOMS for init in (ROOT / room).rglob("__init__.py")}
+    assert set(setuptools["packages"]) == on_disk
+    assert setuptools["package-dir"] == {f"moodshift.{room}": room for room in ROOMS}

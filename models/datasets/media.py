@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.audio import audio_summary
-from models.image import ImageEncoder
-from models.video import decode_video
+from moodshift.models.audio import audio_summary
+from moodshift.models.image import ImageEncoder
+from moodshift.models.video import decode_video
 
 SAMPLE_VIDEOS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4")
 

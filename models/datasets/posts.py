@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from models.config import DEFAULT_LABELS
+from moodshift.models.config import DEFAULT_LABELS
 
 SPLITS = ("train", "validation", "test")
 

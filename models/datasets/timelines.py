@@ -21,8 +21,8 @@ on the first ``change_tolerance`` steps of every regime after the first (stage 2
 two of evidence; evaluation matches detections within the same margin), and the transition
 (previous regime → current regime; the diagonal means "no change").
 
->>> from models.datasets.posts import Post
->>> from models.config import ModelConfig
+>>> from moodshift.models.datasets.posts import Post
+>>> from moodshift.models.config import ModelConfig
 >>> posts = [Post(f"word{i} feeling {['sad', 'meh', 'glad'][i % 3]}", i % 3, 1.0) for i in range(60)]
 >>> spec = TimelineSpec(min_len=20, max_len=20, image_rate=0.0, audio_rate=0.0, modalities=("text", "time"))
 >>> builder = TimelineBuilder(posts, ModelConfig(text_buckets=100), spec)
@@ -38,14 +38,14 @@ from typing import Sequence
 
 import numpy as np
 
-from models.config import ModelConfig
-from models.context import ContextNormaliser
-from models.datasets.external import DailyContext
-from models.datasets.media import MediaPool
-from models.datasets.posts import Post
-from models.inputs import Step
-from models.text import TextHasher
-from models.timefeatures import time_features
+from moodshift.models.config import ModelConfig
+from moodshift.models.context import ContextNormaliser
+from moodshift.models.datasets.external import DailyContext
+from moodshift.models.datasets.media import MediaPool
+from moodshift.models.datasets.posts import Post
+from moodshift.models.inputs import Step
+from moodshift.models.text import TextHasher
+from moodshift.models.timefeatures import time_features
 
 ALL_MODALITIES = ("text", "image", "audio", "time", "context")
 _START_RANGE_S = (1_262_304_000, 1_483_228_800)  # 2010-01-01 .. 2017-01-01: context is real there

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.local.tls import BrokerTlsFiles, write_broker_tls
-from pipeline.local.net import answers
-from pipeline.settings import Settings
+from moodshift.pipeline.local.tls import BrokerTlsFiles, write_broker_tls
+from moodshift.pipeline.local.net import answers
+from moodshift.pipeline.settings import Settings
 
 if TYPE_CHECKING:
     from kafka.admin import UserScramCredentialUpsertion

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.local.kafka_tools import TOOLS, run_tool
-from pipeline.local.broker import BrokerError, LocalBroker
-from pipeline.settings import Settings
+from moodshift.pipeline.local.kafka_tools import TOOLS, run_tool
+from moodshift.pipeline.local.broker import BrokerError, LocalBroker
+from moodshift.pipeline.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

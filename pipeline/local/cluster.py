@@ -20,8 +20,8 @@ from __future__ import annotations
 import os
 import signal
 
-from pipeline.local.broker import LocalBroker, new_cluster_id
-from pipeline.settings import Settings
+from moodshift.pipeline.local.broker import LocalBroker, new_cluster_id
+from moodshift.pipeline.settings import Settings
 
 
 class LocalCluster:

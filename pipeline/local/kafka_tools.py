@@ -27,8 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from pipeline.local.broker import DEPLOY_DIR, LocalBroker, require_tool
-from pipeline.settings import Settings
+from moodshift.pipeline.local.broker import DEPLOY_DIR, LocalBroker, require_tool
+from moodshift.pipeline.settings import Settings
 
 # tool name (as in Kafka's bin/kafka-NAME.sh) → its main class in kafka-tools 4.x
 TOOLS = {

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from models.text import MAX_TOKENS
+from moodshift.models.text import MAX_TOKENS
 
 
 @dataclass(frozen=True)

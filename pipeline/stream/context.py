@@ -33,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.stream.asof import ContextCombiner, ContextHistory, ContextSource
+from moodshift.pipeline.stream.asof import ContextCombiner, ContextHistory, ContextSource
 
 DAY_MS = 86_400_000
 WEATHER_CHANNELS = ("temp_max", "temp_min")

@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_image
 
-from connectors.media import MediaStore
-from connectors.schemas import MediaRef, Post, VideoClip
-from models.audio import audio_summary
-from models.image import ImageEncoder
-from models.text import TextHasher
-from pipeline.stream.inference import InferenceEngine
-from pipeline.settings import Settings
-from pipeline.stream.aggregate import ModalityFeatures
+from moodshift.connectors.media import MediaStore
+from moodshift.connectors.schemas import MediaRef, Post, VideoClip
+from moodshift.models.audio import audio_summary
+from moodshift.models.image import ImageEncoder
+from moodshift.models.text import TextHasher
+from moodshift.pipeline.stream.inference import InferenceEngine
+from moodshift.pipeline.settings import Settings
+from moodshift.pipeline.stream.aggregate import ModalityFeatures
 
 log = logging.getLogger(__name__)
 

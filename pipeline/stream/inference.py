@@ -8,13 +8,13 @@ rounds, so each sees the state the previous one produced — per-user order is k
 costs O(1) whatever the user's history.
 
 >>> import numpy as np
->>> from models.config import ModelConfig
->>> from models.model import build_model
+>>> from moodshift.models.config import ModelConfig
+>>> from moodshift.models.model import build_model
 >>> engine = InferenceEngine(build_model(ModelConfig(image_dim=4, hidden_size=8, common_dim=8), seed=0))
->>> from models.inputs import Step
+>>> from moodshift.models.inputs import Step
 >>> step = Step(time=np.zeros(6, np.float32), text_ids=[1, 2])
 >>> first, second = engine.step([StepRequest("u1", None, step), StepRequest("u1", None, step)])
->>> from models.state import UserStates
+>>> from moodshift.models.state import UserStates
 >>> int(UserStates.from_bytes(second.state).steps[0]), len(engine.step([StepRequest("u1", second.state, step)])[0].stage1_probs)
 (2, 3)
 """
@@ -29,10 +29,10 @@ from typing import Sequence
 
 import torch
 
-from models.checkpoint import CheckpointMeta, load_checkpoint
-from models.inputs import Step, StepInputs
-from models.model import MoodshiftModel
-from models.train import resolve_device
+from moodshift.models.checkpoint import CheckpointMeta, load_checkpoint
+from moodshift.models.inputs import Step, StepInputs
+from moodshift.models.model import MoodshiftModel
+from moodshift.models.train import resolve_device
 
 log = logging.getLogger(__name__)
 

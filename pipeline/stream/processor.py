@@ -9,9 +9,9 @@ per-step emotions. So the faust layer only loads records from its table, calls
 Per user, work per step is O(1): the record holds the open panes, the LSTM state and the detector
 state, never the history.
 
->>> from models.config import ModelConfig
->>> from models.model import build_model
->>> from pipeline.stream.inference import InferenceEngine
+>>> from moodshift.models.config import ModelConfig
+>>> from moodshift.models.model import build_model
+>>> from moodshift.pipeline.stream.inference import InferenceEngine
 >>> engine = InferenceEngine(build_model(ModelConfig(image_dim=4, hidden_size=8, common_dim=8), seed=0))
 >>> processor = EmotionProcessor(engine, WindowSpec(60_000, 60_000, 0))
 >>> events = [UserEvent("u1", f"e{i}", i * 60_000, ModalityFeatures(tokens=[i])) for i in range(4)]
@@ -28,14 +28,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from models.inputs import Step
-from models.timefeatures import time_features
-from pipeline.stream.context import DailyContext
-from pipeline.stream.detector import ChangeDetector, ChangePoint, DetectorConfig, DetectorStep
-from pipeline.stream.inference import InferenceEngine, StepRequest, StepResult
-from pipeline.stream.aggregate import ModalityAggregate, ModalityFeatures
-from pipeline.stream.records import UserRecord
-from pipeline.stream.windows import ClosedWindow, LateEvent, UserWindows, WindowSpec
+from moodshift.models.inputs import Step
+from moodshift.models.timefeatures import time_features
+from moodshift.pipeline.stream.context import DailyContext
+from moodshift.pipeline.stream.detector import ChangeDetector, ChangePoint, DetectorConfig, DetectorStep
+from moodshift.pipeline.stream.inference import InferenceEngine, StepRequest, StepResult
+from moodshift.pipeline.stream.aggregate import ModalityAggregate, ModalityFeatures
+from moodshift.pipeline.stream.records import UserRecord
+from moodshift.pipeline.stream.windows import ClosedWindow, LateEvent, UserWindows, WindowSpec
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class EmotionStep:
     context_present: bool
 
     def to_json_dict(self, labels: Sequence[str], model_version: str) -> dict[str, Any]:
-        from pipeline.stream.detector import iso_utc
+        from moodshift.pipeline.stream.detector import iso_utc
 
         return {
             "schema_version": 1, "user_id": self.user_id,

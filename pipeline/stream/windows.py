@@ -30,7 +30,7 @@ latency), or at :meth:`UserWindows.flush`.
 **State.** :meth:`UserWindows.to_dict` gives a JSON-able dict (for a faust table) and
 :meth:`UserWindows.from_dict` restores it. A pane's aggregate must serialise itself the same way.
 
->>> from pipeline.stream.aggregate import ModalityAggregate, ModalityFeatures
+>>> from moodshift.pipeline.stream.aggregate import ModalityAggregate, ModalityFeatures
 >>> spec = WindowSpec(size_ms=3_000, slide_ms=1_000, allowed_lateness_ms=1_000)
 >>> user = UserWindows("u1", spec, ModalityAggregate)
 >>> user.add(500, "a", ModalityFeatures(tokens=[1, 2]))
@@ -150,7 +150,7 @@ class UserWindows(Generic[A]):
 
     ``add`` returns the windows the event closed (possibly none) or a :class:`LateEvent`.
 
-    >>> from pipeline.stream.aggregate import ModalityAggregate, ModalityFeatures
+    >>> from moodshift.pipeline.stream.aggregate import ModalityAggregate, ModalityFeatures
     >>> spec = WindowSpec(size_ms=2_000, slide_ms=1_000)
     >>> user = UserWindows("u1", spec, ModalityAggregate)
     >>> user.add(100, "a", ModalityFeatures(tokens=[7]))

@@ -34,13 +34,13 @@ from typing import Any, Awaitable, Callable
 
 import faust
 
-from connectors import topics as topic_names
-from pipeline import metrics
-from pipeline.worker.checkpoint_consumer import CheckpointTransport
-from pipeline.settings import Settings
-from pipeline.worker.users_table import UsersTable
-from pipeline.worker.runtime import Outputs, RawRecord, WorkerRuntime
-from pipeline.worker.state import WorkerState
+from moodshift.connectors import topics as topic_names
+from moodshift.pipeline import metrics
+from moodshift.pipeline.worker.checkpoint_consumer import CheckpointTransport
+from moodshift.pipeline.settings import Settings
+from moodshift.pipeline.worker.users_table import UsersTable
+from moodshift.pipeline.worker.runtime import Outputs, RawRecord, WorkerRuntime
+from moodshift.pipeline.worker.state import WorkerState
 
 log = logging.getLogger(__name__)
 

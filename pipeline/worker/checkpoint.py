@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Generic, Mapping, TypeVar
 
-from pipeline.stream.records import UserRecord
+from moodshift.pipeline.stream.records import UserRecord
 
 Event = TypeVar("Event")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.settings import Settings
+from moodshift.pipeline.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def create_topics(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors.topics import ALL_TOPICS, ensure_topics
+    from moodshift.connectors.topics import ALL_TOPICS, ensure_topics
 
     for name in ensure_topics(settings, ALL_TOPICS):
         print(name)
@@ -27,10 +27,10 @@ def create_topics(args: argparse.Namespace, settings: Settings) -> int:
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
-    from connectors.topics import ALL_TOPICS, ensure_topics
-    from pipeline.worker.app import build_app
-    from connectors.kafka_access import KafkaAccessError, check_kafka_access
-    from pipeline.worker.runtime import WorkerRuntime
+    from moodshift.connectors.topics import ALL_TOPICS, ensure_topics
+    from moodshift.pipeline.worker.app import build_app
+    from moodshift.connectors.kafka_access import KafkaAccessError, check_kafka_access
+    from moodshift.pipeline.worker.runtime import WorkerRuntime
 
     try:
         check_kafka_access(settings)  # fail fast: wrong credentials, untrusted CA (faust would retry)

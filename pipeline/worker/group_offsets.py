@@ -13,7 +13,7 @@ from typing import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from pipeline.settings import Settings
+from moodshift.pipeline.settings import Settings
 
 
 class GroupOffsets:

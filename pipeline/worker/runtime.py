@@ -14,19 +14,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, NamedTuple, Sequence
 
-from connectors import topics as topic_names
-from connectors.record import Rejected
-from connectors.schemas import DeadLetter, MarketTick, Post, VideoClip, WeatherObservation
-from models.checkpoint import default_checkpoint_path
-from pipeline import metrics
-from pipeline.stream.context import DailyContext
-from pipeline.stream.detector import DetectorConfig
-from pipeline.stream.features import FeatureExtractor
-from pipeline.stream.inference import InferenceEngine
-from pipeline.stream.processor import EmotionProcessor, ProcessResult, UserEvent
-from pipeline.stream.records import UserRecord
-from pipeline.settings import Settings
-from pipeline.stream.windows import WindowSpec
+from moodshift.connectors import topics as topic_names
+from moodshift.connectors.record import Rejected
+from moodshift.connectors.schemas import DeadLetter, MarketTick, Post, VideoClip, WeatherObservation
+from moodshift.models.checkpoint import default_checkpoint_path
+from moodshift.pipeline import metrics
+from moodshift.pipeline.stream.context import DailyContext
+from moodshift.pipeline.stream.detector import DetectorConfig
+from moodshift.pipeline.stream.features import FeatureExtractor
+from moodshift.pipeline.stream.inference import InferenceEngine
+from moodshift.pipeline.stream.processor import EmotionProcessor, ProcessResult, UserEvent
+from moodshift.pipeline.stream.records import UserRecord
+from moodshift.pipeline.settings import Settings
+from moodshift.pipeline.stream.windows import WindowSpec
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ from typing import Awaitable, Sequence
 import faust
 from faust.types import TP, EventT
 
-from pipeline import metrics
-from pipeline.worker.checkpoint import CheckpointedRecords
-from pipeline.worker.group_offsets import GroupOffsets
-from pipeline.worker.positions import Admission, InputPositions
-from pipeline.settings import Settings
-from pipeline.worker.users_table import UsersTable
+from moodshift.pipeline import metrics
+from moodshift.pipeline.worker.checkpoint import CheckpointedRecords
+from moodshift.pipeline.worker.group_offsets import GroupOffsets
+from moodshift.pipeline.worker.positions import Admission, InputPositions
+from moodshift.pipeline.settings import Settings
+from moodshift.pipeline.worker.users_table import UsersTable
 
 log = logging.getLogger(__name__)
 

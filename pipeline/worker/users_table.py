@@ -29,8 +29,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP, EventT
 
-from pipeline import metrics
-from pipeline.stream.records import is_behind
+from moodshift.pipeline import metrics
+from moodshift.pipeline.stream.records import is_behind
 
 log = logging.getLogger(__name__)
 

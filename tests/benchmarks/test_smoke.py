@@ -13,7 +13,7 @@ import torch
 
 from benchmarks import drain, e2e, gpu, restart
 from benchmarks.run import markdown, run
-from pipeline.settings import Settings
+from moodshift.pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,9 +7,9 @@ from typing import Iterator
 
 import pytest
 
-from connectors.producer import EventProducer
-from connectors.topics import CONNECTOR_TOPICS, ensure_topics
-from pipeline.settings import Settings
+from moodshift.connectors.producer import EventProducer
+from moodshift.connectors.topics import CONNECTOR_TOPICS, ensure_topics
+from moodshift.pipeline.settings import Settings
 
 from .standins import StandIn
 

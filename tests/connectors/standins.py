@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from kafka import KafkaConsumer
 
-from pipeline.settings import Settings
+from moodshift.pipeline.settings import Settings
 
 
 @dataclass
@@ -137,8 +137,8 @@ def read_topic(settings: Settings, name: str, count: int, timeout: float = 20.0)
 
 
 def dead_letter_reasons(settings: Settings, count: int) -> list[str]:
-    from connectors.schemas import DeadLetter
-    from connectors.topics import DEAD_LETTERS
+    from moodshift.connectors.schemas import DeadLetter
+    from moodshift.connectors.topics import DEAD_LETTERS
 
     return [DeadLetter.from_json_bytes(r.value).reason for r in read_topic(settings, DEAD_LETTERS, count)]
 

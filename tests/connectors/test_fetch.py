@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from connectors import metrics
-from connectors.fetch import FetchError, SafeFetcher, address_refusal, host_allowed
-from connectors.record import Reason
-from pipeline.settings import Settings
+from moodshift.connectors import metrics
+from moodshift.connectors.fetch import FetchError, SafeFetcher, address_refusal, host_allowed
+from moodshift.connectors.record import Reason
+from moodshift.pipeline.settings import Settings
 
 from .standins import Reply, StandIn
 

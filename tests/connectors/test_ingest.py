@@ -15,16 +15,16 @@ import pytest
 import requests
 from PIL import Image
 
-from connectors.http_ingest import IngestServer
-from connectors.ingest import Ingestor
-from connectors.media import MediaStore
-from connectors.producer import EventProducer, RecordingClient
-from connectors.replay import replay
-from connectors.record import Reason
-from connectors.schemas import DeadLetter, Post, VideoClip
-from connectors.topics import DEAD_LETTERS, POSTS, VIDEOS
-from pipeline import cli
-from pipeline.settings import Settings
+from moodshift.connectors.http_ingest import IngestServer
+from moodshift.connectors.ingest import Ingestor
+from moodshift.connectors.media import MediaStore
+from moodshift.connectors.producer import EventProducer, RecordingClient
+from moodshift.connectors.replay import replay
+from moodshift.connectors.record import Reason
+from moodshift.connectors.schemas import DeadLetter, Post, VideoClip
+from moodshift.connectors.topics import DEAD_LETTERS, POSTS, VIDEOS
+from moodshift.pipeline import cli
+from moodshift.pipeline.settings import Settings
 
 from .standins import Reply, StandIn, read_topic
 

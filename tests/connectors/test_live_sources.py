@@ -9,18 +9,18 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from connectors import metrics
-from connectors.ingest import Ingestor
-from connectors.live import run_polling
-from connectors.market import YahooMarketSource
-from connectors.mastodon import MastodonStream
-from connectors.producer import EventProducer
-from connectors.record import Reason
-from connectors.schemas import DeadLetter, MarketTick, Post, VideoClip, WeatherObservation
-from connectors.topics import DEAD_LETTERS, MARKET, POSTS, VIDEOS, WEATHER
-from connectors.weather import OpenMeteoSource
-from pipeline import cli
-from pipeline.settings import Settings
+from moodshift.connectors import metrics
+from moodshift.connectors.ingest import Ingestor
+from moodshift.connectors.live import run_polling
+from moodshift.connectors.market import YahooMarketSource
+from moodshift.connectors.mastodon import MastodonStream
+from moodshift.connectors.producer import EventProducer
+from moodshift.connectors.record import Reason
+from moodshift.connectors.schemas import DeadLetter, MarketTick, Post, VideoClip, WeatherObservation
+from moodshift.connectors.topics import DEAD_LETTERS, MARKET, POSTS, VIDEOS, WEATHER
+from moodshift.connectors.weather import OpenMeteoSource
+from moodshift.pipeline import cli
+from moodshift.pipeline.settings import Settings
 
 from .standins import Reply, StandIn, YahooChart, read_topic
 from .test_ingest import BUNNY, cli_args, png_bytes

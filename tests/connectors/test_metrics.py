@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import requests
 
-from connectors import metrics
-from connectors.cli import status_line
-from pipeline.local.net import free_port
+from moodshift.connectors import metrics
+from moodshift.connectors.cli import status_line
+from moodshift.pipeline.local.net import free_port
 
 
 def test_metrics_are_served_with_prometheus_names_and_summed_in_the_status_line() -> None:

@@ -7,12 +7,12 @@ from datetime import datetime, timezone
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from connectors import metrics
-from connectors.producer import DeliveryFailed, EventProducer
-from connectors.record import Reason
-from connectors.schemas import DeadLetter, MarketTick, Post
-from connectors.topics import DEAD_LETTERS, MARKET, POSTS, ensure_topics
-from pipeline.settings import Settings
+from moodshift.connectors import metrics
+from moodshift.connectors.producer import DeliveryFailed, EventProducer
+from moodshift.connectors.record import Reason
+from moodshift.connectors.schemas import DeadLetter, MarketTick, Post
+from moodshift.connectors.topics import DEAD_LETTERS, MARKET, POSTS, ensure_topics
+from moodshift.pipeline.settings import Settings
 
 from .standins import read_topic
 

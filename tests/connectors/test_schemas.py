@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.record import Reason, ValidationError, parse_time
-from connectors.schemas import DEAD_LETTER_MAX_ORIGINAL_BYTES, DeadLetter, MarketTick, MediaRef, Post, VideoClip, WeatherObservation
+from moodshift.connectors.record import Reason, ValidationError, parse_time
+from moodshift.connectors.schemas import DEAD_LETTER_MAX_ORIGINAL_BYTES, DeadLetter, MarketTick, MediaRef, Post, VideoClip, WeatherObservation
 
 T = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 REF = MediaRef(sha256="a" * 64, content_type="image/jpeg", size_bytes=10, source_url="http://x/y.jpg")
@@ -108,5 +108,5 @@ def test_any_post_round_trips(text: str, user: str, micros: int) -> None:
 @pytest.mark.parametrize("module", ["schemas", "producer", "media", "fetch", "ingest", "replay", "backoff",
                                     "metrics", "topics", "http_ingest", "video", "circuit", "live"])
 def test_docstring_examples_run(module: str) -> None:
-    result = doctest.testmod(importlib.import_module(f"connectors.{module}"), optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(importlib.import_module(f"moodshift.connectors.{module}"), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0

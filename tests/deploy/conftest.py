@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from pipeline.local.net import free_port
+from moodshift.pipeline.local.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -138,10 +138,10 @@ def run_prometheus(scrape_configs: list[dict[str, Any]], workdir: Path) -> Itera
 
 @pytest.fixture(scope="session")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
-    from connectors import metrics as connector_metrics
+    from moodshift.connectors import metrics as connector_metrics
     from prometheus_client import start_http_server
 
-    from pipeline import metrics as pipeline_metrics
+    from moodshift.pipeline import metrics as pipeline_metrics
 
     workdir = tmp_path_factory.mktemp("prometheus")
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from connectors import metrics as connector_metrics
-from pipeline import metrics as pipeline_metrics
+from moodshift.connectors import metrics as connector_metrics
+from moodshift.pipeline import metrics as pipeline_metrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 GRAFANA = DEPLOY / "grafana"

@@ -19,9 +19,9 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from pipeline.cli import build_parser
-from connectors.settings import ENV_PREFIX
-from pipeline.settings import Settings
+from moodshift.pipeline.cli import build_parser
+from moodshift.connectors.settings import ENV_PREFIX
+from moodshift.pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -10,7 +10,7 @@ import pytest
 
 from pathlib import Path
 
-from pipeline import metrics as pipeline_metrics
+from moodshift.pipeline import metrics as pipeline_metrics
 
 PROMETHEUS_TESTS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts_test.yml"
 

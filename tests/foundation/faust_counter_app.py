@@ -5,7 +5,7 @@ Run: python faust_counter_app.py worker   (settings from MOODSHIFT_* variables)
 
 import faust
 
-from pipeline.settings import Settings
+from moodshift.pipeline.settings import Settings
 
 settings = Settings.load()
 app = faust.App(

@@ -13,7 +13,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from pipeline.settings import Settings
+from moodshift.pipeline.settings import Settings
 
 pytestmark = pytest.mark.kafka
 

@@ -9,8 +9,8 @@ import sys
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from connectors.topics import ensure_topics
-from pipeline.settings import Settings
+from moodshift.connectors.topics import ensure_topics
+from moodshift.pipeline.settings import Settings
 
 pytestmark = pytest.mark.kafka
 
@@ -22,7 +22,7 @@ def moodshift_kafka(settings: Settings, *args: str) -> subprocess.CompletedProce
            "MOODSHIFT_SASL_MECHANISM": settings.sasl_mechanism, "MOODSHIFT_SASL_USERNAME": settings.sasl_username,
            "MOODSHIFT_SASL_PASSWORD": settings.sasl_password, "MOODSHIFT_SSL_CAFILE": settings.ssl_cafile,
            "MOODSHIFT_STATE_DIR": str(settings.state_dir)}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "kafka", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "moodshift.pipeline.cli", "kafka", *args], env=env,
                           capture_output=True, text=True, timeout=180)
 
 
@@ -66,6 +66,6 @@ def test_tools_connect_over_sasl_ssl_with_the_settings_credentials(secure_settin
 
 
 def test_an_unknown_tool_is_refused_with_the_list() -> None:
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "kafka", "console-producer"],
+    result = subprocess.run([sys.executable, "-m", "moodshift.pipeline.cli", "kafka", "console-producer"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "consumer-groups" in result.stderr

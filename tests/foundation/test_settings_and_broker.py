@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.local.broker import LocalBroker, new_cluster_id
-from pipeline.local.net import free_port
-from pipeline.settings import Settings
+from moodshift.pipeline.local.broker import LocalBroker, new_cluster_id
+from moodshift.pipeline.local.net import free_port
+from moodshift.pipeline.settings import Settings
 
 
 def test_environment_then_overrides() -> None:
@@ -60,7 +60,7 @@ def test_broker_cli_start_stop_twice_leaves_no_process(kafka_cluster: Settings, 
     env.pop("MOODSHIFT_BOOTSTRAP_SERVERS", None)
 
     def moodshift(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "pipeline.cli", "broker", *args],
+        return subprocess.run([sys.executable, "-m", "moodshift.pipeline.cli", "broker", *args],
                               env=env, capture_output=True, text=True, timeout=180)
 
     first, second = moodshift("start"), moodshift("start")

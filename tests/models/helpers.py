@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.config import ModelConfig
-from models.inputs import Step
+from moodshift.models.config import ModelConfig
+from moodshift.models.inputs import Step
 
 TINY = ModelConfig(text_buckets=256, text_dim=8, image_dim=16, audio_mels=4, context_length=5,
                    context_hidden=8, common_dim=8, hidden_size=16, stage2_hidden=8)

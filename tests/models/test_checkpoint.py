@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.checkpoint import (CheckpointMeta, default_checkpoint_path, load_checkpoint,
+from moodshift.models.checkpoint import (CheckpointMeta, default_checkpoint_path, load_checkpoint,
                                load_training_state, save_checkpoint)
-from models.config import ModelConfig
-from models.context import ContextNormaliser
-from models.model import build_model
+from moodshift.models.config import ModelConfig
+from moodshift.models.context import ContextNormaliser
+from moodshift.models.model import build_model
 
 from .helpers import TINY
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from models.cli import register
+from moodshift.models.cli import register
 
 
 @pytest.fixture

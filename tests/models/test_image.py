@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from models.image import BackboneWeightsUnavailable, ImageEncoder
+from moodshift.models.image import BackboneWeightsUnavailable, ImageEncoder
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.baselines import DETECTORS, MajorityClass
-from models.metrics import change_point_metrics, classification_metrics, match_change_points, rising_edges
+from moodshift.models.baselines import DETECTORS, MajorityClass
+from moodshift.models.metrics import change_point_metrics, classification_metrics, match_change_points, rising_edges
 
 
 def test_a_detection_counts_once_and_never_before_the_change():

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import torch
 
-from models.inputs import SequenceInputs, Step, StepInputs
-from models.loss import Targets, moodshift_loss
-from models.model import build_model
+from moodshift.models.inputs import SequenceInputs, Step, StepInputs
+from moodshift.models.loss import Targets, moodshift_loss
+from moodshift.models.model import build_model
 
 from .helpers import TINY, random_sequences
 

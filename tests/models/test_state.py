@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.state import UserStates
+from moodshift.models.state import UserStates
 
 
 def random_state(layers: int, hidden: int, labels: int, steps: int, seed: int) -> UserStates:

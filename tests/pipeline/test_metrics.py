@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
-from pipeline import metrics
-from pipeline.metrics import REGISTRY
+from moodshift.pipeline import metrics
+from moodshift.pipeline.metrics import REGISTRY
 
 
 def value(name: str, **labels: str) -> float:

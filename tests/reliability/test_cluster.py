@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.local.cluster import LocalCluster
-from pipeline.local.net import free_port
-from pipeline.settings import Settings
+from moodshift.pipeline.local.cluster import LocalCluster
+from moodshift.pipeline.local.net import free_port
+from moodshift.pipeline.settings import Settings
 from tests.reliability.test_recovery import Feeder, Outputs, WorkerProcess, prepare, run_with_disruption
 
 pytestmark = pytest.mark.kafka

@@ -16,22 +16,22 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from connectors import metrics
-from connectors.circuit import CircuitBreaker, CircuitState
-from connectors.live import SourceError, run_polling
-from connectors.market import YahooMarketSource
-from connectors.producer import EventProducer, RecordingClient
-from connectors.schemas import DeadLetter, MarketTick, WeatherObservation
-from connectors.topics import DEAD_LETTERS, MARKET, WEATHER
-from connectors.weather import OpenMeteoSource
-from models.config import ModelConfig
-from models.model import build_model
-from pipeline.stream.context import DAY_MS, DailyContext
-from pipeline.stream.inference import InferenceEngine
-from pipeline.stream.processor import EmotionProcessor, UserEvent
-from pipeline.settings import Settings
-from pipeline.stream.aggregate import ModalityFeatures
-from pipeline.stream.windows import WindowSpec
+from moodshift.connectors import metrics
+from moodshift.connectors.circuit import CircuitBreaker, CircuitState
+from moodshift.connectors.live import SourceError, run_polling
+from moodshift.connectors.market import YahooMarketSource
+from moodshift.connectors.producer import EventProducer, RecordingClient
+from moodshift.connectors.schemas import DeadLetter, MarketTick, WeatherObservation
+from moodshift.connectors.topics import DEAD_LETTERS, MARKET, WEATHER
+from moodshift.connectors.weather import OpenMeteoSource
+from moodshift.models.config import ModelConfig
+from moodshift.models.model import build_model
+from moodshift.pipeline.stream.context import DAY_MS, DailyContext
+from moodshift.pipeline.stream.inference import InferenceEngine
+from moodshift.pipeline.stream.processor import EmotionProcessor, UserEvent
+from moodshift.pipeline.settings import Settings
+from moodshift.pipeline.stream.aggregate import ModalityFeatures
+from moodshift.pipeline.stream.windows import WindowSpec
 from tests.connectors.conftest import connector_settings, stand_in  # noqa: F401 (fixtures)
 from tests.connectors.standins import Reply, StandIn, YahooChart, read_topic, trickle
 from tests.connectors.test_live_sources import open_meteo_body

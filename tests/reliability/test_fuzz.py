@@ -40,17 +40,17 @@ from kafka import KafkaConsumer, TopicPartition
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from connectors import topics
-from connectors.http_ingest import IngestServer
-from connectors.ingest import Ingestor
-from connectors.media import MediaStore
-from connectors.producer import EventProducer, RecordingClient
-from connectors.record import Reason, Rejected
-from connectors.schemas import DEAD_LETTER_MAX_ORIGINAL_BYTES, DeadLetter, MarketTick, MediaRef, Post, VideoClip, WeatherObservation
-from connectors.topics import ensure_topics
-from pipeline.local.net import free_port
-from pipeline.settings import Settings
-from pipeline.worker.runtime import WorkerRuntime
+from moodshift.connectors import topics
+from moodshift.connectors.http_ingest import IngestServer
+from moodshift.connectors.ingest import Ingestor
+from moodshift.connectors.media import MediaStore
+from moodshift.connectors.producer import EventProducer, RecordingClient
+from moodshift.connectors.record import Reason, Rejected
+from moodshift.connectors.schemas import DEAD_LETTER_MAX_ORIGINAL_BYTES, DeadLetter, MarketTick, MediaRef, Post, VideoClip, WeatherObservation
+from moodshift.connectors.topics import ensure_topics
+from moodshift.pipeline.local.net import free_port
+from moodshift.pipeline.settings import Settings
+from moodshift.pipeline.worker.runtime import WorkerRuntime
 from tests.connectors.standins import Reply, StandIn
 from tests.pipeline.worker.test_worker_kafka import tiny_checkpoint
 from tests.pipeline.worker.worker_process import WorkerProcess

@@ -25,15 +25,15 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.admin import ConfigResource, NewTopic
 
-from connectors import topics
-from connectors.producer import EventProducer
-from connectors.schemas import Post
-from connectors.topics import ensure_topics
-from pipeline.local.broker import LocalBroker
-from pipeline.local.net import free_port
-from pipeline.stream.records import UserRecord
-from pipeline.settings import Settings
-from pipeline.worker.runtime import Outputs as RuntimeOutputs, RawRecord, WorkerRuntime
+from moodshift.connectors import topics
+from moodshift.connectors.producer import EventProducer
+from moodshift.connectors.schemas import Post
+from moodshift.connectors.topics import ensure_topics
+from moodshift.pipeline.local.broker import LocalBroker
+from moodshift.pipeline.local.net import free_port
+from moodshift.pipeline.stream.records import UserRecord
+from moodshift.pipeline.settings import Settings
+from moodshift.pipeline.worker.runtime import Outputs as RuntimeOutputs, RawRecord, WorkerRuntime
 from tests.pipeline.worker.test_worker_kafka import WORDS, make_records, tiny_checkpoint
 from tests.pipeline.worker.worker_process import WorkerProcess
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from connectors.kafka_access import KafkaAccessError, check_kafka_access
-from pipeline.local.net import free_port
-from pipeline.settings import Settings
+from moodshift.connectors.kafka_access import KafkaAccessError, check_kafka_access
+from moodshift.pipeline.local.net import free_port
+from moodshift.pipeline.settings import Settings
 
 pytestmark = pytest.mark.kafka
 

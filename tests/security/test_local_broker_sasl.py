@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kafka_access import KafkaAccessError, check_kafka_access
-from pipeline.local.broker import BrokerError, LocalBroker
-from pipeline.local.net import free_port
-from pipeline.settings import Settings
+from moodshift.connectors.kafka_access import KafkaAccessError, check_kafka_access
+from moodshift.pipeline.local.broker import BrokerError, LocalBroker
+from moodshift.pipeline.local.net import free_port
+from moodshift.pipeline.settings import Settings
 
 
 def broker_cli(env: dict[str, str], action: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "broker", action],
+    return subprocess.run([sys.executable, "-m", "moodshift.pipeline.cli", "broker", action],
                           env=env, capture_output=True, text=True, timeout=180)
 
 

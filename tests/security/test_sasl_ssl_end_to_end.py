@@ -20,9 +20,9 @@ from typing import Callable
 import pytest
 from kafka import KafkaConsumer
 
-from connectors import topics
-from pipeline.local.net import free_port
-from pipeline.settings import Settings
+from moodshift.connectors import topics
+from moodshift.pipeline.local.net import free_port
+from moodshift.pipeline.settings import Settings
 from tests.pipeline.worker.test_worker_kafka import make_records, tiny_checkpoint
 
 pytestmark = pytest.mark.kafka
@@ -62,7 +62,7 @@ def secret_file(folder: Path, password: str) -> Path:
 def worker_command(settings: Settings) -> list[str]:
     overrides = ["model_checkpoint", "window_size_seconds", "window_slide_seconds", "allowed_lateness_seconds",
                  "emit_step_emotions", "idle_close_seconds", "worker_web_port", "batch_max_wait_ms"]
-    return [sys.executable, "-m", "pipeline.cli", "-v", *(f"--set={name}={getattr(settings, name)}" for name in overrides),
+    return [sys.executable, "-m", "moodshift.pipeline.cli", "-v", *(f"--set={name}={getattr(settings, name)}" for name in overrides),
             "worker", "--loglevel", "debug"]
 
 
@@ -94,7 +94,7 @@ def test_connector_and_worker_over_sasl_ssl_leak_no_secret(secure_settings: Sett
     feed.write_text("".join(f"{post}\n" for post in posts) + "{oops\n")
 
     # The connector: password from an environment variable.
-    ingest = subprocess.run([sys.executable, "-m", "pipeline.cli", "-v", "ingest", "posts", str(feed), "--no-progress"],
+    ingest = subprocess.run([sys.executable, "-m", "moodshift.pipeline.cli", "-v", "ingest", "posts", str(feed), "--no-progress"],
                             env=connection_env(settings, sasl_password=password), cwd=tmp_path,
                             capture_output=True, text=True, timeout=180)
     assert ingest.returncode == 0, ingest.stderr[-4000:]
@@ -148,7 +148,7 @@ def test_wrong_password_fails_the_connector_naming_the_cause(secure_settings: Se
     feed = tmp_path / "posts.jsonl"
     feed.write_text(submissions()[0] + "\n")
     started = time.monotonic()
-    ingest = subprocess.run([sys.executable, "-m", "pipeline.cli", "ingest", "posts", str(feed), "--no-progress"],
+    ingest = subprocess.run([sys.executable, "-m", "moodshift.pipeline.cli", "ingest", "posts", str(feed), "--no-progress"],
                             env=connection_env(secure_settings, sasl_password=WRONG_PASSWORD), cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - started

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from pipeline.settings import Settings
+from moodshift.pipeline.settings import Settings
 
 SECRET = "pa55-word-that-must-not-show"
 SECRET_WORDS = ("password", "token", "secret")

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors import topics
-from connectors.producer import EventProducer
-from connectors.schemas import Post
-from connectors.topics import ensure_topics
-from pipeline.local.net import free_port
-from pipeline.settings import Settings
+from moodshift.connectors import topics
+from moodshift.connectors.producer import EventProducer
+from moodshift.connectors.schemas import Post
+from moodshift.connectors.topics import ensure_topics
+from moodshift.pipeline.local.net import free_port
+from moodshift.pipeline.settings import Settings
 from tests.pipeline.worker.test_worker_kafka import WORDS, tiny_checkpoint
 from tests.pipeline.worker.worker_process import WorkerProcess
 

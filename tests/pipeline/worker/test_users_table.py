@@ -8,7 +8,7 @@ import faust
 import pytest
 from kafka.partitioner.default import murmur2
 
-from pipeline.worker.users_table import UsersTable
+from moodshift.pipeline.worker.users_table import UsersTable
 
 PARTITIONS = 4
 

@@ -17,17 +17,17 @@ import numpy as np
 import pytest
 from kafka import KafkaConsumer
 
-from connectors import topics
-from connectors.producer import EventProducer
-from connectors.record import Rejected
-from connectors.schemas import MarketTick, Post, WeatherObservation
-from connectors.topics import ensure_topics
-from models.checkpoint import CheckpointMeta, save_checkpoint
-from models.config import ModelConfig
-from models.model import build_model
-from pipeline.local.net import free_port
-from pipeline.settings import Settings
-from pipeline.worker.runtime import WorkerRuntime
+from moodshift.connectors import topics
+from moodshift.connectors.producer import EventProducer
+from moodshift.connectors.record import Rejected
+from moodshift.connectors.schemas import MarketTick, Post, WeatherObservation
+from moodshift.connectors.topics import ensure_topics
+from moodshift.models.checkpoint import CheckpointMeta, save_checkpoint
+from moodshift.models.config import ModelConfig
+from moodshift.models.model import build_model
+from moodshift.pipeline.local.net import free_port
+from moodshift.pipeline.settings import Settings
+from moodshift.pipeline.worker.runtime import WorkerRuntime
 from tests.pipeline.worker.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.kafka

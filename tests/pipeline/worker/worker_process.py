@@ -14,20 +14,20 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pipeline.settings import Settings
+from moodshift.pipeline.settings import Settings
 
 # What the environment carries (where the cluster is); everything else goes through --set.
 CONNECTION = ("bootstrap_servers", "topic_prefix", "partitions", "replication_factor", "state_dir")
 
 
 class WorkerProcess:
-    """``python -m pipeline.cli worker`` with ``settings``; its output goes to ``log_path``."""
+    """``python -m moodshift.pipeline.cli worker`` with ``settings``; its output goes to ``log_path``."""
 
     def __init__(self, settings: Settings, log_path: Path, overrides: tuple[str, ...] = ()) -> None:
         self.settings, self.log_path, self.overrides = settings, log_path, overrides
         env = {f"MOODSHIFT_{name.upper()}": str(getattr(settings, name)) for name in CONNECTION}
         args = [f"--set={name}={getattr(settings, name)}" for name in overrides]
-        self.process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args, "worker"],
+        self.process = subprocess.Popen([sys.executable, "-m", "moodshift.pipeline.cli", *args, "worker"],
                                         env=dict(os.environ, **env), stdout=open(log_path, "ab"),
                                         stderr=subprocess.STDOUT)
 
