@@ -1,0 +1,60 @@
+"""DailyContext: live observations folded into the daily series the model was trained on."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from moodshift.pipeline.stream.context import DAY_MS, DailyContext
+
+HOUR = 3_600_000
+
+
+def context(length: int = 3) -> DailyContext:
+    return DailyContext("berlin", "SPY", context_length=length, mean=(0, 0, 0, 0), std=(1, 1, 1, 1))
+
+
+def test_a_redelivered_observation_changes_nothing() -> None:
+    once, twice = context(), context()
+    for ctx in (once, twice):
+        ctx.add_weather("berlin", DAY_MS + HOUR, 10.0)
+        ctx.add_market("SPY", DAY_MS + HOUR, close=100.0, volume=10.0)
+        ctx.add_market("SPY", 2 * DAY_MS + HOUR, close=101.0, volume=20.0)
+    twice.add_market("SPY", 2 * DAY_MS + HOUR, close=101.0, volume=20.0)
+    twice.add_weather("berlin", DAY_MS + HOUR, 10.0)
+    np.testing.assert_array_equal(once.series(4 * DAY_MS)[0], twice.series(4 * DAY_MS)[0])
+
+
+def test_a_step_never_sees_its_own_day() -> None:
+    ctx = context(length=1)
+    ctx.add_weather("berlin", DAY_MS + HOUR, 10.0)
+    before = ctx.series(DAY_MS + 2 * HOUR)[0].copy()
+    ctx.add_weather("berlin", DAY_MS + 3 * HOUR, 30.0)
+    np.testing.assert_array_equal(ctx.series(DAY_MS + 4 * HOUR)[0], before)
+    assert ctx.series(2 * DAY_MS)[0][-1][:2].tolist() == [30.0, 10.0]
+
+
+def test_other_locations_and_symbols_are_ignored() -> None:
+    ctx, plain = context(), context()
+    for c in (ctx, plain):
+        c.add_weather("berlin", DAY_MS, 5.0)
+    ctx.add_weather("paris", DAY_MS, 25.0)
+    ctx.add_market("QQQ", DAY_MS, close=1.0, volume=1.0)
+    np.testing.assert_array_equal(ctx.series(3 * DAY_MS)[0], plain.series(3 * DAY_MS)[0])
+
+
+def test_a_day_without_trading_has_a_zero_return_and_the_last_volume() -> None:
+    ctx = context(length=3)
+    ctx.add_market("SPY", DAY_MS + HOUR, close=100.0, volume=np.e ** 2)
+    ctx.add_market("SPY", 2 * DAY_MS + HOUR, close=110.0, volume=np.e ** 3)
+    # day 3: no bars (a weekend or holiday)
+    values, _ = ctx.series(4 * DAY_MS)
+    returns, volumes = values[:, 2], values[:, 3]
+    assert returns[1] == np.float32(np.log(1.1)) and returns[2] == 0.0
+    np.testing.assert_allclose(volumes[1:], [3.0, 3.0], rtol=1e-6)
+
+
+def test_the_checkpoint_statistics_standardise_the_series() -> None:
+    ctx = DailyContext("berlin", "SPY", context_length=1, mean=(10, 0, 0, 0), std=(2, 1, 1, 1))
+    ctx.add_weather("berlin", DAY_MS, 14.0)
+    values, present = ctx.series(2 * DAY_MS)
+    assert values[-1][0] == 2.0 and present
