@@ -118,12 +118,14 @@ def replay(
     stop = stop or threading.Event()
     report = ReplayReport()
     reasons: Counter[str] = Counter()
-    pacer = _Pacer(speed)
+    pacer = Pacer(speed)
     with progress_bar(total=count_items(files) if progress else None, enabled=progress, unit="rec") as bar:
         for item in read_items(files, video_user_id):
             if stop.is_set():
                 break
-            pacer.wait(item, stop)
+            delay = pacer.delay(_event_time_s(item) if speed is not None else None)
+            if delay > 0:
+                stop.wait(delay)
             if item.fields is None:
                 outcome = ingestor.submit(item.raw, default_kind, item.base_dir)
             else:
@@ -139,8 +141,16 @@ def replay(
     return report
 
 
-class _Pacer:
-    """Sleeps so that event-time gaps become wall-clock gaps divided by ``speed``."""
+class Pacer:
+    """Turns event-time gaps into wall-clock gaps divided by ``speed`` (None: as fast as possible).
+
+    The first event sets the origin; each later one is due ``(event - first) / speed`` seconds after
+    it. Replays (``--speed``) and the demo's live-like stream both pace with it.
+
+    >>> pacer = Pacer(speed=3600.0)  # an hour of events per wall-clock second
+    >>> pacer.delay(0.0), 0.0 < pacer.delay(1800.0) <= 0.5, Pacer(None).delay(1800.0)
+    (0.0, True, 0.0)
+    """
 
     def __init__(self, speed: float | None) -> None:
         if speed is not None and speed <= 0:
@@ -149,17 +159,13 @@ class _Pacer:
         self.first_event_s: float | None = None
         self.start = time.monotonic()
 
-    def wait(self, item: ReplayItem, stop: threading.Event) -> None:
-        if self.speed is None:
-            return
-        event_s = _event_time_s(item)
-        if event_s is None:
-            return
+    def delay(self, event_s: float | None) -> float:
+        """Seconds to wait before sending an event of time ``event_s`` (0 when due, unpaced or untimed)."""
+        if self.speed is None or event_s is None:
+            return 0.0
         if self.first_event_s is None:
             self.first_event_s, self.start = event_s, time.monotonic()
-        delay = self.start + (event_s - self.first_event_s) / self.speed - time.monotonic()
-        if delay > 0:
-            stop.wait(delay)
+        return max(0.0, self.start + (event_s - self.first_event_s) / self.speed - time.monotonic())
 
 
 def _event_time_s(item: ReplayItem) -> float | None:

@@ -138,6 +138,7 @@ def produce_stream(settings: Settings, months: int, seconds: float) -> dict[str,
     from moodshift.connectors.ingest import Ingestor
     from moodshift.connectors.media import MediaStore
     from moodshift.connectors.producer import EventProducer
+    from moodshift.connectors.replay import Pacer
     from moodshift.connectors.schemas import MarketTick, Post, WeatherObservation
     from moodshift.connectors.video import extract_clip_media
     from moodshift.models.datasets.media import sample_video_dir
@@ -175,14 +176,13 @@ def produce_stream(settings: Settings, months: int, seconds: float) -> dict[str,
         tweets["created_at"] = pd.to_datetime(tweets["created_at"], utc=True)
         tweets = tweets[tweets.source.isin(SOURCES) & (tweets.created_at >= pd.Timestamp(f"{YEAR}-01-01", tz="UTC"))
                         & (tweets.created_at < end)].sort_values("created_at")
-        first = tweets.created_at.iloc[0].timestamp()
-        speed = max(1.0, (tweets.created_at.iloc[-1].timestamp() - first) / seconds)
-        wall_start = time.monotonic()
+        span = tweets.created_at.iloc[-1].timestamp() - tweets.created_at.iloc[0].timestamp()
+        pacer = Pacer(speed=max(1.0, span / seconds))
         for i, row in enumerate(tweets.itertuples()):
-            ahead = (row.created_at.timestamp() - first) / speed - (time.monotonic() - wall_start)
-            if ahead > 0:
-                producer.flush()
-                time.sleep(ahead)
+            delay = pacer.delay(row.created_at.timestamp())
+            if delay > 0:
+                producer.flush()  # what is due reaches the worker before the pause
+                time.sleep(delay)
             user = SOURCES[row.source]
             media = (photos[i % len(photos)],) if i % 40 == 7 else ()
             counts["images"] += len(media)
