@@ -62,10 +62,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser("evaluate", help="evaluate a checkpoint against baselines",
                                      description="Write report.json, report.md and PNG plots.")
     evaluate.add_argument("--checkpoint", type=Path, help="default: STATE_DIR/models/moodshift.pt")
-    evaluate.add_argument("--out-dir", type=Path, default=DEFAULT_REPORT_DIR)
+    evaluate.add_argument("--out-dir", type=Path,
+                          help=f"default: {DEFAULT_REPORT_DIR}; with --posts, report-<file name> here")
     evaluate.add_argument("--ablation", action="append", default=[], metavar="NAME=CHECKPOINT",
                           help="also report a model trained with `train --without ...`; may repeat")
     evaluate.add_argument("--device", default="auto")
+    own = evaluate.add_argument_group("your own labelled posts (instead of the project's test split)")
+    own.add_argument("--posts", type=Path, metavar="FILE",
+                     help="CSV/TSV with a header, or JSON lines: a text and a label per post")
+    own.add_argument("--text-field", default="text", help="the text's column or key (default: text)")
+    own.add_argument("--label-field", default="label", help="the label's column or key (default: label)")
+    own.add_argument("--label-map", action="append", default=[], metavar="RAW=LABEL",
+                     help="map a raw label to negative, neutral or positive, e.g. 4=positive; may repeat "
+                          "(the labels themselves and neg/neu/pos map without it)")
     evaluate.set_defaults(handler=run_evaluate)
 
 
@@ -92,7 +101,8 @@ def run_train(args: argparse.Namespace, settings=None) -> int:
 
 
 def run_evaluate(args: argparse.Namespace, settings=None) -> int:
-    from moodshift.models.evaluate import evaluate
+    from moodshift.models.datasets.labelled_file import load_labelled_posts
+    from moodshift.models.evaluate import evaluate, evaluate_posts
 
     checkpoint = checkpoint_path(args.checkpoint, getattr(settings, "state_dir", None))
     ablations = {}
@@ -102,12 +112,26 @@ def run_evaluate(args: argparse.Namespace, settings=None) -> int:
             print(f"moodshift evaluate: --ablation wants NAME=CHECKPOINT, got {item!r}", file=sys.stderr)
             return 2
         ablations[name] = Path(path)
+    label_map = {}
+    for item in args.label_map:
+        raw, sep, label = item.partition("=")
+        if not sep:
+            print(f"moodshift evaluate: --label-map wants RAW=LABEL, got {item!r}", file=sys.stderr)
+            return 2
+        label_map[raw] = label
     if not checkpoint.exists():
         print(f"moodshift evaluate: no checkpoint at {checkpoint}; run `moodshift train` first", file=sys.stderr)
         return 1
+    command = shlex.join(["moodshift", *sys.argv[1:]])
     try:
-        evaluate(checkpoint, args.out_dir, ablations, args.device, command=shlex.join(["moodshift", *sys.argv[1:]]))
-    except (ModuleNotFoundError, ValueError, BackboneWeightsUnavailable) as why:
+        if args.posts is None:
+            evaluate(checkpoint, args.out_dir or DEFAULT_REPORT_DIR, ablations, args.device, command=command)
+        else:
+            posts = load_labelled_posts(args.posts, text_field=args.text_field, label_field=args.label_field,
+                                        label_map=label_map)
+            out_dir = args.out_dir or Path(f"report-{args.posts.stem}")
+            evaluate_posts(checkpoint, posts, out_dir, source=args.posts.name, device=args.device, command=command)
+    except (ModuleNotFoundError, ValueError, BackboneWeightsUnavailable, OSError) as why:
         print(f"moodshift evaluate: {why}", file=sys.stderr)
         return 1
     return 0

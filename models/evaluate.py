@@ -21,7 +21,8 @@ import torch
 from moodshift.models import baselines
 from moodshift.models import report as report_writer
 from moodshift.models.checkpoint import CheckpointMeta, load_checkpoint
-from moodshift.models.datasets.timelines import Timeline
+from moodshift.models.datasets.posts import Post
+from moodshift.models.datasets.timelines import Timeline, TimelineBuilder
 from moodshift.models.inputs import SequenceInputs, Step, StepInputs
 from moodshift.models.metrics import change_point_metrics, classification_metrics, rising_edges
 from moodshift.models.model import MoodshiftModel
@@ -164,14 +165,8 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
     outputs = main.pop("_outputs")
     report: dict[str, Any] = {
         "command": command,
-        "model": {"checkpoint": str(checkpoint), "version": meta.model_version, "training_data_hash": meta.training_data_hash,
-                  "random_backbone": meta.random_backbone, "image_encoder": meta.image_encoder,
-                  "config": meta.config.to_dict(),
-                  "training": {k: v for k, v in meta.training.items() if k != "history"}},
-        "data": {"posts": {name: len(part) for name, part in splits.items()},
-                 "test_timelines": len(test), "test_steps": int(sum(len(t.steps) for t in test)),
-                 "test_change_points": int(sum(len(t.change_points) for t in test)),
-                 "validation_timelines": len(val), "timeline_spec": data.spec.to_dict()},
+        "model": _model_section(checkpoint, meta),
+        "data": {"posts": {name: len(part) for name, part in splits.items()}, **_timelines_section(val, test, data)},
         "moodshift": main,
     }
 
@@ -198,10 +193,70 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
     shown = next(i for i, t in enumerate(test) if len(t.change_points) >= 3)
     report_writer.plot_timeline(test[shown], outputs.stage1[shown], outputs.change[shown],
                                 report["moodshift"]["change_points"]["tuned_setting"], labels, out_dir / "timeline.png")
+    _write(report, out_dir, log)
+    return report
+
+
+def evaluate_posts(checkpoint: Path, posts: Sequence[Post], out_dir: Path, source: str = "", device: str = "auto",
+                   command: str = "", log=print) -> dict[str, Any]:
+    """The model and the baselines on someone's own labelled posts: each post alone, and timelines cut
+    from them (built as the project's test timelines are, with the same context and media).
+
+    Nothing is fitted on these posts: the baselines train on the checkpoint's training split, and
+    thresholds and detector sensitivities are tuned on its validation timelines, as in :func:`evaluate`.
+    """
+    started = time.monotonic()
+    device_ = resolve_device(device)
+    model, meta = load_checkpoint(checkpoint, device_)
+    data = _data_for(meta, device_)
+    val = data.fixed_timelines("validation", VALIDATION_TIMELINES)
+    project = data.builders["test"]
+    builder = TimelineBuilder(posts, meta.config, data.spec, project.context, data.normaliser, project.media)
+    test = builder.build(TEST_TIMELINES, np.random.default_rng([data.data_seed, 3, 7]))
+    texts, labels = [p.text for p in posts], np.array([p.label for p in posts])
+    margin = data.spec.change_tolerance
+    log(f"evaluating {meta.model_version} on {len(posts)} posts of {source or 'the file'} "
+        f"and {len(test)} timelines cut from them")
+    main = model_report(model, val, test, texts, labels, margin, device_)
+    outputs = main.pop("_outputs")
+    report: dict[str, Any] = {
+        "command": command,
+        "model": _model_section(checkpoint, meta),
+        "data": {"posts_file": source, "posts": {"file": len(posts)},
+                 "labels": {name: int((labels == k).sum()) for k, name in enumerate(meta.labels)},
+                 **_timelines_section(val, test, data)},
+        "moodshift": main,
+        "baselines": baselines_report(data.builders["train"].posts, val, test, texts, labels, meta.labels, margin, log),
+        "ablations": {},
+    }
+    report["evaluation_seconds"] = round(time.monotonic() - started, 1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    step_labels = np.array([p.label for t in test for p in t.posts])
+    report_writer.plot_roc(step_labels, np.concatenate(outputs.stage1), meta.labels, out_dir / "roc.png")
+    report_writer.plot_confusion(main["timeline_steps"]["confusion"], meta.labels, out_dir / "confusion.png")
+    shown = max(range(len(test)), key=lambda i: len(test[i].change_points))
+    report_writer.plot_timeline(test[shown], outputs.stage1[shown], outputs.change[shown],
+                                main["change_points"]["tuned_setting"], meta.labels, out_dir / "timeline.png")
+    _write(report, out_dir, log)
+    return report
+
+
+def _model_section(checkpoint: Path, meta: CheckpointMeta) -> dict[str, Any]:
+    return {"checkpoint": str(checkpoint), "version": meta.model_version, "training_data_hash": meta.training_data_hash,
+            "random_backbone": meta.random_backbone, "image_encoder": meta.image_encoder,
+            "config": meta.config.to_dict(), "training": {k: v for k, v in meta.training.items() if k != "history"}}
+
+
+def _timelines_section(val: Sequence[Timeline], test: Sequence[Timeline], data: TrainingData) -> dict[str, Any]:
+    return {"test_timelines": len(test), "test_steps": int(sum(len(t.steps) for t in test)),
+            "test_change_points": int(sum(len(t.change_points) for t in test)),
+            "validation_timelines": len(val), "timeline_spec": data.spec.to_dict()}
+
+
+def _write(report: dict[str, Any], out_dir: Path, log) -> None:
     (out_dir / "report.json").write_text(json.dumps(_finite(report), indent=2) + "\n")
     (out_dir / "report.md").write_text(report_writer.markdown(report))
     log(f"wrote {out_dir}/report.md, report.json and plots ({report['evaluation_seconds']}s)")
-    return report
 
 
 def baselines_report(train_posts: Sequence[Any], val: Sequence[Any], test: Sequence[Any], test_texts: list[str],

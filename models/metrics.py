@@ -15,9 +15,12 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, r
 
 
 def classification_metrics(labels: np.ndarray, scores: np.ndarray, label_names: Sequence[str]) -> dict:
-    """Accuracy, per-class and macro precision/recall/F1, one-vs-rest AUC, confusion matrix.
+    """Accuracy, per-class and macro precision/recall/F1, one-vs-rest AUC, confusion matrix, and
+    the valence AUC: how well score(positive) - score(negative) ranks positive above negative posts.
 
     ``scores``: [N, C], any per-class scores (probabilities or not); the prediction is the argmax.
+    Macro means are over the classes the labels have (a two-class file has no neutral to average in;
+    predicting neutral there still costs precision and recall of the others).
     """
     n = len(label_names)
     predicted = scores.argmax(axis=1)
@@ -25,16 +28,35 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, label_names: 
         labels, predicted, labels=range(n), zero_division=0)
     auc = [float(roc_auc_score(labels == k, scores[:, k])) if 0 < (labels == k).sum() < len(labels)
            else float("nan") for k in range(n)]
+    present = support > 0
     return {
         "n": int(len(labels)),
         "accuracy": float((predicted == labels).mean()),
-        "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()),
-                  "f1": float(f1.mean()), "auc_ovr": float(np.nanmean(auc))},
+        "macro": {"precision": float(precision[present].mean()), "recall": float(recall[present].mean()),
+                  "f1": float(f1[present].mean()), "auc_ovr": float(np.nanmean(auc)),
+                  "valence_auc": valence_auc(labels, scores, label_names)},
         "per_class": {name: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
                              "auc_ovr": auc[k], "support": int(support[k])}
                       for k, name in enumerate(label_names)},
         "confusion": confusion_matrix(labels, predicted, labels=range(n)).tolist(),
     }
+
+
+def valence_auc(labels: np.ndarray, scores: np.ndarray, label_names: Sequence[str]) -> float:
+    """AUC of score(positive) - score(negative) over the posts labelled positive or negative (NaN
+    without both, or without those label names).
+
+    >>> valence_auc(np.array([0, 2, 1, 2]), np.array([[.8, .1, .1], [.2, .2, .6], [.1, .8, .1], [.5, .1, .4]]),
+    ...             ("negative", "neutral", "positive"))
+    1.0
+    """
+    if "negative" not in label_names or "positive" not in label_names:
+        return float("nan")
+    negative, positive = label_names.index("negative"), label_names.index("positive")
+    polar = (labels == negative) | (labels == positive)
+    if not (labels[polar] == positive).any() or not (labels[polar] == negative).any():
+        return float("nan")
+    return float(roc_auc_score(labels[polar] == positive, scores[polar, positive] - scores[polar, negative]))
 
 
 def rising_edges(probabilities: np.ndarray, threshold: float) -> list[int]:

@@ -19,6 +19,8 @@ from moodshift.models.datasets.timelines import Timeline  # noqa: E402
 def plot_roc(labels: np.ndarray, probabilities: np.ndarray, names: Sequence[str], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 5))
     for k, name in enumerate(names):
+        if not 0 < (labels == k).sum() < len(labels):
+            continue  # a class the data lacks (two-class posts) has no curve
         fpr, tpr, _ = roc_curve(labels == k, probabilities[:, k])
         ax.plot(fpr, tpr, label=name)
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
@@ -73,11 +75,12 @@ def _f(value: Any, digits: int = 3) -> str:
 
 
 def _classification_rows(rows: dict[str, dict], key: str) -> list[str]:
-    lines = ["| model | accuracy | macro P | macro R | macro F1 | macro AUC |", "|---|---|---|---|---|---|"]
+    lines = ["| model | accuracy | macro P | macro R | macro F1 | macro AUC | valence AUC |",
+             "|---|---|---|---|---|---|---|"]
     for name, result in rows.items():
         m = result[key]
         lines.append(f"| {name} | {_f(m['accuracy'])} | {_f(m['macro']['precision'])} | {_f(m['macro']['recall'])} "
-                     f"| {_f(m['macro']['f1'])} | {_f(m['macro']['auc_ovr'])} |")
+                     f"| {_f(m['macro']['f1'])} | {_f(m['macro']['auc_ovr'])} | {_f(m['macro'].get('valence_auc'))} |")
     return lines
 
 
@@ -135,6 +138,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"- image backbone `{model['image_encoder'].get('backbone', 'none')}`"
         + (" with **random weights** (no pretrained weights offline): the image pathway saw only "
            "features of an untrained network" if model["random_backbone"] else ""),
+        *([f"- **test posts from `{data['posts_file']}`** ({data['labels']}): nothing was fitted on them; the "
+           "baselines trained on the checkpoint's training split, thresholds were tuned on its validation "
+           "timelines"] if data.get("posts_file") else []),
         f"- posts: {data['posts']}; test: {data['test_timelines']} timelines, {data['test_steps']} steps, "
         f"{data['test_change_points']} true change points; margin {report['moodshift']['change_points']['margin_steps']} steps",
         "",

@@ -94,18 +94,24 @@ class TimelineBuilder:
         self.text_ids = [hasher.encode(post.text) for post in self.posts]
         labels = np.array([post.label for post in self.posts])
         self.by_label = [np.flatnonzero(labels == k) for k in range(config.n_labels)]
-        if any(len(members) == 0 for members in self.by_label):
-            raise ValueError("every label needs at least one post")
+        # Regimes and off-mood posts use the labels that have posts (a two-class file has no neutral).
+        self.present = [k for k, members in enumerate(self.by_label) if len(members)]
+        if len(self.present) < 2:
+            raise ValueError("timelines need posts of at least two labels")
+
+    def _other(self, emotion: int, rng: np.random.Generator) -> int:
+        """Any other present label, uniformly."""
+        position = self.present.index(emotion)
+        return self.present[(position + int(rng.integers(1, len(self.present)))) % len(self.present)]
 
     def _regimes(self, length: int, rng: np.random.Generator) -> np.ndarray:
-        n_labels = self.config.n_labels
         regime = np.empty(length, dtype=np.int64)
-        start, emotion = 0, int(rng.integers(n_labels))
+        start, emotion = 0, self.present[int(rng.integers(len(self.present)))]
         while start < length:
             dwell = int(rng.integers(self.spec.min_dwell, self.spec.max_dwell + 1))
             regime[start:start + dwell] = emotion
             start += dwell
-            emotion = (emotion + int(rng.integers(1, n_labels))) % n_labels  # any other emotion
+            emotion = self._other(emotion, rng)
         return regime
 
     def _step(self, post_index: int, time_s: float, prev_time_s: float | None,
@@ -138,7 +144,7 @@ class TimelineBuilder:
         for t in range(length):
             emotion = int(regime[t])
             if rng.random() >= spec.dominant_share:  # an off-mood post
-                emotion = (emotion + int(rng.integers(1, n_labels))) % n_labels
+                emotion = self._other(emotion, rng)
             index = int(rng.choice(self.by_label[emotion]))
             post = self.posts[index]
             if t > 0 and regime[t] != regime[t - 1]:

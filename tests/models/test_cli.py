@@ -19,7 +19,6 @@ def parser():
 
 def test_defaults_follow_the_settings_state_dir(parser, tmp_path, capsys):
     args = parser.parse_args(["evaluate"])
-    assert args.out_dir == Path("docs/model")
     assert args.handler(args, SimpleNamespace(state_dir=tmp_path)) == 1
     assert str(tmp_path / "models" / "moodshift.pt") in capsys.readouterr().err
 

@@ -82,3 +82,43 @@ def test_progress_off_a_terminal_is_log_lines_not_carriage_returns(tiny_preset, 
     assert all("\r" not in line for line in lines)
     assert len(lines) <= 3, lines  # the start and the end (another only if a batch took 30 s), not one per batch
     assert "\r" not in capsys.readouterr().err
+
+
+def test_evaluate_on_someone_elses_two_class_posts(tiny_preset, tmp_path, monkeypatch, capsys):
+    """`moodshift evaluate --posts FILE`: the model and the baselines on a file the project never saw
+    (two classes, its own label names), per post and on timelines cut from it."""
+    import argparse
+
+    from moodshift.models.cli import register
+
+    monkeypatch.setattr(evaluation, "TEST_TIMELINES", 8)
+    monkeypatch.setattr(evaluation, "VALIDATION_TIMELINES", 6)
+    checkpoint, _ = training.train(options(tmp_path / "m.pt", epochs=1), log=lambda _: None)
+    good = ["the staff were lovely and the room was spotless", "best meal we had all trip, wonderful",
+            "great value, friendly people, would come back", "a delight from start to finish"]
+    bad = ["rude staff and a dirty room, never again", "cold food, long wait, awful service",
+           "broken shower and nobody cared", "the worst stay I have had, avoid"]
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("".join(json.dumps({"review": f"{text} ({k})", "stars": stars}) + "\n"
+                            for k in range(10) for texts, stars in ((good, 5), (bad, 1)) for text in texts))
+    parser = argparse.ArgumentParser(prog="moodshift")
+    register(parser.add_subparsers(dest="command", required=True))
+    monkeypatch.chdir(tmp_path)
+    base = ["evaluate", "--checkpoint", str(checkpoint), "--posts", str(path), "--text-field", "review",
+            "--label-field", "stars"]
+    unmapped = parser.parse_args(base)
+    assert unmapped.handler(unmapped, None) == 1
+    assert "'5' (40 rows)" in capsys.readouterr().err
+    args = parser.parse_args([*base, "--label-map", "5=positive", "--label-map", "1=negative"])
+    assert args.handler(args, None) == 0
+
+    report = json.loads((tmp_path / "report-reviews" / "report.json").read_text())
+    assert report["data"]["posts_file"] == "reviews.jsonl"
+    assert report["data"]["labels"] == {"negative": 40, "neutral": 0, "positive": 40}
+    steps = report["moodshift"]["timeline_steps"]
+    assert report["moodshift"]["isolated_posts"]["n"] == 80 and steps["n"] == report["data"]["test_steps"]
+    assert steps["per_class"]["neutral"]["support"] == 0
+    for result in (report["moodshift"], *report["baselines"]["classification"].values()):
+        assert 0.0 <= result["isolated_posts"]["macro"]["valence_auc"] <= 1.0
+    assert report["baselines"]["change_points"] and 0.0 <= report["moodshift"]["change_points"]["f1"] <= 1.0
+    assert "test posts from `reviews.jsonl`" in (tmp_path / "report-reviews" / "report.md").read_text()
