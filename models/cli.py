@@ -28,6 +28,18 @@ from moodshift.models.image import BackboneWeightsUnavailable
 DEFAULT_REPORT_DIR = Path("docs/model")
 
 
+def key_value(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` → ``(NAME, VALUE)``, for argparse's ``type=``.
+
+    >>> key_value("no-context=.state/no-context.pt")
+    ('no-context', '.state/no-context.pt')
+    """
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"wants NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def checkpoint_path(given: Path | None, state_dir: Path | None) -> Path:
     if given is not None:
         return given
@@ -64,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--checkpoint", type=Path, help="default: STATE_DIR/models/moodshift.pt")
     evaluate.add_argument("--out-dir", type=Path,
                           help=f"default: {DEFAULT_REPORT_DIR}; with --posts, report-<file name> here")
-    evaluate.add_argument("--ablation", action="append", default=[], metavar="NAME=CHECKPOINT",
+    evaluate.add_argument("--ablation", action="append", default=[], metavar="NAME=CHECKPOINT", type=key_value,
                           help="also report a model trained with `train --without ...`; may repeat")
     evaluate.add_argument("--device", default="auto")
     own = evaluate.add_argument_group("your own labelled posts (instead of the project's test split)")
@@ -72,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="CSV/TSV with a header, or JSON lines: a text and a label per post")
     own.add_argument("--text-field", default="text", help="the text's column or key (default: text)")
     own.add_argument("--label-field", default="label", help="the label's column or key (default: label)")
-    own.add_argument("--label-map", action="append", default=[], metavar="RAW=LABEL",
+    own.add_argument("--label-map", action="append", default=[], metavar="RAW=LABEL", type=key_value,
                      help="map a raw label to negative, neutral or positive, e.g. 4=positive; may repeat "
                           "(the labels themselves and neg/neu/pos map without it)")
     evaluate.set_defaults(handler=run_evaluate)
@@ -105,20 +117,7 @@ def run_evaluate(args: argparse.Namespace, settings=None) -> int:
     from moodshift.models.evaluate import evaluate, evaluate_posts
 
     checkpoint = checkpoint_path(args.checkpoint, getattr(settings, "state_dir", None))
-    ablations = {}
-    for item in args.ablation:
-        name, sep, path = item.partition("=")
-        if not sep:
-            print(f"moodshift evaluate: --ablation wants NAME=CHECKPOINT, got {item!r}", file=sys.stderr)
-            return 2
-        ablations[name] = Path(path)
-    label_map = {}
-    for item in args.label_map:
-        raw, sep, label = item.partition("=")
-        if not sep:
-            print(f"moodshift evaluate: --label-map wants RAW=LABEL, got {item!r}", file=sys.stderr)
-            return 2
-        label_map[raw] = label
+    ablations = {name: Path(path) for name, path in args.ablation}
     if not checkpoint.exists():
         print(f"moodshift evaluate: no checkpoint at {checkpoint}; run `moodshift train` first", file=sys.stderr)
         return 1
@@ -128,7 +127,7 @@ def run_evaluate(args: argparse.Namespace, settings=None) -> int:
             evaluate(checkpoint, args.out_dir or DEFAULT_REPORT_DIR, ablations, args.device, command=command)
         else:
             posts = load_labelled_posts(args.posts, text_field=args.text_field, label_field=args.label_field,
-                                        label_map=label_map)
+                                        label_map=dict(args.label_map))
             out_dir = args.out_dir or Path(f"report-{args.posts.stem}")
             evaluate_posts(checkpoint, posts, out_dir, source=args.posts.name, device=args.device, command=command)
     except (ModuleNotFoundError, ValueError, BackboneWeightsUnavailable, OSError) as why:

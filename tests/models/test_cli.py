@@ -40,3 +40,11 @@ def test_ablation_options_parse(parser):
     assert args.without == ["context", "image"]
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--without", "time"])
+
+
+def test_name_value_options_parse_or_refuse(parser, capsys):
+    args = parser.parse_args(["evaluate", "--ablation", "a=x.pt", "--label-map", "4=positive", "--label-map", "0=negative"])
+    assert args.ablation == [("a", "x.pt")] and dict(args.label_map) == {"4": "positive", "0": "negative"}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "--label-map", "positive"])
+    assert "wants NAME=VALUE, got 'positive'" in capsys.readouterr().err
