@@ -214,6 +214,10 @@ def _coerce(cls: type, name: str, raw: Any) -> Any:
     kind = {f.name: f for f in fields(cls)}[name].type
     if not isinstance(raw, str):
         return raw
+    if kind in ("int | None", "float | None"):
+        if raw.strip().lower() in ("", "none"):
+            return None
+        kind = kind.removesuffix(" | None")
     try:
         if kind == "int":
             return int(raw)

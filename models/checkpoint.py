@@ -55,6 +55,9 @@ class CheckpointMeta:
     context_normaliser: ContextNormaliser
     image_encoder: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)  # preset, seed, epochs, metrics, ...
+    # The worker's change detector settings tuned on validation timelines (models.detector.DetectorConfig
+    # fields); empty in checkpoints made before tuning existed: the worker then uses its defaults.
+    detector: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
 
     @property

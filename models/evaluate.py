@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,38 +23,18 @@ from moodshift.models import report as report_writer
 from moodshift.models.checkpoint import CheckpointMeta, load_checkpoint
 from moodshift.models.datasets.posts import Post
 from moodshift.models.datasets.timelines import Timeline, TimelineBuilder
+from moodshift.models.detector import DetectorConfig, onsets
 from moodshift.models.inputs import SequenceInputs, Step, StepInputs
-from moodshift.models.metrics import change_point_metrics, classification_metrics, rising_edges
+from moodshift.models.metrics import classification_metrics, rising_edges, score_detections, tune_detections
 from moodshift.models.model import MoodshiftModel
 from moodshift.models.text import TextHasher
 from moodshift.models.timefeatures import time_features
-from moodshift.models.train import TrainingData, prepare_data, resolve_device
+from moodshift.models.device import resolve_device
+from moodshift.models.train import StepOutputs, TimelineOutputs, TrainingData, prepare_data, run_on_timelines
 
 TEST_TIMELINES = 300
 VALIDATION_TIMELINES = 150
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
-
-
-@dataclass
-class TimelineOutputs:
-    """A model's per-step outputs on each timeline: stage-1 probabilities [T, C], change prob [T]."""
-
-    stage1: list[np.ndarray]
-    change: list[np.ndarray]
-
-
-@torch.no_grad()
-def run_on_timelines(model: MoodshiftModel, timelines: Sequence[Timeline], device: torch.device) -> TimelineOutputs:
-    model.eval()
-    stage1, change = [], []
-    for start in range(0, len(timelines), 64):
-        chunk = timelines[start:start + 64]
-        out = model(SequenceInputs.collate([t.steps for t in chunk], model.config).to(device))
-        for row, timeline in enumerate(chunk):
-            n = len(timeline.steps)
-            stage1.append(out.stage1_probs[row, :n].cpu().numpy())
-            change.append(out.change_prob[row, :n].cpu().numpy())
-    return TimelineOutputs(stage1, change)
 
 
 @torch.no_grad()
@@ -87,11 +67,10 @@ def state_dtype_report(model: MoodshiftModel, test: Sequence[Timeline], threshol
     runs = {dtype: run_streamed(model, test, dtype) for dtype in ("float32", "float16")}
     report: dict[str, Any] = {}
     for dtype, out in runs.items():
-        steps = sum(len(c) for c in out.change)
         report[dtype] = {
             "state_bytes": len(model.init_state(1).to("cpu").to_bytes(dtype)),
             "timeline_steps": classification_metrics(step_labels, np.concatenate(out.stage1), labels),
-            "change_points": change_point_metrics(truth, [rising_edges(c, threshold) for c in out.change], steps, margin),
+            "change_points": score_detections(lambda c: rising_edges(c, threshold), out.change, truth, margin),
         }
     full, half = (np.concatenate(runs[d].stage1) for d in ("float32", "float16"))
     change_full, change_half = (np.concatenate(runs[d].change) for d in ("float32", "float16"))
@@ -123,15 +102,12 @@ def run_on_isolated_posts(model: MoodshiftModel, texts: Sequence[str], device: t
 
 def tune_and_score(detect, values_val, true_val, values_test, true_test, grid, margin) -> dict:
     """Pick the sensitivity with the best validation F1; report test metrics at it."""
-    def score(values, true, setting):
-        steps = sum(len(v) for v in values)
-        return change_point_metrics(true, [detect(setting)(v) for v in values], steps, margin)
-
-    best = max(grid, key=lambda setting: score(values_val, true_val, setting)["f1"])
-    return {**score(values_test, true_test, best), "tuned_setting": float(best)}
+    best = tune_detections(detect, grid, values_val, true_val, margin)
+    return {**score_detections(detect(best), values_test, true_test, margin),
+            "tuned_setting": best if isinstance(best, dict) else float(best)}
 
 
-def model_report(model: MoodshiftModel, val: list[Timeline], test: list[Timeline],
+def model_report(model: MoodshiftModel, meta: CheckpointMeta, val: list[Timeline], test: list[Timeline],
                  test_texts: list[str], test_labels: np.ndarray, margin: int, device: torch.device) -> dict:
     labels = model.config.labels
     out_val, out_test = run_on_timelines(model, val, device), run_on_timelines(model, test, device)
@@ -142,8 +118,23 @@ def model_report(model: MoodshiftModel, val: list[Timeline], test: list[Timeline
         "isolated_posts": classification_metrics(test_labels, run_on_isolated_posts(model, test_texts, device), labels),
         "change_points": tune_and_score(detect, out_val.change, [t.change_points for t in val], out_test.change,
                                         [t.change_points for t in test], THRESHOLDS, margin),
+        "worker_detector": worker_detector_report(out_test, test, meta, margin),
         "_outputs": out_test,
     }
+
+
+def worker_detector_report(outputs: TimelineOutputs, test: Sequence[Timeline], meta: CheckpointMeta,
+                           margin: int) -> dict[str, Any]:
+    """The change points a worker emits (:class:`models.detector.ChangeDetector` over the model's
+    steps, one step per post, matched at their onset): with the settings the checkpoint carries
+    (tuned by ``moodshift train`` on validation timelines; what a worker uses unless told
+    otherwise) and with the detector's built-in defaults."""
+    values = [StepOutputs(s, c) for s, c in zip(outputs.stage1, outputs.change)]
+    truth = [t.change_points for t in test]
+    configs = {"checkpoint": DetectorConfig(**meta.detector) if meta.detector else None, "defaults": DetectorConfig()}
+    return {name: {**score_detections(lambda v: onsets(v.class_probs, v.change_probs, meta.labels, config),
+                                      values, truth, margin), "settings": asdict(config)}
+            for name, config in configs.items() if config is not None}
 
 
 def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None = None, device: str = "auto",
@@ -161,7 +152,7 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
     labels = meta.labels
     log(f"evaluating {meta.model_version} on {len(test)} test timelines and {len(test_texts)} test posts")
 
-    main = model_report(model, val, test, test_texts, test_labels, margin, device_)
+    main = model_report(model, meta, val, test, test_texts, test_labels, margin, device_)
     outputs = main.pop("_outputs")
     report: dict[str, Any] = {
         "command": command,
@@ -180,7 +171,7 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
         ablated, ablated_meta = load_checkpoint(path, device_)
         ablated_data = _data_for(ablated_meta, device_)
         ablated_report = model_report(
-            ablated, ablated_data.fixed_timelines("validation", VALIDATION_TIMELINES),
+            ablated, ablated_meta, ablated_data.fixed_timelines("validation", VALIDATION_TIMELINES),
             ablated_data.fixed_timelines("test", TEST_TIMELINES), test_texts, test_labels, margin, device_)
         ablated_report.pop("_outputs")
         report["ablations"][name] = {"modalities": ablated_meta.training.get("modalities"),
@@ -217,7 +208,7 @@ def evaluate_posts(checkpoint: Path, posts: Sequence[Post], out_dir: Path, sourc
     margin = data.spec.change_tolerance
     log(f"evaluating {meta.model_version} on {len(posts)} posts of {source or 'the file'} "
         f"and {len(test)} timelines cut from them")
-    main = model_report(model, val, test, texts, labels, margin, device_)
+    main = model_report(model, meta, val, test, texts, labels, margin, device_)
     outputs = main.pop("_outputs")
     report: dict[str, Any] = {
         "command": command,

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence, Sized
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
@@ -97,3 +97,20 @@ def change_point_metrics(true: Sequence[Sequence[int]], detected: Sequence[Seque
         "false_alarms_per_1000_steps": 1000.0 * fp / steps if steps else 0.0,
         "true_change_points": tp + fn, "detections": tp + fp, "margin_steps": margin,
     }
+
+
+def score_detections(detect: Callable[[Any], Sequence[int]], values: Sequence[Sized], true: Sequence[Sequence[int]],
+                     margin: int) -> dict:
+    """:func:`change_point_metrics` of ``detect`` run over each timeline's values."""
+    return change_point_metrics(true, [detect(v) for v in values], sum(len(v) for v in values), margin)
+
+
+def tune_detections(make_detect: Callable[[Any], Callable], grid: Sequence[Any], values: Sequence[Sized],
+                    true: Sequence[Sequence[int]], margin: int) -> Any:
+    """The setting of ``grid`` whose detections have the best F1 (the first of equals).
+
+    >>> tune_detections(lambda t: lambda v: rising_edges(np.asarray(v), t), [0.2, 0.5, 0.9],
+    ...                 [[0.1, 0.6, 0.3, 0.7]], [[1, 3]], margin=0)
+    0.5
+    """
+    return max(grid, key=lambda setting: score_detections(make_detect(setting), values, true, margin)["f1"])

@@ -88,9 +88,16 @@ def _change_rows(rows: dict[str, dict]) -> list[str]:
     lines = ["| detector | P | R | F1 | mean delay (steps) | false alarms / 1000 steps | tuned setting |",
              "|---|---|---|---|---|---|---|"]
     for name, m in rows.items():
+        setting = _detector_settings(m["settings"]) if "settings" in m else f"{m['tuned_setting']:g}"
         lines.append(f"| {name} | {_f(m['precision'])} | {_f(m['recall'])} | {_f(m['f1'])} | "
-                     f"{_f(m['mean_delay_steps'], 2)} | {_f(m['false_alarms_per_1000_steps'], 1)} | {m['tuned_setting']:g} |")
+                     f"{_f(m['mean_delay_steps'], 2)} | {_f(m['false_alarms_per_1000_steps'], 1)} | {setting} |")
     return lines
+
+
+def _detector_settings(s: dict[str, Any]) -> str:
+    """The worker detector's settings, briefly: ``enter 0.5, margin 0.1, dwell 3 (2 with stage 2 ≥ 0.5)``."""
+    signal = f" ({s['signal_dwell']} with stage 2 ≥ {s['change_threshold']:g})" if s["change_threshold"] <= 1 else ""
+    return f"enter {s['enter_threshold']:g}, margin {s['margin']:g}, dwell {s['min_dwell']}{signal}"
 
 
 def _state_dtype_lines(result: dict[str, Any] | None) -> list[str]:
@@ -123,7 +130,10 @@ def markdown(report: dict[str, Any]) -> str:
                       **{f"moodshift without {', '.join(sorted(set(['text', 'image', 'audio', 'time', 'context']) - set(a['modalities'] or [])))} ({name})": a
                          for name, a in report["ablations"].items()},
                       **report["baselines"]["classification"]}
+    worker = report["moodshift"].get("worker_detector", {})
     change = {"moodshift stage 2": report["moodshift"]["change_points"],
+              **({"moodshift worker detector, checkpoint's settings": worker["checkpoint"]} if "checkpoint" in worker else {}),
+              **({"moodshift worker detector, built-in defaults": worker["defaults"]} if "defaults" in worker else {}),
               **{f"moodshift stage 2 ({name})": a["change_points"] for name, a in report["ablations"].items()},
               **report["baselines"]["change_points"]}
     per_class = report["moodshift"]["timeline_steps"]["per_class"]
@@ -166,7 +176,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Emotion change points — test timelines",
         "",
-        "Thresholds and detector sensitivities were tuned for F1 on validation timelines.",
+        "Thresholds and detector sensitivities were tuned for F1 on validation timelines. The worker",
+        "detector rows score the change points a worker emits (hysteresis and dwell over the model's",
+        "steps, one step per post), matched at their onset; its settings were tuned by `moodshift train`.",
         "",
         *_change_rows(change),
         "",

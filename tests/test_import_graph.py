@@ -61,3 +61,18 @@ def test_the_wheel_lists_every_package_of_the_rooms_under_moodshift() -> None:
                for room in ROOMS for init in (ROOT / room).rglob("__init__.py")}
     assert set(setuptools["packages"]) == on_disk
     assert setuptools["package-dir"] == {f"moodshift.{room}": room for room in ROOMS}
+
+
+def test_the_worker_and_the_connectors_import_nothing_of_the_data_extra() -> None:
+    """A deployment installs the core dependencies only: the `data` extra (training data, baselines,
+    evaluation) must stay out of the worker's and the connectors' imports."""
+    import subprocess
+    import sys
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["data"]
+    modules = {"scikit-learn": "sklearn", "scikit-video": "skvideo", "vaderSentiment": "vaderSentiment"}
+    names = [modules.get(name, name) for name in (spec.split(">")[0].split("=")[0] for spec in extra)]
+    probe = ("import sys, moodshift.pipeline.worker.cli, moodshift.pipeline.worker.app, moodshift.connectors.cli; "
+             f"print(sorted(name for name in {names!r} if name in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"

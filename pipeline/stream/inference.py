@@ -32,7 +32,7 @@ import torch
 from moodshift.models.checkpoint import CheckpointMeta, load_checkpoint
 from moodshift.models.inputs import Step, StepInputs
 from moodshift.models.model import MoodshiftModel
-from moodshift.models.train import resolve_device
+from moodshift.models.device import resolve_device
 
 log = logging.getLogger(__name__)
 

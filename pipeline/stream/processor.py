@@ -31,7 +31,7 @@ import numpy as np
 from moodshift.models.inputs import Step
 from moodshift.models.timefeatures import time_features
 from moodshift.pipeline.stream.context import DailyContext
-from moodshift.pipeline.stream.detector import ChangeDetector, ChangePoint, DetectorConfig, DetectorStep
+from moodshift.models.detector import ChangeDetector, ChangePoint, DetectorConfig, DetectorStep, iso_utc
 from moodshift.pipeline.stream.inference import InferenceEngine, StepRequest, StepResult
 from moodshift.pipeline.stream.aggregate import ModalityAggregate, ModalityFeatures
 from moodshift.pipeline.stream.records import UserRecord
@@ -67,8 +67,6 @@ class EmotionStep:
     context_present: bool
 
     def to_json_dict(self, labels: Sequence[str], model_version: str) -> dict[str, Any]:
-        from moodshift.pipeline.stream.detector import iso_utc
-
         return {
             "schema_version": 1, "user_id": self.user_id,
             "window_start": iso_utc(self.window_start_ms), "window_end": iso_utc(self.window_end_ms),

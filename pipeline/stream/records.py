@@ -36,7 +36,7 @@ class UserRecord:
 
     ``windows``: the open panes (:meth:`pipeline.stream.windows.UserWindows.to_dict`); ``model``: the
     LSTM state bytes (:mod:`models.state`); ``detector``: the change detector's state
-    (:meth:`pipeline.stream.detector.ChangeDetector.to_dict`); ``last_step_ms``: the end of the
+    (:meth:`models.detector.ChangeDetector.to_dict`); ``last_step_ms``: the end of the
     user's last window step; ``applied``: per input partition ("posts/3"), the highest offset applied.
     """
 

@@ -8,6 +8,7 @@ call it directly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -17,10 +18,10 @@ from typing import Any, Awaitable, Callable, Iterable, NamedTuple, Sequence
 from moodshift.connectors import topics as topic_names
 from moodshift.connectors.record import Rejected
 from moodshift.connectors.schemas import DeadLetter, MarketTick, Post, VideoClip, WeatherObservation
-from moodshift.models.checkpoint import default_checkpoint_path
+from moodshift.models.checkpoint import CheckpointMeta, default_checkpoint_path
 from moodshift.pipeline import metrics
+from moodshift.models.detector import DetectorConfig
 from moodshift.pipeline.stream.context import DailyContext
-from moodshift.pipeline.stream.detector import DetectorConfig
 from moodshift.pipeline.stream.features import FeatureExtractor
 from moodshift.pipeline.stream.inference import InferenceEngine
 from moodshift.pipeline.stream.processor import EmotionProcessor, ProcessResult, UserEvent
@@ -64,6 +65,21 @@ class Outputs:
     steps: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
+def detector_config(settings: Settings, meta: CheckpointMeta | None) -> DetectorConfig:
+    """The checkpoint's tuned detector settings (or the detector's defaults), with any that
+    ``settings`` gives instead; a smaller ``min_dwell`` also caps the stage-2 ``signal_dwell``.
+
+    >>> detector_config(Settings(detector_min_dwell=1), None)
+    DetectorConfig(enter_threshold=0.5, margin=0.1, min_dwell=1, change_threshold=0.5, signal_dwell=1, shift_threshold=None, baseline_alpha=0.2)
+    """
+    base = DetectorConfig(**meta.detector) if meta and meta.detector else DetectorConfig()
+    given = {name: getattr(settings, f"detector_{name}") for name in ("enter_threshold", "margin", "min_dwell")}
+    config = dataclasses.replace(base, **{name: value for name, value in given.items() if value is not None},
+                                 signal_dwell=min(base.signal_dwell, given["min_dwell"] or base.min_dwell))
+    log.info("change detector: %s (%s)", config, "tuned in the checkpoint" if meta and meta.detector else "defaults")
+    return config
+
+
 class WorkerRuntime:
     """Decodes, extracts features, steps the model and formats outputs for one worker."""
 
@@ -82,10 +98,7 @@ class WorkerRuntime:
         )
         spec = WindowSpec(settings.window_size_seconds * 1000, settings.window_slide_seconds * 1000,
                           settings.allowed_lateness_seconds * 1000)
-        detector = DetectorConfig(enter_threshold=settings.detector_enter_threshold,
-                                  margin=settings.detector_margin, min_dwell=settings.detector_min_dwell,
-                                  signal_dwell=min(2, settings.detector_min_dwell))
-        self.processor = EmotionProcessor(engine, spec, self.context, detector)
+        self.processor = EmotionProcessor(engine, spec, self.context, detector_config(settings, meta))
         self._topic_kinds = {settings.topic(name): name for name in (
             topic_names.POSTS, topic_names.VIDEOS, topic_names.WEATHER, topic_names.MARKET)}
         # user → (monotonic time, source) of their last event, for idle closing

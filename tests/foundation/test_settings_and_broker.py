@@ -21,6 +21,15 @@ def test_environment_then_overrides() -> None:
     assert settings.partitions == 3
 
 
+def test_an_optional_number_is_a_number_or_none() -> None:
+    assert Settings.load(env={"MOODSHIFT_DETECTOR_MIN_DWELL": "2"}).detector_min_dwell == 2
+    assert Settings.load(env={"MOODSHIFT_DETECTOR_MARGIN": "0.25"}).detector_margin == 0.25
+    assert Settings.load(env={"MOODSHIFT_DETECTOR_MARGIN": ""}).detector_margin is None
+    assert Settings.load(env={}).detector_enter_threshold is None
+    with pytest.raises(ValueError, match="detector_min_dwell"):
+        Settings.load(env={"MOODSHIFT_DETECTOR_MIN_DWELL": "two"})
+
+
 def test_bad_values_name_the_setting() -> None:
     with pytest.raises(ValueError, match="partitions"):
         Settings.load(env={"MOODSHIFT_PARTITIONS": "many"})

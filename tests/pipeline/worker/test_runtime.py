@@ -3,6 +3,7 @@ came from."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,7 +12,9 @@ from moodshift.connectors import topics
 from moodshift.connectors.record import Rejected
 from moodshift.connectors.schemas import DeadLetter, MediaRef, Post, VideoClip, WeatherObservation
 from moodshift.pipeline.settings import Settings
-from moodshift.pipeline.worker.runtime import WorkerRuntime
+from moodshift.models.checkpoint import load_checkpoint, save_checkpoint
+from moodshift.models.detector import DetectorConfig
+from moodshift.pipeline.worker.runtime import WorkerRuntime, detector_config
 from tests.pipeline.worker.test_worker_kafka import tiny_checkpoint
 
 START = datetime(2016, 6, 1, tzinfo=timezone.utc)
@@ -62,3 +65,18 @@ def test_an_invalid_context_record_becomes_a_dead_letter_a_valid_one_does_not(ru
     letter = DeadLetter.from_json_bytes(value)
     assert (key, letter.topic, letter.reason, letter.original) == (b"x", "weather", rejected.value.reason, invalid)
     assert letter.message.startswith("weather[0]@7 ")
+
+
+def test_the_worker_detects_with_the_checkpoints_tuned_settings_unless_told_otherwise(tmp_path) -> None:
+    path = tiny_checkpoint(tmp_path / "model.pt")
+    _, untuned = load_checkpoint(path)
+    assert detector_config(Settings(), untuned) == DetectorConfig()  # an older checkpoint: the defaults
+    tuned = dataclasses.replace(untuned, detector=dataclasses.asdict(
+        DetectorConfig(enter_threshold=0.6, margin=0.0, min_dwell=3, change_threshold=0.7, signal_dwell=1)))
+    assert detector_config(Settings(), tuned) == DetectorConfig(enter_threshold=0.6, margin=0.0, min_dwell=3,
+                                                                change_threshold=0.7, signal_dwell=1)
+    told = detector_config(Settings(detector_margin=0.2, detector_min_dwell=1), tuned)
+    assert (told.enter_threshold, told.margin, told.min_dwell, told.signal_dwell) == (0.6, 0.2, 1, 1)
+    save_checkpoint(path, load_checkpoint(path)[0], tuned)  # and the runtime reads it from the file
+    runtime = WorkerRuntime.from_settings(Settings(model_checkpoint=path, state_dir=tmp_path, device="cpu"))
+    assert runtime.processor.detector_config.enter_threshold == 0.6

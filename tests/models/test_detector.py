@@ -9,14 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moodshift.pipeline.stream.detector import (
+from moodshift.models.detector import (
     CHANGE_POINT_SCHEMA_VERSION,
     ChangeDetector,
     ChangePoint,
     DetectorConfig,
     DetectorStep,
+    TUNING_GRID,
     change_id,
     iso_utc,
+    onsets,
 )
 
 LABELS = ["calm", "joy", "anger", "sadness"]
@@ -183,3 +185,20 @@ def test_bad_inputs_are_refused():
         DetectorConfig(min_dwell=2, signal_dwell=3)
     with pytest.raises(ValueError, match="class probabilities"):
         ChangeDetector("u", LABELS, "m").update(step(0, [0.5, 0.5]))
+
+
+def test_onsets_are_where_the_emitted_change_points_begin() -> None:
+    labels = ["negative", "neutral", "positive"]
+    neg, pos, unsure = [0.8, 0.1, 0.1], [0.1, 0.1, 0.8], [0.4, 0.3, 0.3]
+    probs = np.array([neg] * 5 + [pos, unsure] + [pos] * 5 + [neg] * 2)
+    assert onsets(probs, np.zeros(len(probs)), labels) == [7]  # three positives in a row from step 7
+    signalled = np.zeros(len(probs))
+    signalled[5] = 0.9  # stage 2 says "change" at the first positive: one step confirms it
+    assert onsets(probs, signalled, labels, DetectorConfig(min_dwell=3, signal_dwell=1, change_threshold=0.5)) == [5]
+    assert onsets(probs, np.zeros(len(probs)), labels, DetectorConfig(min_dwell=1, signal_dwell=1)) == [5, 12]  # an unsure step never moves the current emotion
+
+
+def test_the_tuning_grid_holds_distinct_valid_settings() -> None:
+    assert len(set(TUNING_GRID)) == len(TUNING_GRID) > 100
+    assert all(config.signal_dwell <= config.min_dwell for config in TUNING_GRID)
+    assert DetectorConfig(margin=0.1, min_dwell=3, signal_dwell=1, change_threshold=0.5) in TUNING_GRID

@@ -274,3 +274,33 @@ class ChangeDetector:
         detector._streak = None if data["streak"] is None else _Streak(**data["streak"])
         detector._last_window_end_ms = data["last_window_end_ms"]
         return detector
+
+
+# -- the detector on whole timelines: evaluation and tuning --------------------------------------
+
+# The settings ``moodshift train`` tries on its validation timelines (the best is written to the
+# checkpoint, and a worker uses it unless told otherwise). A streak confirmed by the stage-2 signal
+# needs ``signal_dwell`` steps; without one (change_threshold above 1), ``min_dwell``.
+TUNING_GRID: tuple[DetectorConfig, ...] = tuple(
+    DetectorConfig(enter_threshold=enter, margin=margin, min_dwell=dwell, change_threshold=change,
+                   signal_dwell=signal)
+    for enter in (0.4, 0.5, 0.6, 0.7) for margin in (0.0, 0.1, 0.2) for dwell in (1, 2, 3, 4)
+    for signal, change in ([(1, 0.3), (1, 0.5), (1, 0.7)] if dwell > 1 else []) + [(dwell, 1.01)])
+
+
+def onsets(class_probs: np.ndarray, change_probs: np.ndarray, labels: Sequence[str],
+           config: DetectorConfig | None = None) -> list[int]:
+    """The steps where the change points a worker would emit for these steps begin (their onset,
+    the ``event_time`` of the record), for one user's steps in order, one step per window.
+
+    >>> calm, joy = [0.9, 0.1], [0.1, 0.9]
+    >>> onsets(np.array([calm] * 4 + [joy] * 4), np.zeros(8), ["calm", "joy"])
+    [4]
+    """
+    detector = ChangeDetector("evaluation", labels, "evaluation", config)
+    found = []
+    for step, (probs, change) in enumerate(zip(class_probs, change_probs)):
+        point = detector.update(DetectorStep(probs, float(change), probs, step, step + 1))
+        if point is not None:
+            found.append(point.event_time_ms - 1)
+    return found
