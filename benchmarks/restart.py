@@ -20,6 +20,7 @@ directory. Both stores run against the same changelog, one after the other, in o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import tempfile
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.e2e import TORCH_THREADS, benchmark_settings, kafka, synthetic_posts, torch_threads
+from benchmarks.e2e import POST_PERIOD_MS, TORCH_THREADS, benchmark_settings, kafka, synthetic_posts, torch_threads
 from benchmarks.through_kafka import LagMeter, Service, write_table
 from benchmarks.workload import Workload, context_records
 from moodshift.connectors import topics
@@ -38,8 +39,6 @@ from moodshift.connectors.producer import EventProducer
 from moodshift.connectors.topics import ALL_TOPICS, ensure_topics
 from moodshift.pipeline.cli import parse_set
 from moodshift.pipeline.local.net import free_port
-import dataclasses
-
 from moodshift.pipeline.stream.records import UserRecord
 from moodshift.pipeline.settings import Settings
 from moodshift.pipeline.worker.runtime import WorkerRuntime
@@ -52,12 +51,14 @@ STOPS = ("SIGTERM", "SIGKILL", "SIGTERM")
 
 def user_records(settings: Settings, workload: Workload, seed: int = 0) -> dict[str, bytes]:
     """One record per user of ``workload``: a real record (one post applied) whose model state is
-    replaced by random values of the same dtype and size, and whose applied offsets are dropped (the
-    benchmark's input topic starts empty)."""
+    replaced by random values of the same dtype and size, whose applied offsets are dropped (the
+    benchmark's input topic starts empty), and which names its own user (its windows and detector
+    carry the user id). Its posts are an hour old, so the posts waiting at each start are never late."""
     runtime = WorkerRuntime.from_settings(settings)
     for topic, record in context_records(datetime.now(timezone.utc)):
         runtime.add_context(settings.topic(topic), record.to_json_bytes())
-    posts = synthetic_posts(Workload("text", 1), 0, 3)  # one user: each post closes a window, a step
+    hour_ago_ms = time.time_ns() // 1_000_000 - 3_600_000
+    posts = [Workload("text", 1).post(k, hour_ago_ms + k * POST_PERIOD_MS) for k in range(3)]  # each closes a window
     events, _ = runtime.decode([(settings.topic(topics.POSTS), p.user_id.encode(), p.to_json_bytes()) for p in posts])
     user = posts[0].user_id
     template = UserRecord.from_bytes(runtime.process(events, {user: None}, 0).records[user].to_bytes())
@@ -65,9 +66,14 @@ def user_records(settings: Settings, workload: Workload, seed: int = 0) -> dict[
     dtype = np.dtype(settings.state_dtype)
     values = len(template.model) // dtype.itemsize
     rng = np.random.default_rng(seed)
-    return {workload.user_id(k): dataclasses.replace(
-                template, model=(rng.standard_normal(values) * 0.5).astype(dtype).tobytes()).to_bytes()
-            for k in range(workload.users)}
+    records = {}
+    for k in range(workload.users):
+        user = workload.user_id(k)
+        records[user] = dataclasses.replace(
+            template, model=(rng.standard_normal(values) * 0.5).astype(dtype).tobytes(),
+            windows={**template.windows, "user_id": user},
+            detector=template.detector and {**template.detector, "user_id": user}).to_bytes()
+    return records
 
 
 def start_and_catch_up(settings: Settings, workload: Workload, first_k: int, log_path: Path,

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from aiokafka.structs import TopicPartition
 from faust.types import TP
 from kafka import KafkaProducer
 
@@ -121,9 +122,11 @@ class _Consumer(CheckpointConsumer):
     """The re-seek rule alone: faust's own seek to committed offsets and the consumer thread replaced
     by records of what was asked."""
 
-    def __init__(self, recovery: SimpleNamespace, assigned: set) -> None:  # no faust app, no thread
-        self.app = SimpleNamespace(tables=SimpleNamespace(recovery=recovery))
-        self.assigned, self.calls = assigned, []
+    def __init__(self, recovery: SimpleNamespace, assigned: set, committed: dict | None = None) -> None:
+        # no faust app, no thread
+        changelogs = {tp.topic for tp in recovery.active_tps}
+        self.app = SimpleNamespace(tables=SimpleNamespace(recovery=recovery, changelog_topics=changelogs))
+        self.assigned, self.calls, self.committed = assigned, [], committed or {}
         self._read_offset, self._committed_offset = {}, {}  # faust's perform_seek updates both
 
     def __repr__(self) -> str:
@@ -134,7 +137,15 @@ class _Consumer(CheckpointConsumer):
 
     async def seek_to_committed(self) -> dict:
         self.calls.append("committed")
-        return {}
+        return dict(self.committed)
+
+    @property
+    def _thread(self) -> SimpleNamespace:  # faust's consumer thread, where aiokafka's consumer lives
+        async def seek_to_beginning(*partitions: TopicPartition) -> None:
+            if not all(isinstance(tp, TopicPartition) for tp in partitions):  # aiokafka's own check
+                raise TypeError("partitions must be TopicPartition instances")
+            self.calls.append(("beginning", list(partitions)))
+        return SimpleNamespace(seek_to_beginning=seek_to_beginning)
 
     async def seek_wait(self, partitions: dict) -> None:
         self.calls.append(dict(partitions))
@@ -147,7 +158,7 @@ def test_a_fetch_dropped_during_recovery_is_read_again_from_the_last_record_the_
     changelog = [TP("w-users-changelog", 0), TP("w-users-changelog", 1), TP("w-users-changelog", 2)]
     recovery = SimpleNamespace(in_recovery=True, active_tps=set(changelog),
                                active_offsets={changelog[0]: 41, changelog[1]: -1, changelog[2]: 7})
-    consumer = _Consumer(recovery, assigned={changelog[0], changelog[1], TP("posts", 0)})
+    consumer = _Consumer(recovery, assigned={changelog[0], changelog[1], TP("posts", 0)}, committed={TP("posts", 0): 12})
     asyncio.run(consumer.perform_seek())
     assert consumer.calls == ["committed", {changelog[0]: 41, changelog[1]: 0}]  # [2]: not assigned here
 
@@ -155,6 +166,17 @@ def test_a_fetch_dropped_during_recovery_is_read_again_from_the_last_record_the_
     consumer.calls.clear()
     asyncio.run(consumer.perform_seek())
     assert consumer.calls == ["committed"]
+
+
+def test_a_fetch_dropped_before_anything_was_committed_is_read_again_from_the_beginning() -> None:
+    """aiokafka seeks back only partitions with a committed offset above 0; a fresh group's input
+    partition stayed past the dropped records, which no one processed until newer ones came."""
+    recovery = SimpleNamespace(in_recovery=False, active_tps={TP("w-users-changelog", 0)}, active_offsets={})
+    fresh, started, empty = TP("posts", 0), TP("posts", 1), TP("videos", 0)
+    consumer = _Consumer(recovery, assigned={fresh, started, empty, TP("w-users-changelog", 0)},
+                         committed={started: 57, empty: 0})
+    asyncio.run(consumer.perform_seek())
+    assert consumer.calls == ["committed", ("beginning", [fresh, empty])]
 
 
 @pytest.mark.kafka
