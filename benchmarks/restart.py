@@ -29,7 +29,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import requests
+import torch
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.e2e import POST_PERIOD_MS, TORCH_THREADS, benchmark_settings, kafka, synthetic_posts, torch_threads
 from benchmarks.through_kafka import LagMeter, Service, write_table
@@ -39,6 +41,7 @@ from moodshift.connectors.producer import EventProducer
 from moodshift.connectors.topics import ALL_TOPICS, ensure_topics
 from moodshift.pipeline.cli import parse_set
 from moodshift.pipeline.local.net import free_port
+from moodshift.models.state import UserStates
 from moodshift.pipeline.stream.records import UserRecord
 from moodshift.pipeline.settings import Settings
 from moodshift.pipeline.worker.runtime import WorkerRuntime
@@ -63,14 +66,15 @@ def user_records(settings: Settings, workload: Workload, seed: int = 0) -> dict[
     user = posts[0].user_id
     template = UserRecord.from_bytes(runtime.process(events, {user: None}, 0).records[user].to_bytes())
     template.applied = {}
-    dtype = np.dtype(settings.state_dtype)
-    values = len(template.model) // dtype.itemsize
-    rng = np.random.default_rng(seed)
+    state = UserStates.from_bytes(template.model)
+    generator = torch.Generator().manual_seed(seed)
     records = {}
     for k in range(workload.users):
         user = workload.user_id(k)
+        random_state = dataclasses.replace(state, **{name: torch.randn(getattr(state, name).shape, generator=generator) * 0.5
+                                                     for name in ("feature_h", "feature_c", "context_h", "context_c")})
         records[user] = dataclasses.replace(
-            template, model=(rng.standard_normal(values) * 0.5).astype(dtype).tobytes(),
+            template, model=random_state.to_bytes(settings.state_dtype),
             windows={**template.windows, "user_id": user},
             detector=template.detector and {**template.detector, "user_id": user}).to_bytes()
     return records
@@ -91,8 +95,21 @@ def start_and_catch_up(settings: Settings, workload: Workload, first_k: int, log
     except BaseException:
         worker.stop()
         raise
-    return worker, {"seconds": time.monotonic() - started, "rss_bytes": _rss_bytes(worker.process.pid),
-                    "state_dir_bytes": _folder_bytes(settings.state_dir / "worker")}
+    seconds = time.monotonic() - started
+    return worker, {"seconds": seconds, "rss_bytes": _rss_bytes(worker.process.pid),
+                    "state_dir_bytes": _folder_bytes(settings.state_dir / "worker"),
+                    **_worker_counts(settings.worker_web_port)}
+
+
+def _worker_counts(port: int) -> dict[str, float]:
+    """Window steps and dead letters so far, from the worker's /metrics: a start whose posts became
+    dead letters measured nothing."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    totals = {"moodshift_window_steps": 0.0, "moodshift_dead_letters": 0.0}
+    for family in text_string_to_metric_families(text):
+        if family.name in totals:
+            totals[family.name] = sum(sample.value for sample in family.samples if sample.name.endswith("_total"))
+    return {"window_steps": totals["moodshift_window_steps"], "dead_letters": totals["moodshift_dead_letters"]}
 
 
 def run(users: int, overrides: dict[str, str] | None = None, cluster: Settings | None = None,

@@ -64,6 +64,8 @@ def test_restart_benchmark_runs_at_tiny_size(kafka_cluster: Settings) -> None:
     for store in ("memory", "rocksdb"):
         assert [run["after"] for run in result[store]] == ["first start", *restart.STOPS[:-1]]
         assert all(run["seconds"] > 0 and run["rss_bytes"] > 0 for run in result[store])
+        # every waiting post went through the model (a dead letter would mean a start measured nothing)
+        assert all(run["dead_letters"] == 0 and run["window_steps"] >= restart.WAITING_POSTS for run in result[store])
     assert all(run["state_dir_bytes"] == 0 for run in result["memory"])
     assert all(run["state_dir_bytes"] > 0 for run in result["rocksdb"])  # the local databases
 
