@@ -161,17 +161,6 @@ def run_on_timelines(model: MoodshiftModel, timelines: Sequence[Timeline], devic
     return TimelineOutputs(stage1, change)
 
 
-def tune_detector(outputs: TimelineOutputs, timelines: Sequence[Timeline], margin: int,
-                  labels: Sequence[str]) -> tuple[DetectorConfig, float]:
-    """The worker's detector settings (of :data:`TUNING_GRID`) with the best change-point F1 on
-    these timelines, and that F1; the detections are the change points' onsets."""
-    values = [StepOutputs(s, c) for s, c in zip(outputs.stage1, outputs.change)]
-    truth = [t.change_points for t in timelines]
-    make = lambda config: lambda v: onsets(v.class_probs, v.change_probs, labels, config)  # noqa: E731
-    best = tune_detections(make, TUNING_GRID, values, truth, margin)
-    return best, score_detections(make(best), values, truth, margin)["f1"]
-
-
 @dataclass(frozen=True)
 class StepOutputs:
     """One timeline's stage-1 probabilities [T, C] and change probabilities [T]."""
@@ -181,6 +170,17 @@ class StepOutputs:
 
     def __len__(self) -> int:
         return len(self.change_probs)
+
+
+def tune_detector(outputs: TimelineOutputs, timelines: Sequence[Timeline], margin: int,
+                  labels: Sequence[str]) -> tuple[DetectorConfig, float]:
+    """The worker's detector settings (of :data:`TUNING_GRID`) with the best change-point F1 on
+    these timelines, and that F1; the detections are the change points' onsets."""
+    values = [StepOutputs(s, c) for s, c in zip(outputs.stage1, outputs.change)]
+    truth = [t.change_points for t in timelines]
+    make = lambda config: lambda v: onsets(v.class_probs, v.change_probs, labels, config)  # noqa: E731
+    best = tune_detections(make, TUNING_GRID, values, truth, margin)
+    return best, score_detections(make(best), values, truth, margin)["f1"]
 
 
 def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]]:
