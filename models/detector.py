@@ -34,6 +34,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from moodshift.models.change_details import ChangeEvidence, NamedEmotionShift, StepEvidence, largest_effects
+
 CHANGE_POINT_SCHEMA_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -69,7 +71,9 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class DetectorStep:
-    """One model step of one user, for the window ``[window_start_ms, window_end_ms)``."""
+    """One model step of one user, for the window ``[window_start_ms, window_end_ms)``.
+
+    ``evidence`` is optional: the detector carries it into the change point a streak confirms."""
 
     class_probs: Sequence[float]
     change_prob: float
@@ -77,6 +81,8 @@ class DetectorStep:
     window_start_ms: int
     window_end_ms: int
     modalities: Sequence[str] = ()
+    evidence: StepEvidence | None = None
+    named: Sequence[float] = ()  # the named emotions' scores (ChangeDetector.named_emotions), if any
 
 
 @dataclass(frozen=True)
@@ -102,9 +108,11 @@ class ChangePoint:
     detected_at_ms: int
     modalities: tuple[str, ...]
     model_version: str
+    evidence: ChangeEvidence | None = None
+    emotions: NamedEmotionShift | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {
+        record = {
             "schema_version": CHANGE_POINT_SCHEMA_VERSION,
             "change_id": self.change_id,
             "user_id": self.user_id,
@@ -119,6 +127,11 @@ class ChangePoint:
             "modalities": list(self.modalities),
             "model_version": self.model_version,
         }
+        if self.evidence is not None:
+            record["evidence"] = self.evidence.to_json_dict()
+        if self.emotions is not None:
+            record["emotions"] = self.emotions.to_json_dict()
+        return record
 
 
 @dataclass
@@ -134,6 +147,23 @@ class _Streak:
     signalled: bool = False
     vector_sum: list[float] = field(default_factory=list)
     modalities: list[str] = field(default_factory=list)
+    # Evidence: each event's largest effect (only the EVIDENCE_EVENTS largest are kept, so the
+    # stored state stays small), and per modality the sum of effects over `evidence_steps` steps.
+    event_effects: dict[str, float] = field(default_factory=dict)
+    modality_effect_sums: dict[str, float] = field(default_factory=dict)
+    evidence_steps: int = 0
+    named_sum: list[float] = field(default_factory=list)  # of the named emotions' scores
+
+    def add_evidence(self, evidence: StepEvidence) -> None:
+        self.event_effects = largest_effects(self.event_effects, evidence.events)
+        for modality, effect in evidence.modalities.items():
+            self.modality_effect_sums[modality] = self.modality_effect_sums.get(modality, 0.0) + effect
+        self.evidence_steps += 1
+
+    def evidence(self) -> ChangeEvidence | None:
+        if not self.evidence_steps:
+            return None
+        return ChangeEvidence.from_sums(self.event_effects, self.modality_effect_sums, self.evidence_steps)
 
 
 class ChangeDetector:
@@ -161,13 +191,16 @@ class ChangeDetector:
         labels: Sequence[str],
         model_version: str,
         config: DetectorConfig | None = None,
+        named_emotions: Sequence[str] = (),
     ) -> None:
         self.user_id = user_id
         self.labels = tuple(labels)
         self.model_version = model_version
         self.config = config or DetectorConfig()
+        self.named_emotions = tuple(named_emotions)
         self.current: str | None = None
         self._baseline: np.ndarray | None = None  # running mean emotion vector of `current`
+        self._named_baseline: np.ndarray | None = None  # running mean of its named emotions' scores
         self._streak: _Streak | None = None
         self._last_window_end_ms: int | None = None
 
@@ -183,10 +216,13 @@ class ChangeDetector:
         top = int(np.argmax(probs))  # ties: the first label, deterministically
         emotion, probability = self.labels[top], float(probs[top])
 
+        named = np.asarray(step.named, dtype=np.float64)
         if not self._enters(emotion, probability, probs):
             self._streak = None
             if emotion == self.current:
-                self._follow_baseline(vector)
+                self._baseline = self._follow(self._baseline, vector)
+                if len(named):
+                    self._named_baseline = self._follow(self._named_baseline, named)
             return None
         streak = self._extend_streak(emotion, probability, vector, step)
         needed = self.config.signal_dwell if streak.signalled else self.config.min_dwell
@@ -220,21 +256,33 @@ class ChangeDetector:
             shift is not None and self._shift(vector) >= shift
         )
         streak.vector_sum = (np.asarray(streak.vector_sum) + vector).tolist()
+        if len(step.named):
+            named = np.asarray(step.named, dtype=np.float64)
+            streak.named_sum = (named + (np.asarray(streak.named_sum) if streak.named_sum else 0.0)).tolist()
         streak.modalities = sorted(set(streak.modalities) | set(step.modalities))
+        if step.evidence is not None:
+            streak.add_evidence(step.evidence)
         return streak
 
-    def _follow_baseline(self, vector: np.ndarray) -> None:
-        if self._baseline is None or self._baseline.shape != vector.shape:
-            self._baseline = vector
-        else:
-            self._baseline = self._baseline + self.config.baseline_alpha * (vector - self._baseline)
+    def _follow(self, mean: np.ndarray | None, vector: np.ndarray) -> np.ndarray:
+        """A running mean moved toward ``vector`` by ``baseline_alpha``."""
+        if mean is None or mean.shape != vector.shape:
+            return vector
+        return mean + self.config.baseline_alpha * (vector - mean)
 
     def _confirm(self, streak: _Streak, step: DetectorStep) -> ChangePoint | None:
         mean_vector = np.asarray(streak.vector_sum) / streak.steps
         previous, emotion_shift = self.current, self._shift(mean_vector)
+        named_before = self._named_baseline
+        named_after = np.asarray(streak.named_sum) / streak.steps if streak.named_sum else None
         self.current, self._baseline, self._streak = streak.emotion, mean_vector, None
+        self._named_baseline = named_after
         if previous is None:
             return None  # the first confirmed emotion is the baseline, not a change
+        emotions = None
+        if named_before is not None and named_after is not None and len(named_after) == len(self.named_emotions):
+            emotions = NamedEmotionShift(dict(zip(self.named_emotions, named_before.tolist())),
+                                         dict(zip(self.named_emotions, named_after.tolist())))
         return ChangePoint(
             change_id=change_id(self.user_id, streak.onset_end_ms),
             user_id=self.user_id,
@@ -249,13 +297,26 @@ class ChangeDetector:
             detected_at_ms=step.window_end_ms,
             modalities=tuple(streak.modalities),
             model_version=self.model_version,
+            evidence=streak.evidence(),
+            emotions=emotions,
         )
+
+    @property
+    def streak_steps(self) -> int:
+        """Steps of the streak a new emotion is on (0: none), so callers know which steps count."""
+        return 0 if self._streak is None else self._streak.steps
+
+    def copy(self) -> ChangeDetector:
+        """An independent detector in the same state (to look ahead without changing this one)."""
+        return ChangeDetector.from_dict(self.to_dict(), self.labels, self.model_version, self.config,
+                                        self.named_emotions)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "user_id": self.user_id,
             "current": self.current,
             "baseline": None if self._baseline is None else self._baseline.tolist(),
+            "named_baseline": None if self._named_baseline is None else self._named_baseline.tolist(),
             "streak": None if self._streak is None else asdict(self._streak),
             "last_window_end_ms": self._last_window_end_ms,
         }
@@ -267,10 +328,13 @@ class ChangeDetector:
         labels: Sequence[str],
         model_version: str,
         config: DetectorConfig | None = None,
+        named_emotions: Sequence[str] = (),
     ) -> ChangeDetector:
-        detector = cls(data["user_id"], labels, model_version, config)
+        detector = cls(data["user_id"], labels, model_version, config, named_emotions)
         detector.current = data["current"]
         detector._baseline = None if data["baseline"] is None else np.asarray(data["baseline"], dtype=np.float64)
+        named_baseline = data.get("named_baseline")  # absent from records written before named emotions
+        detector._named_baseline = None if named_baseline is None else np.asarray(named_baseline, dtype=np.float64)
         detector._streak = None if data["streak"] is None else _Streak(**data["streak"])
         detector._last_window_end_ms = data["last_window_end_ms"]
         return detector

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,12 +25,15 @@ from moodshift.models.datasets.posts import Post
 from moodshift.models.datasets.timelines import Timeline, TimelineBuilder
 from moodshift.models.detector import DetectorConfig, onsets
 from moodshift.models.inputs import SequenceInputs, Step, StepInputs
-from moodshift.models.metrics import classification_metrics, rising_edges, score_detections, tune_detections
+from moodshift.models.datasets.weak_labels import WeakLabeller
+from moodshift.models.metrics import (classification_metrics, named_emotion_agreement, rising_edges, score_detections,
+                                      tune_detections)
 from moodshift.models.model import MoodshiftModel
 from moodshift.models.text import TextHasher
 from moodshift.models.timefeatures import time_features
 from moodshift.models.device import resolve_device
-from moodshift.models.train import StepOutputs, TimelineOutputs, TrainingData, prepare_data, run_on_timelines
+from moodshift.models.train import (StepOutputs, TimelineOutputs, TrainingData, prepare_data, run_on_timelines,
+                                   weak_label_cache)
 
 TEST_TIMELINES = 300
 VALIDATION_TIMELINES = 150
@@ -87,17 +90,27 @@ def state_dtype_report(model: MoodshiftModel, test: Sequence[Timeline], threshol
     return report
 
 
+@dataclass(frozen=True)
+class PostOutputs:
+    """The model on posts each taken alone: stage-1 probabilities [N, C], named-emotion scores [N, K]."""
+
+    stage1: np.ndarray
+    named: np.ndarray | None
+
+
 @torch.no_grad()
-def run_on_isolated_posts(model: MoodshiftModel, texts: Sequence[str], device: torch.device) -> np.ndarray:
-    """Stage-1 probabilities for each post as a user's first and only step (text and time only)."""
+def run_on_isolated_posts(model: MoodshiftModel, texts: Sequence[str], device: torch.device) -> PostOutputs:
+    """Each post as a user's first and only step (text and time only)."""
     model.eval()
     hasher, first = TextHasher(model.config), time_features(1_400_000_000.0, None)
-    probs = []
+    probs, named = [], []
     for start in range(0, len(texts), 1024):
         steps = [[Step(time=first, text_ids=hasher.encode(text))] for text in texts[start:start + 1024]]
         out = model(SequenceInputs.collate(steps, model.config).to(device))
         probs.append(out.stage1_probs[:, 0].cpu().numpy())
-    return np.concatenate(probs)
+        if out.named_scores is not None:
+            named.append(out.named_scores[:, 0].cpu().numpy())
+    return PostOutputs(np.concatenate(probs), np.concatenate(named) if named else None)
 
 
 def tune_and_score(detect, values_val, true_val, values_test, true_test, grid, margin) -> dict:
@@ -108,14 +121,23 @@ def tune_and_score(detect, values_val, true_val, values_test, true_test, grid, m
 
 
 def model_report(model: MoodshiftModel, meta: CheckpointMeta, val: list[Timeline], test: list[Timeline],
-                 test_texts: list[str], test_labels: np.ndarray, margin: int, device: torch.device) -> dict:
+                 test_texts: list[str], test_labels: np.ndarray, margin: int, device: torch.device,
+                 test_weak: np.ndarray | None = None) -> dict:
+    """Stage 1 per step and per post, stage 2 and the worker's detector; with ``test_weak`` (the weak
+    labeller's scores of the test posts) also how the named emotions agree with it and with the labels."""
     labels = model.config.labels
     out_val, out_test = run_on_timelines(model, val, device), run_on_timelines(model, test, device)
     step_labels = np.array([post.label for t in test for post in t.posts])
     detect = lambda threshold: lambda probs: rising_edges(probs, threshold)  # noqa: E731
+    posts = run_on_isolated_posts(model, test_texts, device)
+    named = {}
+    if posts.named is not None and test_weak is not None:
+        named = {"named_emotions": named_emotion_agreement(posts.named, test_weak, test_labels, labels,
+                                                            model.config.named_emotions)}
     return {
+        **named,
         "timeline_steps": classification_metrics(step_labels, np.concatenate(out_test.stage1), labels),
-        "isolated_posts": classification_metrics(test_labels, run_on_isolated_posts(model, test_texts, device), labels),
+        "isolated_posts": classification_metrics(test_labels, posts.stage1, labels),
         "change_points": tune_and_score(detect, out_val.change, [t.change_points for t in val], out_test.change,
                                         [t.change_points for t in test], THRESHOLDS, margin),
         "worker_detector": worker_detector_report(out_test, test, meta, margin),
@@ -142,7 +164,7 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
     started = time.monotonic()
     device_ = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, device_)
-    data = _data_for(meta, device_)
+    data = _data_for(meta, device_, checkpoint)
     val = data.fixed_timelines("validation", VALIDATION_TIMELINES)
     test = data.fixed_timelines("test", TEST_TIMELINES)
     margin = data.spec.change_tolerance
@@ -152,7 +174,8 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
     labels = meta.labels
     log(f"evaluating {meta.model_version} on {len(test)} test timelines and {len(test_texts)} test posts")
 
-    main = model_report(model, meta, val, test, test_texts, test_labels, margin, device_)
+    main = model_report(model, meta, val, test, test_texts, test_labels, margin, device_,
+                        _weak_scores(meta, checkpoint, test_texts))
     outputs = main.pop("_outputs")
     report: dict[str, Any] = {
         "command": command,
@@ -169,7 +192,7 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
     for name, path in (ablations or {}).items():
         log(f"ablation {name}: {path}")
         ablated, ablated_meta = load_checkpoint(path, device_)
-        ablated_data = _data_for(ablated_meta, device_)
+        ablated_data = _data_for(ablated_meta, device_, path)
         ablated_report = model_report(
             ablated, ablated_meta, ablated_data.fixed_timelines("validation", VALIDATION_TIMELINES),
             ablated_data.fixed_timelines("test", TEST_TIMELINES), test_texts, test_labels, margin, device_)
@@ -199,7 +222,7 @@ def evaluate_posts(checkpoint: Path, posts: Sequence[Post], out_dir: Path, sourc
     started = time.monotonic()
     device_ = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, device_)
-    data = _data_for(meta, device_)
+    data = _data_for(meta, device_, checkpoint)
     val = data.fixed_timelines("validation", VALIDATION_TIMELINES)
     project = data.builders["test"]
     builder = TimelineBuilder(posts, meta.config, data.spec, project.context, data.normaliser, project.media)
@@ -208,7 +231,7 @@ def evaluate_posts(checkpoint: Path, posts: Sequence[Post], out_dir: Path, sourc
     margin = data.spec.change_tolerance
     log(f"evaluating {meta.model_version} on {len(posts)} posts of {source or 'the file'} "
         f"and {len(test)} timelines cut from them")
-    main = model_report(model, meta, val, test, texts, labels, margin, device_)
+    main = model_report(model, meta, val, test, texts, labels, margin, device_, _weak_scores(meta, checkpoint, texts))
     outputs = main.pop("_outputs")
     report: dict[str, Any] = {
         "command": command,
@@ -286,7 +309,15 @@ def baselines_report(train_posts: Sequence[Any], val: Sequence[Any], test: Seque
     return report
 
 
-def _data_for(meta: CheckpointMeta, device: torch.device) -> TrainingData:
+def _weak_scores(meta: CheckpointMeta, checkpoint: Path, texts: Sequence[str]) -> np.ndarray | None:
+    """The weak labeller's named-emotion scores of ``texts`` (cached beside the checkpoint), for a
+    model that has named emotions."""
+    if not meta.config.named_emotions:
+        return None
+    return WeakLabeller(meta.config.named_emotions, weak_label_cache(checkpoint)).scores(texts)
+
+
+def _data_for(meta: CheckpointMeta, device: torch.device, checkpoint: Path) -> TrainingData:
     training = meta.training
     data = prepare_data(meta.config, data_seed=training.get("data_seed", 0),
                         modalities=training.get("modalities", ("text", "image", "audio", "time", "context")),

@@ -1,4 +1,5 @@
-"""The training objective: Euclidean emotion distance + stage-1 + (weighted) stage-2 cross-entropy.
+"""The training objective: Euclidean emotion distance + stage-1 + (weighted) stage-2 cross-entropy,
+and, when the model scores named emotions, binary cross-entropy against the weak labeller's scores.
 
 >>> import torch
 >>> from moodshift.models.config import ModelConfig
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -34,14 +36,19 @@ class Targets:
     change: torch.Tensor  # [B, T] float: 1 where the user's emotion regime has just changed
     transition: torch.Tensor  # [B, T] long: from * labels + to (diagonal = no change)
     step_mask: torch.Tensor  # [B, T] bool: real steps
+    named: torch.Tensor | None = None  # [B, T, named] weak scores in [0, 1]; None: not trained
+    named_mask: torch.Tensor | None = None  # [B, T] bool: steps whose post has weak scores
 
     def to(self, device: str | torch.device) -> "Targets":
-        return Targets(*(getattr(self, name).to(device) for name in self.__dataclass_fields__))
+        return Targets(*(None if (value := getattr(self, name)) is None else value.to(device)
+                         for name in self.__dataclass_fields__))
 
     @classmethod
-    def collate(cls, sequences: Sequence[Sequence[tuple[int, float, int, int]]], n_labels: int) -> "Targets":
+    def collate(cls, sequences: Sequence[Sequence[tuple[int, float, int, int]]], n_labels: int,
+                named: Sequence[np.ndarray] | None = None) -> "Targets":
         """Per step ``(label, confidence, change, transition)``; the label keeps ``confidence`` of
-        the target emotion mass and the rest is shared by the other labels."""
+        the target emotion mass and the rest is shared by the other labels. ``named``: per
+        sequence, its steps' weak named-emotion scores ``[T, named]``."""
         batch, length = len(sequences), max((len(s) for s in sequences), default=0)
         label = torch.zeros(batch, length, dtype=torch.long)
         confidence = torch.ones(batch, length)
@@ -61,7 +68,16 @@ class Targets:
         rest = (1.0 - confidence) / (n_labels - 1)
         emotion = rest[..., None].expand(batch, length, n_labels).clone()
         emotion.scatter_(-1, label[..., None], confidence[..., None])
-        return cls(emotion, label, change, transition, step_mask)
+        named_targets = named_mask = None
+        if named is not None:  # NaN rows: posts the weak labeller did not score
+            width = max((len(scores[0]) for scores in named if scores is not None and len(scores)), default=0)
+            named_targets = torch.full((batch, length, width), float("nan"))
+            for b, scores in enumerate(named):
+                if scores is not None:
+                    named_targets[b, :len(scores)] = torch.as_tensor(np.asarray(scores, dtype=np.float32))
+            named_mask = step_mask & ~named_targets.isnan().any(-1)
+            named_targets = named_targets.nan_to_num(0.0)
+        return cls(emotion, label, change, transition, step_mask, named_targets, named_mask)
 
 
 def moodshift_loss(outputs: StepOutputs, targets: Targets, config: ModelConfig
@@ -78,4 +94,8 @@ def moodshift_loss(outputs: StepOutputs, targets: Targets, config: ModelConfig
     parts = {"emotion": distance[mask].mean(), "stage1": stage1, "change": change, "transition": transition}
     total = (config.weight_emotion * parts["emotion"] + config.weight_stage1 * stage1
              + config.weight_change * change + config.weight_transition * transition)
+    if outputs.named_logits is not None and targets.named_mask is not None and bool(targets.named_mask.any()):
+        scored = targets.named_mask
+        parts["named"] = F.binary_cross_entropy_with_logits(outputs.named_logits[scored], targets.named[scored])
+        total = total + config.weight_named * parts["named"]
     return total, {name: float(value.detach()) for name, value in parts.items()}

@@ -59,6 +59,49 @@ def valence_auc(labels: np.ndarray, scores: np.ndarray, label_names: Sequence[st
     return float(roc_auc_score(labels[polar] == positive, scores[polar, positive] - scores[polar, negative]))
 
 
+#: Plutchik's emotions that read as positive or negative valence (surprise is neither).
+POSITIVE_EMOTIONS = ("anticipation", "joy", "trust")
+NEGATIVE_EMOTIONS = ("anger", "disgust", "fear", "sadness")
+
+
+def named_emotion_agreement(scores: np.ndarray, weak: np.ndarray, labels: np.ndarray,
+                            label_names: Sequence[str], names: Sequence[str]) -> dict:
+    """How a model's named-emotion scores ``[N, K]`` agree with a weak labeller's ``[N, K]`` on the
+    same held-out posts (Pearson r and mean absolute error per emotion), and with the human polarity
+    labels: the valence AUC of mean(positive emotions) − mean(negative emotions), for the model and,
+    as the reference it learned from, for the weak labeller; and the mean score per human label.
+
+    >>> weak = np.array([[0.9, 0.1], [0.2, 0.8], [0.8, 0.3], [0.1, 0.7]])
+    >>> result = named_emotion_agreement(weak * 0.5, weak, np.array([2, 0, 2, 0]),
+    ...                                  ("negative", "neutral", "positive"), ("joy", "sadness"))
+    >>> result["per_emotion"]["joy"]["pearson_r"], result["valence_auc"]
+    (1.0, {'model': 1.0, 'weak_labeller': 1.0})
+    """
+    per_emotion = {}
+    for k, name in enumerate(names):
+        model, reference = scores[:, k], weak[:, k]
+        r = float(np.corrcoef(model, reference)[0, 1]) if model.std() > 0 and reference.std() > 0 else float("nan")
+        per_emotion[name] = {"pearson_r": round(r, 6), "mean_abs_error": float(np.abs(model - reference).mean()),
+                             "mean_by_label": {label: float(model[labels == i].mean())
+                                               for i, label in enumerate(label_names) if (labels == i).any()}}
+    positive = [i for i, name in enumerate(names) if name in POSITIVE_EMOTIONS]
+    negative = [i for i, name in enumerate(names) if name in NEGATIVE_EMOTIONS]
+
+    def auc(values: np.ndarray) -> float:
+        if not positive or not negative or not {"positive", "negative"} <= set(label_names):
+            return float("nan")
+        valence = values[:, positive].mean(1) - values[:, negative].mean(1)
+        is_positive, is_negative = labels == label_names.index("positive"), labels == label_names.index("negative")
+        polar = is_positive | is_negative
+        if not is_positive.any() or not is_negative.any():
+            return float("nan")
+        return float(roc_auc_score(is_positive[polar], valence[polar]))
+
+    return {"per_emotion": per_emotion,
+            "mean_pearson_r": float(np.nanmean([m["pearson_r"] for m in per_emotion.values()])),
+            "valence_auc": {"model": auc(scores), "weak_labeller": auc(weak)}}
+
+
 def rising_edges(probabilities: np.ndarray, threshold: float) -> list[int]:
     """Steps where a probability crosses ``threshold`` upwards: one detection per excursion."""
     above = probabilities >= threshold

@@ -12,6 +12,7 @@ Reads top-down: building blocks, the model, then the factory. Per step and user:
                     r = [h_f, h_c, items, g]  [2 * hidden + 4 * common]  (the step's own features
                         skip past the LSTMs: without them stage 1 sat at chance for ~100 batches)
     emotion vector   e = softplus(W r)            [labels]   non-negative by construction
+    named emotions   n = sigmoid(W_n r)           [named]    e.g. Plutchik's eight, each in [0, 1]
     stage 1 (maxent) p(y | e) = softmax(θ e + b)  [labels]
     stage 2          [e, e_prev, e - e_prev, r, has_prev] → change logit [1], transition (from → to)
                      logits [labels × labels]
@@ -98,6 +99,12 @@ class StepOutputs:
     stage1_logits: torch.Tensor  # [..., labels]
     change_logit: torch.Tensor  # [...]
     transition_logits: torch.Tensor  # [..., labels * labels], row-major (from, to)
+    named_logits: torch.Tensor | None = None  # [..., named]: config.named_emotions; None without them
+
+    @property
+    def named_scores(self) -> torch.Tensor | None:
+        """[..., named] in [0, 1]: how strongly each named emotion is expressed."""
+        return None if self.named_logits is None else self.named_logits.sigmoid()
 
     @property
     def stage1_probs(self) -> torch.Tensor:
@@ -143,6 +150,8 @@ class MoodshiftModel(nn.Module):
 
         representation = 2 * hidden + 4 * common
         self.emotion_head = nn.Linear(representation, labels)
+        named = len(config.named_emotions)
+        self.named_head = nn.Linear(representation, named) if named else None
         self.stage1 = nn.Linear(labels, labels)  # maximum entropy: p(y | e) ∝ exp(θ_y · e)
         self.stage2 = nn.Sequential(nn.Linear(3 * labels + representation + 1, config.stage2_hidden), nn.ReLU())
         self.change_head = nn.Linear(config.stage2_hidden, 1)
@@ -202,6 +211,7 @@ class MoodshiftModel(nn.Module):
             stage1_logits=self.stage1(emotion),
             change_logit=self.change_head(stage2).squeeze(-1),
             transition_logits=self.transition_head(stage2),
+            named_logits=None if self.named_head is None else self.named_head(self.output_dropout(representation)),
         )
 
     # -- streaming API -------------------------------------------------------------------------

@@ -123,6 +123,27 @@ def _state_dtype_lines(result: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _named_emotion_lines(result: dict[str, Any] | None, labels: Sequence[str]) -> list[str]:
+    """The named emotions against the weak labeller they learned from, and against the human labels."""
+    if not result:
+        return []
+    auc = result["valence_auc"]
+    lines = ["## Named emotions (Plutchik's eight) — all test posts, each alone", "",
+             "**Weakly supervised**: no human labels for these emotions ship offline; the model learned them",
+             "from nade's scores (models/datasets/weak_labels.py). Only the polarity labels are human. Agreement",
+             "with the weak labeller on held-out posts, and the mean score per human label:", "",
+             "| emotion | Pearson r with nade | mean abs. error | " + " | ".join(f"mean on {l}" for l in labels) + " |",
+             "|---|---|---|" + "---|" * len(labels)]
+    for name, m in result["per_emotion"].items():
+        means = " | ".join(_f(m["mean_by_label"].get(label, float("nan"))) for label in labels)
+        lines.append(f"| {name} | {_f(m['pearson_r'])} | {_f(m['mean_abs_error'])} | {means} |")
+    lines += ["", f"Mean r {_f(result['mean_pearson_r'])}. Against the human polarity labels, the valence "
+              "mean(anticipation, joy, trust) − mean(anger, disgust, fear, sadness) ranks positive above "
+              f"negative posts with AUC {_f(auc['model'])} from the model's scores and {_f(auc['weak_labeller'])} "
+              "from nade's own.", ""]
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     model, data = report["model"], report["data"]
     training = model["training"]
@@ -184,6 +205,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "![a test user's timeline](timeline.png)",
         "",
+        *_named_emotion_lines(report["moodshift"].get("named_emotions"), list(report["moodshift"]["isolated_posts"]["per_class"])),
         *_state_dtype_lines(report.get("state_dtype")),
         f"Evaluation took {report['evaluation_seconds']} s.",
         "",

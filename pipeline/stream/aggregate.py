@@ -130,6 +130,8 @@ class ModalityAggregate:
     >>> agg.add(1_000, "a", ModalityFeatures(tokens=[4], image=np.array([3.0, 5.0])))
     >>> agg.tokens, agg.image_mean.tolist(), agg.audio_mean, agg.modalities, agg.event_ids
     ([4, 5, 6], [2.0, 4.0], None, ('image', 'text'), ['a', 'b'])
+    >>> agg.text_events
+    [('a', (4,)), ('b', (5, 6))]
     """
 
     max_tokens = MAX_TOKENS
@@ -151,6 +153,11 @@ class ModalityAggregate:
     @property
     def tokens(self) -> list[int]:
         return [token for _, _, tokens in self._text.entries for token in tokens]
+
+    @property
+    def text_events(self) -> list[tuple[str, tuple[int, ...]]]:
+        """``(event id, token ids)`` of the events whose text is in :attr:`tokens`, in that order."""
+        return [(event_id, tokens) for _, event_id, tokens in self._text.entries]
 
     @property
     def tokens_dropped(self) -> int:

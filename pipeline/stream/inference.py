@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -55,6 +55,7 @@ class StepResult:
     emotion: list[float]
     stage1_probs: list[float]
     change_prob: float
+    named: list[float] = field(default_factory=list)  # scores of the model's named emotions, if any
 
 
 class InferenceEngine:
@@ -86,6 +87,10 @@ class InferenceEngine:
     def labels(self) -> tuple[str, ...]:
         return self.config.labels
 
+    @property
+    def named_emotions(self) -> tuple[str, ...]:
+        return self.config.named_emotions
+
     def step(self, requests: Sequence[StepRequest]) -> list[StepResult]:
         """One batched call per round; results in request order."""
         started = time.perf_counter()
@@ -100,11 +105,13 @@ class InferenceEngine:
             stage1 = outputs.stage1_probs.float().cpu().numpy()
             emotion = outputs.emotion.float().cpu().numpy()
             change = outputs.change_prob.float().cpu().numpy()
+            named = None if outputs.named_scores is None else outputs.named_scores.float().cpu().numpy()
             for row, i in enumerate(round_indices):
                 latest[requests[i].user_id] = blobs[row]
                 results[i] = StepResult(
                     user_id=requests[i].user_id, state=blobs[row], emotion=emotion[row].tolist(),
                     stage1_probs=stage1[row].tolist(), change_prob=float(change[row]),
+                    named=[] if named is None else named[row].tolist(),
                 )
         self.last_call_seconds = time.perf_counter() - started
         return results  # type: ignore[return-value]

@@ -31,7 +31,9 @@ import numpy as np
 from moodshift.models.inputs import Step
 from moodshift.models.timefeatures import time_features
 from moodshift.pipeline.stream.context import DailyContext
+from moodshift.models.change_details import StepEvidence
 from moodshift.models.detector import ChangeDetector, ChangePoint, DetectorConfig, DetectorStep, iso_utc
+from moodshift.pipeline.stream.evidence import Probe, probe_steps, step_evidence
 from moodshift.pipeline.stream.inference import InferenceEngine, StepRequest, StepResult
 from moodshift.pipeline.stream.aggregate import ModalityAggregate, ModalityFeatures
 from moodshift.pipeline.stream.records import UserRecord
@@ -65,9 +67,11 @@ class EmotionStep:
     change_prob: float
     modalities: tuple[str, ...]
     context_present: bool
+    named: list[float] = field(default_factory=list)  # the named emotions' scores (empty: none)
 
-    def to_json_dict(self, labels: Sequence[str], model_version: str) -> dict[str, Any]:
-        return {
+    def to_json_dict(self, labels: Sequence[str], model_version: str,
+                     named_emotions: Sequence[str] = ()) -> dict[str, Any]:
+        record = {
             "schema_version": 1, "user_id": self.user_id,
             "window_start": iso_utc(self.window_start_ms), "window_end": iso_utc(self.window_end_ms),
             "emotion": self.emotion, "class_probs": dict(zip(labels, self.class_probs)),
@@ -75,6 +79,9 @@ class EmotionStep:
             "modalities": list(self.modalities), "context_present": self.context_present,
             "model_version": model_version,
         }
+        if self.named:
+            record["emotions"] = dict(zip(named_emotions, self.named))
+        return record
 
 
 @dataclass
@@ -146,8 +153,9 @@ class EmotionProcessor:
         result.model_seconds = self.engine.last_call_seconds if requests else 0.0
 
         detectors = {user: self._detector(user, state[user].detector) for user in windows}
-        for window, step_result, context_present in zip(closed, results, contexts):
-            self._record_step(window, step_result, context_present, detectors, result)
+        evidence = self._evidence(closed, requests, results, detectors, result)
+        for window, step_result, context_present, why in zip(closed, results, contexts, evidence):
+            self._record_step(window, step_result, context_present, why, detectors, result)
             state[window.user_id].model = step_result.state
         for user in windows:
             state[user].windows = windows[user].to_dict()
@@ -164,10 +172,10 @@ class EmotionProcessor:
         return UserWindows(user, self.spec, ModalityAggregate)
 
     def _detector(self, user: str, data: dict[str, Any] | None) -> ChangeDetector:
-        labels, version = self.engine.labels, self.engine.model_version
+        labels, version, named = self.engine.labels, self.engine.model_version, self.engine.named_emotions
         if data:
-            return ChangeDetector.from_dict(data, labels, version, self.detector_config)
-        return ChangeDetector(user, labels, version, self.detector_config)
+            return ChangeDetector.from_dict(data, labels, version, self.detector_config, named)
+        return ChangeDetector(user, labels, version, self.detector_config, named)
 
     def _step_inputs(self, window: ClosedWindow[ModalityAggregate], last_step_ms: int | None) -> tuple[Step, bool]:
         aggregate = window.aggregate
@@ -181,15 +189,49 @@ class EmotionProcessor:
             context=context,
         ), context_present
 
+    def _evidence(self, closed: Sequence[ClosedWindow[ModalityAggregate]], requests: Sequence[StepRequest],
+                  results: Sequence[StepResult], detectors: Mapping[str, ChangeDetector],
+                  result: ProcessResult) -> list[StepEvidence | None]:
+        """Leave-one-out evidence (:mod:`pipeline.stream.evidence`) for the steps on which a new
+        emotion enters: only those can end up in a change point. Copies of the detectors look ahead,
+        and every probe, from the state its step started from, goes into one batched model call."""
+        lookahead = {user: detector.copy() for user, detector in detectors.items()}
+        state_before: dict[str, bytes | None] = {}
+        probes: dict[int, list[Probe]] = {}  # step index -> its probes, in probe_requests' order
+        probe_requests: list[StepRequest] = []
+        for index, (window, request, step) in enumerate(zip(closed, requests, results)):
+            prior = state_before.get(window.user_id, request.state)
+            state_before[window.user_id] = step.state
+            detector = lookahead[window.user_id]
+            point = detector.update(DetectorStep(step.stage1_probs, step.change_prob, step.emotion,
+                                                 window.start_ms, window.end_ms))
+            if point is None and detector.streak_steps == 0:
+                continue
+            probes[index] = probe_steps(request.inputs, window.aggregate.text_events)
+            probe_requests += [StepRequest(f"probe-{len(probe_requests) + i}", prior, probe.step)
+                               for i, probe in enumerate(probes[index])]
+        evidence: list[StepEvidence | None] = [None] * len(closed)
+        if not probe_requests:
+            return evidence
+        probe_results = iter(self.engine.step(probe_requests))
+        result.model_seconds += self.engine.last_call_seconds
+        for index, step_probes in probes.items():
+            probs = results[index].stage1_probs
+            evidence[index] = step_evidence(probs, int(np.argmax(probs)), step_probes,
+                                            [next(probe_results).stage1_probs for _ in step_probes])
+        return evidence
+
     def _record_step(self, window: ClosedWindow[ModalityAggregate], step: StepResult, context_present: bool,
-                     detectors: dict[str, ChangeDetector], result: ProcessResult) -> None:
+                     evidence: StepEvidence | None, detectors: dict[str, ChangeDetector],
+                     result: ProcessResult) -> None:
         modalities = window.aggregate.modalities + (("context",) if context_present else ())
         result.steps.append(EmotionStep(
             window.user_id, window.start_ms, window.end_ms, step.emotion, step.stage1_probs,
-            step.change_prob, modalities, context_present,
+            step.change_prob, modalities, context_present, step.named,
         ))
         point = detectors[window.user_id].update(DetectorStep(
-            step.stage1_probs, step.change_prob, step.emotion, window.start_ms, window.end_ms, modalities,
+            step.stage1_probs, step.change_prob, step.emotion, window.start_ms, window.end_ms, modalities, evidence,
+            step.named,
         ))
         if point is not None:
             result.change_points.append(point)

@@ -210,7 +210,7 @@ class WorkerRuntime:
         for step in result.steps:
             if self.settings.emit_step_emotions:
                 outputs.steps.append((step.user_id.encode(),
-                                      json.dumps(step.to_json_dict(labels, version)).encode()))
+                                      json.dumps(step.to_json_dict(labels, version, self.engine.named_emotions)).encode()))
         for point in result.change_points:
             metrics.CHANGE_POINTS.labels(from_emotion=point.from_emotion, to_emotion=point.to_emotion).inc()
             metrics.EVENT_TIME_TO_EMIT_SECONDS.observe(max(0.0, (received_ms - point.detected_at_ms) / 1000))

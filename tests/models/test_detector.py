@@ -202,3 +202,28 @@ def test_the_tuning_grid_holds_distinct_valid_settings() -> None:
     assert len(set(TUNING_GRID)) == len(TUNING_GRID) > 100
     assert all(config.signal_dwell <= config.min_dwell for config in TUNING_GRID)
     assert DetectorConfig(margin=0.1, min_dwell=3, signal_dwell=1, change_threshold=0.5) in TUNING_GRID
+
+
+def test_a_change_point_names_the_emotions_that_rose_and_fell_and_survives_a_restart() -> None:
+    """Named emotions: before = the previous emotion's running mean, after = the streak's mean."""
+    named = ("joy", "sadness", "fear")
+    detector = ChangeDetector("u", LABELS, "m", DetectorConfig(min_dwell=2, signal_dwell=2), named)
+    sad, happy = [0.1, 0.8, 0.3], [0.9, 0.1, 0.2]
+    steps = [DetectorStep(peaked(3, 0.9), 0.0, [0.0] * 4, 0, (i + 1) * SLIDE, ("text",), None, sad) for i in range(3)]
+    steps += [DetectorStep(peaked(1, 0.9), 0.0, [0.0] * 4, 0, (i + 4) * SLIDE, ("text",), None,
+                           [value + 0.02 * i for value in happy]) for i in range(2)]
+    assert feed(detector, steps[:4]) == []
+    restored = ChangeDetector.from_dict(json.loads(json.dumps(detector.to_dict())), LABELS, "m",
+                                        detector.config, named)
+    (point,) = feed(restored, steps[4:])
+    emotions = point.to_json_dict()["emotions"]
+    assert (point.from_emotion, point.to_emotion) == ("sadness", "joy")
+    assert emotions["rose"] == "joy" and emotions["fell"] == "sadness"
+    assert emotions["before"] == pytest.approx(dict(zip(named, sad)))
+    assert emotions["after"] == pytest.approx({"joy": 0.91, "sadness": 0.11, "fear": 0.21})
+
+
+def test_without_named_emotions_a_change_point_has_no_emotions_field() -> None:
+    detector = ChangeDetector("u", LABELS, "m", DetectorConfig(min_dwell=1, signal_dwell=1))
+    points = feed(detector, [step(0, peaked(0, 0.9)), step(1, peaked(1, 0.9))])
+    assert len(points) == 1 and "emotions" not in points[0].to_json_dict()

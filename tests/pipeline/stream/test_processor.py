@@ -158,3 +158,23 @@ def test_a_batch_that_cannot_be_decoded_becomes_dead_letters_whole() -> None:
     letter = DeadLetter.from_json_bytes(value)
     assert (letter.reason, letter.topic, letter.original) == ("internal_error", "posts", b"\xff not json")
     assert key is not None and len(key) <= 256  # a huge input key is capped in the letter
+
+
+def test_a_model_with_named_emotions_puts_them_in_steps_and_change_points() -> None:
+    from moodshift.models.config import PLUTCHIK
+    from moodshift.models.detector import DetectorConfig
+
+    engine = InferenceEngine(build_model(CONFIG.replace(named_emotions=PLUTCHIK), seed=3))
+    eager = DetectorConfig(enter_threshold=0.0, margin=0.0, min_dwell=1, signal_dwell=1)
+    processor = EmotionProcessor(engine, WindowSpec(3_600_000, 3_600_000, 0), detector_config=eager)
+    events = [UserEvent("u1", f"e{i}", i * 1_200_000, ModalityFeatures(tokens=[i % 64, (7 * i) % 64]))
+              for i in range(300)]
+    result = processor.process(events, {})
+    record = result.steps[0].to_json_dict(engine.labels, "m", engine.named_emotions)
+    assert list(record["emotions"]) == list(PLUTCHIK) and all(0 <= v <= 1 for v in record["emotions"].values())
+    assert result.change_points, "the eager detector should find changes of a random model's top emotion"
+    for point in result.change_points:
+        emotions = point.to_json_dict()["emotions"]
+        after, before = emotions["after"], emotions["before"]
+        rises = {name: after[name] - before[name] for name in PLUTCHIK}
+        assert emotions["rose"] == max(rises, key=rises.get) and emotions["fell"] == min(rises, key=rises.get)
