@@ -9,6 +9,8 @@
 ['text_dim=32', 'base', 'base-seed1']
 >>> round(seed_spread(trials, "validation_macro_f1"), 3)
 0.01
+>>> [round(edge, 3) for edge in noise_band(trials, "validation_macro_f1")]
+[0.68, 0.71]
 """
 
 from __future__ import annotations
@@ -68,23 +70,21 @@ def _label(value: Any) -> str:
 
 def plot_factors(report: dict[str, Any], path: Path) -> None:
     """Per factor: validation macro F1 and change-point F1 at each value tried (* marks the base's value);
-    the shaded band is the base's macro F1 give or take how far two seeds of it land apart."""
+    the shaded band is :func:`noise_band`, the base runs' macro F1 give or take how far they land apart."""
     factors = [f for f in FACTOR_TITLES if factor_points(report, f)]
     fig, axes = plt.subplots(1, max(len(factors), 1), figsize=(3.2 * max(len(factors), 1), 3.8), squeeze=False,
                              sharey=True)
     metrics = {"validation_macro_f1": "macro F1", "change_point_f1": "change-point F1"}
     scores = [t[key] for t in report["trials"] if t["status"] == "run" for key in metrics]
-    base = next((t for t in report["trials"] if t["name"] == "base" and t["status"] == "run"), None)
-    spread = seed_spread(report["trials"], report["metric"])
+    band = noise_band(report["trials"], report["metric"])
     for ax, factor in zip(axes[0], factors):
         points = factor_points(report, factor)
         for offset, (key, name) in zip((-0.2, 0.2), metrics.items()):
             bars = ax.bar([x + offset for x in range(len(points))], [t[key] for _, t in points], width=0.4,
                           label=name, color="tab:blue" if offset < 0 else "tab:orange")
             ax.bar_label(bars, fmt="%.3f", fontsize=6, rotation=90, padding=2)
-        if base is not None and spread is not None:
-            ax.axhspan(base[report["metric"]] - spread, base[report["metric"]] + spread, color="tab:blue",
-                       alpha=0.15, label="base macro F1 ± seed spread")
+        if band is not None:
+            ax.axhspan(*band, color="tab:blue", alpha=0.15, label="base runs' macro F1 ± their spread")
         ax.set_xticks(list(range(len(points))),
                       [_label(v) + ("*" if v == report["base_values"][factor] else "") for v, _ in points])
         ax.set_title(FACTOR_TITLES[factor], fontsize=9)
@@ -105,29 +105,51 @@ def _row(trial: dict[str, Any]) -> str:
             f"({trial['best_epoch']}) | {trial['stopped_by']} | {trial['train_seconds']} | {trial['parameters']:,} |")
 
 
-def verdict(report: dict[str, Any]) -> list[str]:
-    """What the sweep says about its base preset: the best trial, the seed noise, the trials beyond it."""
-    metric, trials, preset = report["metric"], report["trials"], report["preset"]
-    order = ranked(trials, metric)
-    base = next((t for t in order if t["name"] == "base"), None)
-    if base is None:
-        return ["- No base trial ran, so nothing is compared."]
-    best = order[0]
-    lines = [f"- Best by validation macro F1: **{best['name']}** ({_f(best[metric])}; base {_f(base[metric])})."]
+def noise_band(trials: Sequence[dict[str, Any]], metric: str) -> tuple[float, float] | None:
+    """The base runs' range of ``metric`` widened by their spread on each side: a trial outside it differs
+    from the base by more than two seeds of the base differ from each other (None without two base runs)."""
     spread = seed_spread(trials, metric)
     if spread is None:
+        return None
+    values = [t[metric] for t in trials if t["factor"] == "base" and t["status"] == "run"]
+    return min(values) - spread, max(values) + spread
+
+
+def _scores(trial: dict[str, Any]) -> str:
+    return (f"{trial['name']} (macro F1 {_f(trial['validation_macro_f1'], 4)}, "
+            f"change-point F1 {_f(trial['change_point_f1'])})")
+
+
+def verdict(report: dict[str, Any]) -> list[str]:
+    """What the sweep says about its base preset: the best trial, the seed noise, the trials outside it,
+    the trials the epoch cap stopped while they still improved."""
+    metric, trials, preset = report["metric"], report["trials"], report["preset"]
+    order, band = ranked(trials, metric), noise_band(trials, metric)
+    if not any(t["name"] == "base" for t in order):
+        return ["- No base trial ran, so nothing is compared."]
+    lines = [f"- Best by validation macro F1: {_scores(order[0])}."]
+    capped = [t for t in order if t["stopped_by"] == "epochs" and t["best_epoch"] == t["epochs_run"]]
+    if capped:
+        lines.append(f"- Still improving when the {report['epochs_cap']}-epoch cap stopped them: "
+                     f"{', '.join(t['name'] for t in capped)}; their scores say how far they got, not where they end.")
+    if band is None:
         return [*lines, "- Seed noise not measured (base-seed1 did not run), so no difference here is told apart "
                         f"from chance and the sweep recommends nothing about the `{preset}` preset."]
-    better = [t["name"] for t in order if t[metric] > base[metric] + spread]
-    worse = [t["name"] for t in order if t[metric] < base[metric] - spread]
-    lines += [f"- Seed noise: the base config with seeds 0 and 1 differs by {_f(spread)} in macro F1; differences "
-              "within that are not told apart from chance (every trial ran with one seed).",
-              f"- Behind the base by more than that: {', '.join(worse) or 'none'}."]
-    if better:
-        return [*lines, f"- **Ahead of the base by more than that: {', '.join(better)}.** The sweep says the "
-                        f"`{preset}` preset should change that way; confirm with another seed before changing it."]
-    return [*lines, f"- Ahead of the base by more than that: none. The sweep gives no reason to change the "
-                    f"`{preset}` preset."]
+    ahead = [t for t in order if t[metric] > band[1]]
+    setting = [t for t in ahead if t["changes"]]
+    spread = seed_spread(trials, metric)
+    lines += [f"- Seed noise: the base with seeds 0 and 1 differs by {_f(spread, 4)} in macro F1, "
+              f"so only scores outside {_f(band[0], 4)}–{_f(band[1], 4)} (both base runs, widened by that) count as a "
+              "difference; two seeds underestimate the noise and every other trial ran with one seed.",
+              f"- Behind both base runs: {', '.join(_scores(t) for t in order if t[metric] < band[0]) or 'none'}.",
+              f"- Ahead of both base runs: {', '.join(_scores(t) for t in ahead) or 'none'}."]
+    if any(not t["changes"] for t in ahead):
+        lines.append("- Leaving out a modality is not a preset setting (`moodshift train --without ...`).")
+    if setting:
+        return [*lines, f"- **The sweep suggests changing the `{preset}` preset: "
+                        f"{', '.join(t['name'] for t in setting)}**; confirm with more seeds before changing it."]
+    return [*lines, f"- No preset setting beats both base runs: the sweep gives no reason to change the `{preset}` "
+                    "preset."]
 
 
 def markdown(report: dict[str, Any], plot_name: str) -> str:
