@@ -1,4 +1,4 @@
-"""``moodshift train`` and ``moodshift evaluate``: argparse subcommands for the project's CLI.
+"""``moodshift train``, ``moodshift evaluate`` and ``moodshift sweep``: argparse subcommands for the project's CLI.
 
 The project's ``moodshift`` entry point calls :func:`register` on its subparsers and runs
 ``args.handler(args, settings)``, which returns the process exit code. Without ``--out`` /
@@ -26,6 +26,7 @@ from moodshift.models.datasets.timelines import ALL_MODALITIES
 from moodshift.models.image import BackboneWeightsUnavailable
 
 DEFAULT_REPORT_DIR = Path("docs/model")
+DEFAULT_SWEEP_REPORT = DEFAULT_REPORT_DIR / "sweep.md"
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -49,7 +50,7 @@ def checkpoint_path(given: Path | None, state_dir: Path | None) -> Path:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``train`` and ``evaluate`` subcommands."""
+    """Add the ``train``, ``evaluate`` and ``sweep`` subcommands."""
     train = subparsers.add_parser("train", help="train the emotion model on real offline data",
                                   description="Train the multimodal emotion model (see docs/model/).")
     train.add_argument("--preset", choices=("default", "quick"), default="default",
@@ -88,6 +89,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="map a raw label to negative, neutral or positive, e.g. 4=positive; may repeat "
                           "(the labels themselves and neg/neu/pos map without it)")
     evaluate.set_defaults(handler=run_evaluate)
+    register_sweep(subparsers)
+
+
+def register_sweep(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``sweep`` subcommand: the seed method's hyper-parameter study (models/sweep.py)."""
+    sweep = subparsers.add_parser("sweep", help="train one-factor-at-a-time variants of a preset and compare them",
+                                  description="Learning rate, layers, hidden size, word-vector dimension, text "
+                                              "n-grams, with and without context; writes sweep.md/.json/.png.")
+    sweep.add_argument("--preset", default="quick", help="the base preset the trials vary (default: quick)")
+    sweep.add_argument("--budget-minutes", type=float, default=25.0,
+                       help="start no trial after this many minutes; later trials are listed as not run")
+    sweep.add_argument("--epochs", type=int, help="each trial's maximum number of epochs (default: the preset's)")
+    sweep.add_argument("--out", type=Path, default=DEFAULT_SWEEP_REPORT,
+                       help=f"the Markdown page; .json and .png beside it (default: {DEFAULT_SWEEP_REPORT})")
+    sweep.add_argument("--work-dir", type=Path, help="the trials' checkpoints (default: STATE_DIR/sweep)")
+    sweep.add_argument("--only", action="append", default=[], metavar="NAME",
+                       help="run only this trial (base, base-seed1, learning_rate=0.003, no-context, ...); may repeat")
+    sweep.add_argument("--without", action="append", default=[], choices=("image", "audio", "context", "text"),
+                       help="leave a modality out of every trial; may repeat")
+    sweep.add_argument("--random-backbone", action="store_true",
+                       help="use a random image backbone when no weights are available")
+    sweep.add_argument("--image-weights", default="DEFAULT", help="torchvision weights name or a local .pth file")
+    sweep.add_argument("--device", default="auto")
+    sweep.set_defaults(handler=run_sweep)
 
 
 def run_train(args: argparse.Namespace, settings=None) -> int:
@@ -133,4 +158,32 @@ def run_evaluate(args: argparse.Namespace, settings=None) -> int:
     except (ModuleNotFoundError, ValueError, BackboneWeightsUnavailable, OSError) as why:
         print(f"moodshift evaluate: {why}", file=sys.stderr)
         return 1
+    return 0
+
+
+def run_sweep(args: argparse.Namespace, settings=None) -> int:
+    """``moodshift sweep``: run the trials, write the report; the exit code."""
+    from moodshift.models import sweep
+    from moodshift.models.sweep_report import write_sweep_report
+
+    state_dir = getattr(settings, "state_dir", None)
+    if args.work_dir is None and state_dir is None:
+        print("moodshift sweep: pass --work-dir (no state folder to default to)", file=sys.stderr)
+        return 1
+    options = sweep.SweepOptions(
+        work_dir=args.work_dir or Path(state_dir) / "sweep", preset=args.preset, budget_minutes=args.budget_minutes,
+        epochs=args.epochs, modalities=tuple(m for m in ALL_MODALITIES if m not in args.without),
+        only=tuple(args.only), device=args.device, image_weights=args.image_weights,
+        random_backbone=args.random_backbone)
+    try:
+        report = sweep.run_sweep(options)
+    except BackboneWeightsUnavailable as why:
+        print(f"moodshift sweep: {why}\nmoodshift sweep: pass --image-weights FILE.pth or --random-backbone",
+              file=sys.stderr)
+        return 2
+    except (ModuleNotFoundError, ValueError) as why:
+        print(f"moodshift sweep: {why}", file=sys.stderr)
+        return 1
+    for path in write_sweep_report(report, args.out, shlex.join(["moodshift", *sys.argv[1:]])):
+        print(f"wrote {path}")
     return 0

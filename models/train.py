@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -82,6 +82,7 @@ class TrainOptions:
     epochs: int | None = None  # override the preset's
     max_minutes: float | None = None
     progress: bool = True
+    config_changes: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields to change in the preset's
 
 
 @dataclass
@@ -217,7 +218,7 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
     """Train, write the checkpoint to ``options.out``; returns its path and the training summary."""
     preset = PRESETS[options.preset]
     device = resolve_device(options.device)
-    config = preset.config
+    config = preset.config.replace(**options.config_changes)
     started = time.monotonic()
     torch.manual_seed(options.seed)
     data = prepare_data(config, data_seed=options.data_seed, modalities=options.modalities,
