@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from moodshift.models.change_details import ChangeEvidence, NamedEmotionShift, StepEvidence, largest_effects
+from moodshift.models.change_details import ChangeEvidence, NamedEmotionShift, StepEvidence
 
 CHANGE_POINT_SCHEMA_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -73,7 +73,7 @@ class DetectorConfig:
 class DetectorStep:
     """One model step of one user, for the window ``[window_start_ms, window_end_ms)``.
 
-    ``evidence`` is optional: the detector carries it into the change point a streak confirms."""
+    ``evidence`` is optional: the detector puts it into the change point this step confirms."""
 
     class_probs: Sequence[float]
     change_prob: float
@@ -147,23 +147,7 @@ class _Streak:
     signalled: bool = False
     vector_sum: list[float] = field(default_factory=list)
     modalities: list[str] = field(default_factory=list)
-    # Evidence: each event's largest effect (only the EVIDENCE_EVENTS largest are kept, so the
-    # stored state stays small), and per modality the sum of effects over `evidence_steps` steps.
-    event_effects: dict[str, float] = field(default_factory=dict)
-    modality_effect_sums: dict[str, float] = field(default_factory=dict)
-    evidence_steps: int = 0
     named_sum: list[float] = field(default_factory=list)  # of the named emotions' scores
-
-    def add_evidence(self, evidence: StepEvidence) -> None:
-        self.event_effects = largest_effects(self.event_effects, evidence.events)
-        for modality, effect in evidence.modalities.items():
-            self.modality_effect_sums[modality] = self.modality_effect_sums.get(modality, 0.0) + effect
-        self.evidence_steps += 1
-
-    def evidence(self) -> ChangeEvidence | None:
-        if not self.evidence_steps:
-            return None
-        return ChangeEvidence.from_sums(self.event_effects, self.modality_effect_sums, self.evidence_steps)
 
 
 class ChangeDetector:
@@ -260,8 +244,6 @@ class ChangeDetector:
             named = np.asarray(step.named, dtype=np.float64)
             streak.named_sum = (named + (np.asarray(streak.named_sum) if streak.named_sum else 0.0)).tolist()
         streak.modalities = sorted(set(streak.modalities) | set(step.modalities))
-        if step.evidence is not None:
-            streak.add_evidence(step.evidence)
         return streak
 
     def _follow(self, mean: np.ndarray | None, vector: np.ndarray) -> np.ndarray:
@@ -297,14 +279,9 @@ class ChangeDetector:
             detected_at_ms=step.window_end_ms,
             modalities=tuple(streak.modalities),
             model_version=self.model_version,
-            evidence=streak.evidence(),
+            evidence=None if step.evidence is None else ChangeEvidence.from_step(step.evidence),
             emotions=emotions,
         )
-
-    @property
-    def streak_steps(self) -> int:
-        """Steps of the streak a new emotion is on (0: none), so callers know which steps count."""
-        return 0 if self._streak is None else self._streak.steps
 
     def copy(self) -> ChangeDetector:
         """An independent detector in the same state (to look ahead without changing this one)."""

@@ -270,9 +270,7 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
         elapsed = time.monotonic() - started
         progress["history"].append({"epoch": epoch, "train_loss": running, **{f"val_{k}": v for k, v in scores.items()},
                                     "elapsed_s": round(elapsed, 1)})
-        log(f"epoch {epoch}: train loss {running:.4f}  val loss {scores['loss']:.4f} "
-            f"(stage1 {scores['stage1']:.3f}, change {scores['change']:.3f})"
-            f"{'  *best' if improved else ''}  [{elapsed:.0f}s]")
+        log(_epoch_line(epoch, running, scores, improved, elapsed))
         _save(options.out, model, meta, progress, optimiser)
         if progress["bad_epochs"] >= preset.patience:
             stop_reason = "early stopping"
@@ -294,6 +292,13 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
     _save(options.out, model, meta, progress, optimiser)
     log(f"wrote {options.out} ({stop_reason} after {progress['epoch']} epochs, {summary['train_seconds']}s)")
     return options.out, summary
+
+
+def _epoch_line(epoch: int, train_loss: float, scores: dict[str, float], improved: bool, elapsed: float) -> str:
+    named = f", named {scores['named']:.3f}" if "named" in scores else ""
+    return (f"epoch {epoch}: train loss {train_loss:.4f}  val loss {scores['loss']:.4f} "
+            f"(stage1 {scores['stage1']:.3f}, change {scores['change']:.3f}{named})"
+            f"{'  *best' if improved else ''}  [{elapsed:.0f}s]")
 
 
 def weak_label_cache(checkpoint: Path) -> Path:

@@ -192,9 +192,11 @@ class EmotionProcessor:
     def _evidence(self, closed: Sequence[ClosedWindow[ModalityAggregate]], requests: Sequence[StepRequest],
                   results: Sequence[StepResult], detectors: Mapping[str, ChangeDetector],
                   result: ProcessResult) -> list[StepEvidence | None]:
-        """Leave-one-out evidence (:mod:`pipeline.stream.evidence`) for the steps on which a new
-        emotion enters: only those can end up in a change point. Copies of the detectors look ahead,
-        and every probe, from the state its step started from, goes into one batched model call."""
+        """Leave-one-out evidence (:mod:`pipeline.stream.evidence`) for the steps that confirm a change
+        point. Copies of the detectors look ahead to find them (the detector's decisions do not depend
+        on evidence), and every probe, from the state its step started from, goes into one batched
+        model call. Only confirming steps: on timelines with frequent changes about half of all steps
+        start or extend a streak, and probing them all would multiply the model's work."""
         lookahead = {user: detector.copy() for user, detector in detectors.items()}
         state_before: dict[str, bytes | None] = {}
         probes: dict[int, list[Probe]] = {}  # step index -> its probes, in probe_requests' order
@@ -205,7 +207,7 @@ class EmotionProcessor:
             detector = lookahead[window.user_id]
             point = detector.update(DetectorStep(step.stage1_probs, step.change_prob, step.emotion,
                                                  window.start_ms, window.end_ms))
-            if point is None and detector.streak_steps == 0:
+            if point is None:
                 continue
             probes[index] = probe_steps(request.inputs, window.aggregate.text_events)
             probe_requests += [StepRequest(f"probe-{len(probe_requests) + i}", prior, probe.step)

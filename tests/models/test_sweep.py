@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import pytest
-
 from moodshift.models.cli import register
 from moodshift.models.sweep import FACTORS
 

@@ -26,9 +26,8 @@ from moodshift.models.timefeatures import time_features
 CONFIG = ModelConfig(image_dim=8, hidden_size=16, common_dim=8, text_dim=8, text_buckets=64, context_length=3)
 SCHEMA = Path(moodshift.pipeline.__file__).parent / "schemas" / "emotion-change.v1.json"
 # A detector that reports every change of the most likely emotion, so that a small random model gives
-# plenty of change points; and one whose streaks last two steps.
+# plenty of change points.
 EAGER = DetectorConfig(enter_threshold=0.0, margin=0.0, min_dwell=1, signal_dwell=1)
-TWO_STEPS = DetectorConfig(enter_threshold=0.0, margin=0.0, min_dwell=2, signal_dwell=2)
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +72,8 @@ def test_change_points_carry_evidence_from_their_own_windows(engine: InferenceEn
         evidence = point["evidence"]
         effects = [event["effect"] for event in evidence["events"]]
         assert effects == sorted(effects, reverse=True) and 1 <= len(effects) <= EVIDENCE_EVENTS
-        # The events named are the user's own, from the streak's windows: onset to detection.
-        start, end = hour(point["window"]["start"]), hour(point["detected_at"])
+        # The events named are the user's own, from the window that confirmed the change.
+        start, end = hour(point["detected_at"]) - 1, hour(point["detected_at"])
         for event in evidence["events"]:  # three posts an hour
             user, index = event["event_id"].rsplit("-", 1)
             assert user == point["user_id"] and start * 3 <= int(index) < end * 3
@@ -101,26 +100,37 @@ def test_evidence_does_not_depend_on_batch_boundaries(engine: InferenceEngine) -
             assert b["evidence"]["modality_effects"][name] == pytest.approx(effect, abs=1e-5)
 
 
-def test_an_effect_is_the_drop_of_the_favoured_emotion_without_that_event(engine: InferenceEngine) -> None:
-    """A new user's first window, checked against model steps made by hand. Its step begins the
-    user's first streak, so its evidence waits in the stored detector state (the record carries it
-    to the batch that confirms the streak)."""
-    processor = EmotionProcessor(engine, WindowSpec(3_600_000, 3_600_000, 0), detector_config=TWO_STEPS)
-    window = [UserEvent("u", "a", 1_000, ModalityFeatures(tokens=[3, 4])),
-              UserEvent("u", "b", 2_000, ModalityFeatures(tokens=[50])),
-              UserEvent("u", "c", 3_601_000, ModalityFeatures(tokens=[9]))]  # closes [0, 1 h)
-    result = processor.process(window, {})
+def test_an_effect_is_the_drop_of_the_new_emotion_without_that_event(engine: InferenceEngine) -> None:
+    """The first change point of a user fed one window per batch, checked against model steps made by
+    hand from the state its record held before the confirming window."""
+    processor = EmotionProcessor(engine, WindowSpec(3_600_000, 3_600_000, 0), detector_config=EAGER)
+    events = [event for event in posts("u1", 240) if event.features.image is None]  # text only
+    record, previous_end = None, None
+    for hour in range(80):  # one batch per window; the first event of the next hour closes it
+        batch = [e for e in events if hour * 3_600_000 <= e.event_time_ms < (hour + 1) * 3_600_000]
+        result = processor.process(batch, {} if record is None else {"u1": record})
+        if result.change_points:
+            break
+        before = result.records["u1"]
+        record = UserRecord.from_bytes(before.to_bytes())
+        previous_end = result.steps[-1].window_end_ms if result.steps else previous_end
+    (point,) = result.change_points
     (step,) = result.steps
-    streak = result.records["u"].detector["streak"]
-    assert streak["steps"] == 1 and streak["evidence_steps"] == 1
+    window = [e for e in events if point.window_start_ms <= e.event_time_ms < point.window_end_ms]
+    assert len(window) >= 2
+    new = engine.labels.index(point.to_emotion)
+    time = time_features(point.window_end_ms / 1000, previous_end / 1000)
 
-    def favoured_probability(text_ids: list[int] | None) -> float:
-        inputs = Step(time=time_features(3600.0, None), text_ids=text_ids)
-        probs = engine.step([StepRequest("u", None, inputs)])[0].stage1_probs
-        return probs[int(np.argmax(step.class_probs))]
+    def probability(left_out: str | None, text: bool = True) -> float:
+        tokens = [t for e in window if e.event_id != left_out for t in e.features.tokens] if text else None
+        inputs = Step(time=time, text_ids=tokens or None)
+        return engine.step([StepRequest("u1", record.model, inputs)])[0].stage1_probs[new]
 
-    full = favoured_probability([3, 4, 50])
-    assert full == pytest.approx(max(step.class_probs), abs=1e-6)
-    assert streak["event_effects"] == pytest.approx({"a": full - favoured_probability([50]),
-                                                     "b": full - favoured_probability([3, 4])}, abs=1e-6)
-    assert streak["modality_effect_sums"] == pytest.approx({"text": full - favoured_probability(None)}, abs=1e-6)
+    full = probability(None)
+    assert full == pytest.approx(step.class_probs[new], abs=1e-6)
+    evidence = point.evidence
+    assert dict(evidence.modality_effects) == pytest.approx({"text": full - probability(None, text=False)}, abs=1e-6)
+    by_hand = sorted(((e.event_id, full - probability(e.event_id)) for e in window), key=lambda item: -item[1])
+    assert [name for name, _ in evidence.events] == [name for name, _ in by_hand][:EVIDENCE_EVENTS]
+    assert [effect for _, effect in evidence.events] == pytest.approx([e for _, e in by_hand][:EVIDENCE_EVENTS],
+                                                                       abs=1e-6)
