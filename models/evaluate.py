@@ -23,7 +23,7 @@ from moodshift.models import report as report_writer
 from moodshift.models.checkpoint import CheckpointMeta, load_checkpoint
 from moodshift.models.datasets.posts import Post
 from moodshift.models.datasets.timelines import Timeline, TimelineBuilder
-from moodshift.models.detector import DetectorConfig, onsets
+from moodshift.models.detector import DetectorConfig
 from moodshift.models.inputs import SequenceInputs, Step, StepInputs
 from moodshift.models.datasets.weak_labels import WeakLabeller
 from moodshift.models.metrics import (classification_metrics, named_emotion_agreement, rising_edges, score_detections,
@@ -32,8 +32,8 @@ from moodshift.models.model import MoodshiftModel
 from moodshift.models.text import TextHasher
 from moodshift.models.timefeatures import time_features
 from moodshift.models.device import resolve_device
-from moodshift.models.train import (StepOutputs, TimelineOutputs, TrainingData, prepare_data, run_on_timelines,
-                                   weak_label_cache)
+from moodshift.models.train import (TimelineOutputs, TrainingData, prepare_data, run_on_timelines, weak_label_cache,
+                                   worker_onsets)
 
 TEST_TIMELINES = 300
 VALIDATION_TIMELINES = 150
@@ -151,11 +151,10 @@ def worker_detector_report(outputs: TimelineOutputs, test: Sequence[Timeline], m
     steps, one step per post, matched at their onset): with the settings the checkpoint carries
     (tuned by ``moodshift train`` on validation timelines; what a worker uses unless told
     otherwise) and with the detector's built-in defaults."""
-    values = [StepOutputs(s, c) for s, c in zip(outputs.stage1, outputs.change)]
-    truth = [t.change_points for t in test]
+    values, truth = outputs.per_timeline(), [t.change_points for t in test]
     configs = {"checkpoint": DetectorConfig(**meta.detector) if meta.detector else None, "defaults": DetectorConfig()}
-    return {name: {**score_detections(lambda v: onsets(v.class_probs, v.change_probs, meta.labels, config),
-                                      values, truth, margin), "settings": asdict(config)}
+    return {name: {**score_detections(worker_onsets(meta.labels, config), values, truth, margin),
+                   "settings": asdict(config)}
             for name, config in configs.items() if config is not None}
 
 

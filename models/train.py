@@ -170,12 +170,26 @@ def validation_loss(model: MoodshiftModel, timelines: Sequence[Timeline], device
     return {name: value / len(timelines) for name, value in totals.items()}
 
 
+@dataclass(frozen=True)
+class StepOutputs:
+    """One timeline's stage-1 probabilities [T, C] and change probabilities [T]."""
+
+    class_probs: np.ndarray
+    change_probs: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.change_probs)
+
+
 @dataclass
 class TimelineOutputs:
     """A model's per-step outputs on each timeline: stage-1 probabilities [T, C], change prob [T]."""
 
     stage1: list[np.ndarray]
     change: list[np.ndarray]
+
+    def per_timeline(self) -> list[StepOutputs]:
+        return [StepOutputs(stage1, change) for stage1, change in zip(self.stage1, self.change)]
 
 
 @torch.no_grad()
@@ -192,26 +206,18 @@ def run_on_timelines(model: MoodshiftModel, timelines: Sequence[Timeline], devic
     return TimelineOutputs(stage1, change)
 
 
-@dataclass(frozen=True)
-class StepOutputs:
-    """One timeline's stage-1 probabilities [T, C] and change probabilities [T]."""
-
-    class_probs: np.ndarray
-    change_probs: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.change_probs)
+def worker_onsets(labels: Sequence[str], config: DetectorConfig) -> Callable[[StepOutputs], list[int]]:
+    """One timeline's outputs → the onsets of the change points a worker with ``config`` emits."""
+    return lambda outputs: onsets(outputs.class_probs, outputs.change_probs, labels, config)
 
 
 def tune_detector(outputs: TimelineOutputs, timelines: Sequence[Timeline], margin: int,
                   labels: Sequence[str]) -> tuple[DetectorConfig, float]:
     """The worker's detector settings (of :data:`TUNING_GRID`) with the best change-point F1 on
     these timelines, and that F1; the detections are the change points' onsets."""
-    values = [StepOutputs(s, c) for s, c in zip(outputs.stage1, outputs.change)]
-    truth = [t.change_points for t in timelines]
-    make = lambda config: lambda v: onsets(v.class_probs, v.change_probs, labels, config)  # noqa: E731
-    best = tune_detections(make, TUNING_GRID, values, truth, margin)
-    return best, score_detections(make(best), values, truth, margin)["f1"]
+    values, truth = outputs.per_timeline(), [t.change_points for t in timelines]
+    best = tune_detections(lambda config: worker_onsets(labels, config), TUNING_GRID, values, truth, margin)
+    return best, score_detections(worker_onsets(labels, best), values, truth, margin)["f1"]
 
 
 def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]]:

@@ -53,6 +53,8 @@ def test_records_follow_the_schema_and_evidence_is_optional() -> None:
     broken = dict(explained, evidence={**explained["evidence"], "modality_shares": {"smell": 1.0}})
     with pytest.raises(jsonschema.ValidationError):
         validator.validate(broken)
+    # Fields added later within version 1 do not break a consumer that validates with this copy.
+    validator.validate({**explained, "added_in_a_later_release": {"any": "value"}})
 
 
 @pytest.mark.kafka
