@@ -306,8 +306,10 @@ class ChangeDetector:
         model_version: str,
         config: DetectorConfig | None = None,
         named_emotions: Sequence[str] = (),
+        user_id: str | None = None,
     ) -> ChangeDetector:
-        detector = cls(data["user_id"], labels, model_version, config, named_emotions)
+        """Restore :meth:`to_dict`'s state; ``user_id`` (e.g. the table key) overrides the stored id."""
+        detector = cls(data["user_id"] if user_id is None else user_id, labels, model_version, config, named_emotions)
         detector.current = data["current"]
         detector._baseline = None if data["baseline"] is None else np.asarray(data["baseline"], dtype=np.float64)
         named_baseline = data.get("named_baseline")  # absent from records written before named emotions

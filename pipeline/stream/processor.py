@@ -168,13 +168,15 @@ class EmotionProcessor:
 
     def _windows(self, user: str, record: UserRecord | None) -> UserWindows[ModalityAggregate]:
         if record and record.windows:
-            return UserWindows.from_dict(record.windows, self.spec, ModalityAggregate)
+            # The user is the table key, whatever id the stored state names (a record copied or
+            # moved under another key must not file its events under the old user).
+            return UserWindows.from_dict(record.windows, self.spec, ModalityAggregate, user)
         return UserWindows(user, self.spec, ModalityAggregate)
 
     def _detector(self, user: str, data: dict[str, Any] | None) -> ChangeDetector:
         labels, version, named = self.engine.labels, self.engine.model_version, self.engine.named_emotions
         if data:
-            return ChangeDetector.from_dict(data, labels, version, self.detector_config, named)
+            return ChangeDetector.from_dict(data, labels, version, self.detector_config, named, user)
         return ChangeDetector(user, labels, version, self.detector_config, named)
 
     def _step_inputs(self, window: ClosedWindow[ModalityAggregate], last_step_ms: int | None) -> tuple[Step, bool]:

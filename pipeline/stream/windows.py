@@ -247,14 +247,15 @@ class UserWindows(Generic[A]):
 
     @classmethod
     def from_dict(
-        cls, data: dict[str, Any], spec: WindowSpec, aggregate_type: AggregateType[A]
+        cls, data: dict[str, Any], spec: WindowSpec, aggregate_type: AggregateType[A], user_id: str | None = None
     ) -> UserWindows[A]:
-        """Restore state from :meth:`to_dict`; the slide must not have changed (panes depend on it)."""
+        """Restore state from :meth:`to_dict`; the slide must not have changed (panes depend on it).
+        ``user_id``: whose state this is (the table key); the id stored in ``data`` when None."""
         if data["slide_ms"] != spec.slide_ms:
             raise ValueError(
                 f"stored panes are {data['slide_ms']} ms wide but the spec slides {spec.slide_ms} ms"
             )
-        user = cls(data["user_id"], spec, aggregate_type)
+        user = cls(data["user_id"] if user_id is None else user_id, spec, aggregate_type)
         user._max_event_time_ms = data["max_event_time_ms"]
         user._watermark_ms = data["watermark_ms"]
         user._panes = {int(pane): aggregate_type.from_dict(agg) for pane, agg in data["panes"]}

@@ -178,3 +178,17 @@ def test_a_model_with_named_emotions_puts_them_in_steps_and_change_points() -> N
         after, before = emotions["after"], emotions["before"]
         rises = {name: after[name] - before[name] for name in PLUTCHIK}
         assert emotions["rose"] == max(rises, key=rises.get) and emotions["fell"] == min(rises, key=rises.get)
+
+
+def test_a_record_stored_under_another_key_belongs_to_that_key(engine: InferenceEngine) -> None:
+    """The table key says whose record it is: a record copied from u1 to u2 (a restored backup, a
+    benchmark's clones) files u2's late events and windows under u2, not under the id stored inside."""
+    processor = EmotionProcessor(engine, WindowSpec(60_000, 60_000, 0))
+    first = processor.process(events_for("u1", 10), {})
+    copied = UserRecord.from_bytes(first.records["u1"].to_bytes())
+    late = UserEvent("u2", "late", 0, ModalityFeatures(tokens=[1]))
+    on_time = UserEvent("u2", "next", 10 * 45_000, ModalityFeatures(tokens=[2]))
+    result = processor.process([late, on_time], {"u2": copied})
+    assert [(e.user_id, e.event_id) for e in result.late_events] == [("u2", "late")]
+    assert {step.user_id for step in result.steps} == {"u2"} and set(result.records) == {"u2"}
+    assert result.records["u2"].windows["user_id"] == "u2" and result.records["u2"].detector["user_id"] == "u2"
