@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -316,6 +317,7 @@ def write_summary(steps: list[dict], changes: list[dict], counts: dict[str, int]
         n_changes = sum(c["user_id"] == user for c in changes)
         lines.append(f"  {user:<14} {len(mine):>5} steps, {n_changes:>3} changes, predicted "
                      + ", ".join(f"{label} {count}" for label, count in predicted.items()))
+    lines += change_point_lines(changes)
     if steps:
         top = sorted(max(s["class_probs"].values()) for s in steps)
         lines.append(f"  the model's top-class probability per step: median {top[len(top) // 2]:.2f}, "
@@ -327,6 +329,30 @@ def write_summary(steps: list[dict], changes: list[dict], counts: dict[str, int]
     (out / "change-points.jsonl").write_text("".join(json.dumps(c) + "\n" for c in changes))
     (out / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
     return text
+
+
+def change_point_lines(changes: list[dict]) -> list[str]:
+    """What the change points say beyond from → to: which named emotions rose and fell most often,
+    and each modality's mean share of what drove them.
+
+    >>> change_point_lines([
+    ...     {"emotions": {"rose": "joy", "fell": "anger"}, "evidence": {"modality_shares": {"text": 1.0}}},
+    ...     {"emotions": {"rose": "joy", "fell": "fear"},
+    ...      "evidence": {"modality_shares": {"text": 0.5, "context": 0.5}}}])
+    ['  named emotions that rose: joy 2; fell: anger 1, fear 1', '  what drove them (mean share): text 0.75, context 0.25']
+    """
+    lines = []
+    named = [c["emotions"] for c in changes if c.get("emotions")]
+    if named:
+        rose, fell = (Counter(e[key] for e in named).most_common() for key in ("rose", "fell"))
+        lines.append("  named emotions that rose: " + ", ".join(f"{name} {n}" for name, n in rose)
+                     + "; fell: " + ", ".join(f"{name} {n}" for name, n in fell))
+    shares = [c["evidence"]["modality_shares"] for c in changes if c.get("evidence")]
+    if shares:
+        modalities = sorted({m for share in shares for m in share}, key=lambda m: -sum(s.get(m, 0.0) for s in shares))
+        lines.append("  what drove them (mean share): " + ", ".join(
+            f"{m} {sum(s.get(m, 0.0) for s in shares) / len(shares):.2f}" for m in modalities))
+    return lines
 
 
 def _time(iso: str) -> datetime:
