@@ -199,7 +199,7 @@ class EmotionProcessor:
         on evidence), and every probe, from the state its step started from, goes into one batched
         model call. Only confirming steps: on timelines with frequent changes about half of all steps
         start or extend a streak, and probing them all would multiply the model's work."""
-        lookahead = {user: detector.copy() for user, detector in detectors.items()}
+        lookahead = {user: detectors[user].copy() for user in {window.user_id for window in closed}}
         state_before: dict[str, bytes | None] = {}
         probes: dict[int, list[Probe]] = {}  # step index -> its probes, in probe_requests' order
         probe_requests: list[StepRequest] = []
