@@ -82,6 +82,7 @@ def named_emotion_agreement(scores: np.ndarray, weak: np.ndarray, labels: np.nda
         model, reference = scores[:, k], weak[:, k]
         r = float(np.corrcoef(model, reference)[0, 1]) if model.std() > 0 and reference.std() > 0 else float("nan")
         per_emotion[name] = {"pearson_r": round(r, 6), "mean_abs_error": float(np.abs(model - reference).mean()),
+                             "mean": float(model.mean()), "weak_labeller_mean": float(reference.mean()),
                              "mean_by_label": {label: float(model[labels == i].mean())
                                                for i, label in enumerate(label_names) if (labels == i).any()}}
     positive = [i for i, name in enumerate(names) if name in POSITIVE_EMOTIONS]

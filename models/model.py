@@ -165,6 +165,13 @@ class MoodshiftModel(nn.Module):
         _init_lstm(self.feature_lstm)
         _init_lstm(self.context_lstm)
 
+    def set_named_base_rates(self, rates: torch.Tensor) -> None:
+        """Start each named emotion's output at its base rate (e.g. the weak labeller's mean score):
+        from sigmoid(0) = 0.5, Adam's small steps would take thousands of batches to move the bias
+        to rates near 0.1, and the head would sit above every score meanwhile."""
+        with torch.no_grad():
+            self.named_head.bias.copy_(torch.logit(rates.clamp(1e-3, 1 - 1e-3)))
+
     # -- building blocks ---------------------------------------------------------------------
 
     def embed_text(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:

@@ -132,11 +132,13 @@ def _named_emotion_lines(result: dict[str, Any] | None, labels: Sequence[str]) -
              "**Weakly supervised**: no human labels for these emotions ship offline; the model learned them",
              "from nade's scores (models/datasets/weak_labels.py). Only the polarity labels are human. Agreement",
              "with the weak labeller on held-out posts, and the mean score per human label:", "",
-             "| emotion | Pearson r with nade | mean abs. error | " + " | ".join(f"mean on {l}" for l in labels) + " |",
-             "|---|---|---|" + "---|" * len(labels)]
+             "| emotion | Pearson r with nade | mean abs. error | mean (nade's mean) | "
+             + " | ".join(f"mean on {label}" for label in labels) + " |",
+             "|---|---|---|---|" + "---|" * len(labels)]
     for name, m in result["per_emotion"].items():
         means = " | ".join(_f(m["mean_by_label"].get(label, float("nan"))) for label in labels)
-        lines.append(f"| {name} | {_f(m['pearson_r'])} | {_f(m['mean_abs_error'])} | {means} |")
+        lines.append(f"| {name} | {_f(m['pearson_r'])} | {_f(m['mean_abs_error'])} | "
+                     f"{_f(m['mean'])} ({_f(m['weak_labeller_mean'])}) | {means} |")
     lines += ["", f"Mean r {_f(result['mean_pearson_r'])}. Against the human polarity labels, the valence "
               "mean(anticipation, joy, trust) − mean(anger, disgust, fear, sadness) ranks positive above "
               f"negative posts with AUC {_f(auc['model'])} from the model's scores and {_f(auc['weak_labeller'])} "

@@ -233,6 +233,7 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
                         weak_label_posts=preset.weak_label_posts, weak_cache_dir=weak_label_cache(options.out))
     validation = data.fixed_timelines("validation", preset.validation_timelines)
     model = build_model(config, seed=options.seed).to(device)
+    _start_at_base_rates(model, data)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     meta = CheckpointMeta.create(
         config, training_data_hash=data.data_hash,
@@ -298,6 +299,13 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
     _save(options.out, model, meta, progress, optimiser)
     log(f"wrote {options.out} ({stop_reason} after {progress['epoch']} epochs, {summary['train_seconds']}s)")
     return options.out, summary
+
+
+def _start_at_base_rates(model: MoodshiftModel, data: TrainingData) -> None:
+    """The named emotions' outputs start at the weak labeller's mean scores on the training posts."""
+    weak = data.builders["train"].weak_labels
+    if model.named_head is not None and weak is not None and np.isfinite(weak).all(1).any():
+        model.set_named_base_rates(torch.as_tensor(weak[np.isfinite(weak).all(1)].mean(0)))
 
 
 def _epoch_line(epoch: int, train_loss: float, scores: dict[str, float], improved: bool, elapsed: float) -> str:

@@ -153,6 +153,8 @@ def test_named_emotions_learn_from_the_weak_labeller_and_are_scored_against_it(t
     # nade itself separates the human-labelled positive and negative test posts: a check of the data.
     assert named["valence_auc"]["weak_labeller"] > 0.6  # 0.5 is chance; 0.70 measured on these posts
     assert 0.0 <= named["valence_auc"]["model"] <= 1.0
+    for emotion in named["per_emotion"].values():  # the head starts at the labeller's base rates
+        assert abs(emotion["mean"] - emotion["weak_labeller_mean"]) < 0.1
     assert "Weakly supervised" in (tmp_path / "report" / "report.md").read_text()
 
 
