@@ -40,6 +40,7 @@ from moodshift.pipeline.worker.checkpoint_consumer import CheckpointTransport
 from moodshift.pipeline.settings import Settings
 from moodshift.pipeline.worker.users_table import UsersTable
 from moodshift.pipeline.worker.runtime import Outputs, RawRecord, WorkerRuntime
+from moodshift.pipeline.worker.stacks import stack_dump
 from moodshift.pipeline.worker.state import WorkerState
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class Worker:
 
         app.page("/health")(health)
         app.page("/metrics")(metrics_page)
+        app.page("/debug/stacks")(stacks_page)
 
     async def runtime(self) -> WorkerRuntime:
         if "runtime" not in self.holder:
@@ -283,6 +285,11 @@ async def report_gpu_memory() -> None:
 async def metrics_page(web: Any, request: Any) -> Any:
     body, content_type = metrics.exposition()
     return web.bytes(body, content_type=content_type.split(";")[0])
+
+
+async def stacks_page(web: Any, request: Any) -> Any:
+    """Every task's chain of awaits and every thread's stack (pipeline/worker/stacks.py)."""
+    return web.text(stack_dump())
 
 
 def _counted_not_raised(stage: str) -> Callable[[Callable[[], Awaitable[None]]], Callable[[], Awaitable[None]]]:

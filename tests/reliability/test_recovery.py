@@ -178,7 +178,8 @@ class Outputs:
     def wait_for(self, done: Callable[[], bool], timeout: float, workers: list[WorkerProcess]) -> None:
         deadline = time.monotonic() + timeout
         while not done():
-            assert time.monotonic() < deadline, "timed out:\n" + "\n".join(w.log_tail() for w in workers)
+            assert time.monotonic() < deadline, "timed out:\n" + "\n".join(
+                f"{w.log_path.name}:\n{w.log_tail()}\n{w.metrics_summary()}\n{w.stacks()}" for w in workers)
             self.poll()
 
     def wait_sent(self, feeder: Feeder, fraction: float, workers: list[WorkerProcess]) -> None:

@@ -197,9 +197,12 @@ def test_input_from_a_transactional_producer_loses_nothing(kafka_settings: Setti
     try:
         outputs.wait_for(lambda: outputs.steps.keys() >= expected_steps.keys(), 180, [worker])
         metrics = worker.get("/metrics").decode()
+        stacks = worker.stacks(chars=10**6)
     finally:
         worker.stop()
         outputs.close()
     assert_uninterrupted(outputs, expected_steps, expected_changes)
     gaps = [line for line in metrics.splitlines() if line.startswith("moodshift_input_offset_gaps_total ")]
     assert gaps and float(gaps[0].split()[1]) > 0, "the markers were never met: nothing was tested"
+    # /debug/stacks (for a worker that stalls): the agent's task and the threads are there.
+    assert "in process_events" in stacks and "thread MainThread:" in stacks

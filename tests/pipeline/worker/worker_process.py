@@ -55,6 +55,27 @@ class WorkerProcess:
             assert time.monotonic() < deadline, f"worker not ready after {timeout} s:\n{self.log_tail()}"
             time.sleep(0.5)
 
+    def metrics_summary(self) -> str:
+        """The worker's own metrics (``moodshift_*`` samples of /metrics), for a test that times out:
+        what it read, stepped, published and how far behind it is, beside its log."""
+        if not self.alive():
+            return f"(worker exited with {self.process.returncode})"
+        try:
+            page = self.get("/metrics").decode()
+        except OSError as error:
+            return f"(no /metrics: {error})"
+        return "\n".join(line for line in page.splitlines() if line.startswith("moodshift_"))
+
+    def stacks(self, chars: int = 12000) -> str:
+        """What each of the worker's tasks and threads is waiting for (/debug/stacks, the first
+        ``chars`` characters): for a worker that stalls without an error."""
+        if not self.alive():
+            return ""
+        try:
+            return self.get("/debug/stacks").decode()[:chars]
+        except OSError as error:
+            return f"(no /debug/stacks: {error})"
+
     def log_tail(self, chars: int = 6000) -> str:
         """The end of the worker's log, with warnings that repeat (faust's recovery warns every 5 s)
         folded into one line, so that what happened before them still fits."""
