@@ -175,10 +175,11 @@ class Outputs:
                     self.duplicates += step_key(document) in self.steps
                     self.steps[step_key(document)] = document
 
-    def wait_for(self, done: Callable[[], bool], timeout: float, workers: list[WorkerProcess]) -> None:
+    def wait_for(self, done: Callable[[], bool], timeout: float, workers: list[WorkerProcess],
+                 missing: Callable[[], str] = lambda: "") -> None:
         deadline = time.monotonic() + timeout
         while not done():
-            assert time.monotonic() < deadline, "timed out:\n" + "\n".join(
+            assert time.monotonic() < deadline, f"timed out; {missing()}\n" + "\n".join(
                 f"{w.log_path.name}:\n{w.log_tail()}\n{w.metrics_summary()}\n{w.stacks()}" for w in workers)
             self.poll()
 
@@ -188,6 +189,15 @@ class Outputs:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def missing_outputs(stream: Stream, outputs: Outputs) -> str:
+    """Which expected steps (user, window end) and change points have not come, for a timeout."""
+    steps = sorted(stream.expected_steps.keys() - outputs.steps.keys())
+    changes = stream.expected_changes - outputs.changes
+    extra = sorted(outputs.steps.keys() - stream.expected_steps.keys())
+    return (f"{len(steps)} of {len(stream.expected_steps)} steps missing {steps[:12]}; {len(changes)} of "
+            f"{len(stream.expected_changes)} change points missing; {len(extra)} unexpected steps {extra[:6]}")
 
 
 def run_with_disruption(stream: Stream, disrupt: Callable[[Feeder, Outputs], list[WorkerProcess]],
@@ -205,7 +215,8 @@ def run_with_disruption(stream: Stream, disrupt: Callable[[Feeder, Outputs], lis
         assert feeder.landed_mid_stream is not None, "the disruption did not say when it struck"
         assert feeder.landed_mid_stream, "the disruption came after the stream had ended"
         outputs.wait_for(lambda: outputs.steps.keys() >= stream.expected_steps.keys()
-                         and outputs.changes >= stream.expected_changes, timeout, workers)
+                         and outputs.changes >= stream.expected_changes, timeout, workers,
+                         missing=lambda: missing_outputs(stream, outputs))
         feeder.join(timeout=60)
         assert feeder.error is None and feeder.sent == len(stream.posts)
         time.sleep(2)  # anything extra (a step for an event counted twice) would show up by now
