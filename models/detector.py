@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from moodshift.models.change_details import ChangeEvidence, NamedEmotionShift, StepEvidence
+from moodshift.models.change_details import ChangeEvidence, NamedEmotionShift
 
 CHANGE_POINT_SCHEMA_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -71,9 +71,7 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class DetectorStep:
-    """One model step of one user, for the window ``[window_start_ms, window_end_ms)``.
-
-    ``evidence`` is optional: the detector puts it into the change point this step confirms."""
+    """One model step of one user, for the window ``[window_start_ms, window_end_ms)``."""
 
     class_probs: Sequence[float]
     change_prob: float
@@ -81,7 +79,6 @@ class DetectorStep:
     window_start_ms: int
     window_end_ms: int
     modalities: Sequence[str] = ()
-    evidence: StepEvidence | None = None
     named: Sequence[float] = ()  # the named emotions' scores (ChangeDetector.named_emotions), if any
 
 
@@ -93,6 +90,8 @@ class ChangePoint:
     ``confidence`` the mean probability of the new emotion over the confirming streak,
     ``change_probability`` the highest stage-2 output in it, ``emotion_shift`` how far the streak's mean
     emotion vector lies from the previous emotion's running mean, ``modalities`` those seen in it.
+    ``evidence`` (what drove it) is added afterwards by whoever can measure it (the worker:
+    pipeline/stream/evidence.py); the detector's decisions never depend on it.
     """
 
     change_id: str
@@ -279,14 +278,8 @@ class ChangeDetector:
             detected_at_ms=step.window_end_ms,
             modalities=tuple(streak.modalities),
             model_version=self.model_version,
-            evidence=None if step.evidence is None else ChangeEvidence.from_step(step.evidence),
             emotions=emotions,
         )
-
-    def copy(self) -> ChangeDetector:
-        """An independent detector in the same state (to look ahead without changing this one)."""
-        return ChangeDetector.from_dict(self.to_dict(), self.labels, self.model_version, self.config,
-                                        self.named_emotions)
 
     def to_dict(self) -> dict[str, Any]:
         return {

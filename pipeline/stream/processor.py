@@ -31,9 +31,9 @@ import numpy as np
 from moodshift.models.inputs import Step
 from moodshift.models.timefeatures import time_features
 from moodshift.pipeline.stream.context import DailyContext
-from moodshift.models.change_details import StepEvidence
+from moodshift.models.change_details import ChangeEvidence, StepEvidence
 from moodshift.models.detector import ChangeDetector, ChangePoint, DetectorConfig, DetectorStep, iso_utc
-from moodshift.pipeline.stream.evidence import Probe, probe_steps, step_evidence
+from moodshift.pipeline.stream.evidence import probe_steps, step_evidence
 from moodshift.pipeline.stream.inference import InferenceEngine, StepRequest, StepResult
 from moodshift.pipeline.stream.aggregate import ModalityAggregate, ModalityFeatures
 from moodshift.pipeline.stream.records import UserRecord
@@ -153,10 +153,14 @@ class EmotionProcessor:
         result.model_seconds = self.engine.last_call_seconds if requests else 0.0
 
         detectors = {user: self._detector(user, state[user].detector) for user in windows}
-        evidence = self._evidence(closed, requests, results, detectors, result)
-        for window, step_result, context_present, why in zip(closed, results, contexts, evidence):
-            self._record_step(window, step_result, context_present, why, detectors, result)
+        confirming: list[int] = []  # the steps that confirmed each change point, in its order
+        for index, (window, step_result, context_present) in enumerate(zip(closed, results, contexts)):
+            if self._record_step(window, step_result, context_present, detectors, result):
+                confirming.append(index)
             state[window.user_id].model = step_result.state
+        evidence = self._evidence(closed, requests, results, confirming, result)
+        result.change_points = [dataclasses.replace(point, evidence=ChangeEvidence.from_step(why))
+                                for point, why in zip(result.change_points, evidence, strict=True)]
         for user in windows:
             state[user].windows = windows[user].to_dict()
             state[user].detector = detectors[user].to_dict()
@@ -192,51 +196,42 @@ class EmotionProcessor:
         ), context_present
 
     def _evidence(self, closed: Sequence[ClosedWindow[ModalityAggregate]], requests: Sequence[StepRequest],
-                  results: Sequence[StepResult], detectors: Mapping[str, ChangeDetector],
-                  result: ProcessResult) -> list[StepEvidence | None]:
-        """Leave-one-out evidence (:mod:`pipeline.stream.evidence`) for the steps that confirm a change
-        point. Copies of the detectors look ahead to find them (the detector's decisions do not depend
-        on evidence), and every probe, from the state its step started from, goes into one batched
-        model call. Only confirming steps: on timelines with frequent changes about half of all steps
-        start or extend a streak, and probing them all would multiply the model's work."""
-        lookahead = {user: detectors[user].copy() for user in {window.user_id for window in closed}}
-        state_before: dict[str, bytes | None] = {}
-        probes: dict[int, list[Probe]] = {}  # step index -> its probes, in probe_requests' order
-        probe_requests: list[StepRequest] = []
-        for index, (window, request, step) in enumerate(zip(closed, requests, results)):
-            prior = state_before.get(window.user_id, request.state)
-            state_before[window.user_id] = step.state
-            detector = lookahead[window.user_id]
-            point = detector.update(DetectorStep(step.stage1_probs, step.change_prob, step.emotion,
-                                                 window.start_ms, window.end_ms))
-            if point is None:
-                continue
-            probes[index] = probe_steps(request.inputs, window.aggregate.text_events)
-            probe_requests += [StepRequest(f"probe-{len(probe_requests) + i}", prior, probe.step)
-                               for i, probe in enumerate(probes[index])]
-        evidence: list[StepEvidence | None] = [None] * len(closed)
+                  results: Sequence[StepResult], confirming: Sequence[int], result: ProcessResult) -> list[StepEvidence]:
+        """Leave-one-out evidence (:mod:`pipeline.stream.evidence`) for the ``confirming`` steps (indexes
+        into ``closed``), each probed from the state its step started from, all in one batched model
+        call. Only confirming steps: on timelines with frequent changes about half of all steps start
+        or extend a streak, and probing them all would multiply the model's work."""
+        state_before: list[bytes | None] = []  # per step: the user's model state before it
+        latest: dict[str, bytes | None] = {}
+        for window, request, step in zip(closed, requests, results):
+            state_before.append(latest.get(window.user_id, request.state))
+            latest[window.user_id] = step.state
+        probes = [probe_steps(requests[index].inputs, closed[index].aggregate.text_events) for index in confirming]
+        # Distinct ids: the engine chains the requests of one id as consecutive steps of one user.
+        probe_requests = [StepRequest(f"probe-{index}-{n}", state_before[index], probe.step)
+                          for index, step_probes in zip(confirming, probes) for n, probe in enumerate(step_probes)]
         if not probe_requests:
-            return evidence
+            return [StepEvidence() for _ in confirming]
         probe_results = iter(self.engine.step(probe_requests))
         result.model_seconds += self.engine.last_call_seconds
-        for index, step_probes in probes.items():
+        evidence = []
+        for index, step_probes in zip(confirming, probes):
             probs = results[index].stage1_probs
-            evidence[index] = step_evidence(probs, int(np.argmax(probs)), step_probes,
-                                            [next(probe_results).stage1_probs for _ in step_probes])
+            evidence.append(step_evidence(probs, int(np.argmax(probs)), step_probes,
+                                          [next(probe_results).stage1_probs for _ in step_probes]))
         return evidence
 
     def _record_step(self, window: ClosedWindow[ModalityAggregate], step: StepResult, context_present: bool,
-                     evidence: StepEvidence | None, detectors: dict[str, ChangeDetector],
-                     result: ProcessResult) -> None:
+                     detectors: dict[str, ChangeDetector], result: ProcessResult) -> bool:
+        """Add the step to ``result`` and feed it to the user's detector; whether it confirmed a change."""
         modalities = window.aggregate.modalities + (("context",) if context_present else ())
         result.steps.append(EmotionStep(
             window.user_id, window.start_ms, window.end_ms, step.emotion, step.stage1_probs,
             step.change_prob, modalities, context_present, step.named,
         ))
         point = detectors[window.user_id].update(DetectorStep(
-            step.stage1_probs, step.change_prob, step.emotion, window.start_ms, window.end_ms, modalities, evidence,
-            step.named,
+            step.stage1_probs, step.change_prob, step.emotion, window.start_ms, window.end_ms, modalities, step.named,
         ))
         if point is not None:
             result.change_points.append(point)
-
+        return point is not None

@@ -209,8 +209,8 @@ def test_a_change_point_names_the_emotions_that_rose_and_fell_and_survives_a_res
     named = ("joy", "sadness", "fear")
     detector = ChangeDetector("u", LABELS, "m", DetectorConfig(min_dwell=2, signal_dwell=2), named)
     sad, happy = [0.1, 0.8, 0.3], [0.9, 0.1, 0.2]
-    steps = [DetectorStep(peaked(3, 0.9), 0.0, [0.0] * 4, 0, (i + 1) * SLIDE, ("text",), None, sad) for i in range(3)]
-    steps += [DetectorStep(peaked(1, 0.9), 0.0, [0.0] * 4, 0, (i + 4) * SLIDE, ("text",), None,
+    steps = [DetectorStep(peaked(3, 0.9), 0.0, [0.0] * 4, 0, (i + 1) * SLIDE, ("text",), sad) for i in range(3)]
+    steps += [DetectorStep(peaked(1, 0.9), 0.0, [0.0] * 4, 0, (i + 4) * SLIDE, ("text",),
                            [value + 0.02 * i for value in happy]) for i in range(2)]
     assert feed(detector, steps[:4]) == []
     restored = ChangeDetector.from_dict(json.loads(json.dumps(detector.to_dict())), LABELS, "m",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from kafka import KafkaProducer
 import moodshift.pipeline
 from moodshift.connectors import topics
 from moodshift.connectors.topics import ensure_topics
-from moodshift.models.change_details import StepEvidence
+from moodshift.models.change_details import ChangeEvidence, StepEvidence
 from moodshift.models.detector import ChangeDetector, DetectorConfig, DetectorStep
 from moodshift.pipeline.settings import Settings
 
@@ -28,15 +29,18 @@ def change_records() -> list[dict]:
     detector = ChangeDetector("ann", ["negative", "positive"], "m1", DetectorConfig(min_dwell=1, signal_dwell=1),
                               named_emotions=("joy", "sadness"))
     records = []
-    for hour, (positive, evidence) in enumerate([(0.1, None), (0.9, None), (0.1, StepEvidence(
-            events={"p-3": 0.2, "p-4": 0.4}, modalities={"text": 0.5, "image": -0.1}))]):
+    for hour, positive in enumerate([0.1, 0.9, 0.1]):
         named = [positive, 1 - positive] if hour else []
         step = DetectorStep([1 - positive, positive], 0.0, [1 - positive, positive], hour * 3_600_000,
-                            (hour + 1) * 3_600_000, ["text", "image"], evidence, named)
+                            (hour + 1) * 3_600_000, ["text", "image"], named)
         point = detector.update(step)
         if point is not None:
-            records.append(point.to_json_dict())
-    return records
+            records.append(point)
+    plain, later = records
+    # What the worker attaches to the change point from the confirming step (pipeline/stream/evidence.py).
+    explained = dataclasses.replace(later, evidence=ChangeEvidence.from_step(StepEvidence(
+        events={"p-3": 0.2, "p-4": 0.4}, modalities={"text": 0.5, "image": -0.1})))
+    return [plain.to_json_dict(), explained.to_json_dict()]
 
 
 def test_records_follow_the_schema_and_evidence_is_optional() -> None:
