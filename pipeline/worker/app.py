@@ -37,6 +37,7 @@ import faust
 from moodshift.connectors import topics as topic_names
 from moodshift.pipeline import metrics
 from moodshift.pipeline.worker.checkpoint_consumer import CheckpointTransport
+from moodshift.pipeline.worker.flow_control import FlowControl
 from moodshift.pipeline.settings import Settings
 from moodshift.pipeline.worker.users_table import UsersTable
 from moodshift.pipeline.worker.runtime import Outputs, RawRecord, WorkerRuntime
@@ -80,6 +81,8 @@ def _faust_app(settings: Settings) -> faust.App:
     )
     # Before anything asks for the consumer: it commits checkpointed offsets, not acknowledged ones.
     app.transport = CheckpointTransport(app.conf.broker_consumer, app)
+    # Before any stream creates its queue: resuming a flowing stream must not drop what it fetched.
+    app.flow_control = FlowControl()
     return app
 
 

@@ -12,6 +12,7 @@ from faust.types import TP
 from kafka import KafkaProducer
 
 from moodshift.connectors import topics
+from moodshift.pipeline.worker.app import build_app
 from moodshift.pipeline.worker.checkpoint import CheckpointedRecords
 from moodshift.pipeline.worker.checkpoint_consumer import CheckpointConsumer, ReadOffsets
 from moodshift.pipeline.worker.positions import Admission, InputPositions
@@ -177,6 +178,24 @@ def test_a_fetch_dropped_before_anything_was_committed_is_read_again_from_the_be
                          committed={started: 57, empty: 0})
     asyncio.run(consumer.perform_seek())
     assert consumer.calls == ["committed", ("beginning", [fresh, empty])]
+
+
+def test_resuming_a_flowing_stream_keeps_what_it_fetched(tmp_path: Path) -> None:
+    """faust's recovery resumes the flow when it starts reading the changelogs and again after it has
+    sought the input partitions (``Recovery.on_recovery_completed``); records fetched in between were
+    cleared from the stream's queue, and the worker sat idle if they were a partition's last. Only a
+    resume after a suspension (a rebalance) clears the queues now."""
+    app = build_app(Settings(state_dir=tmp_path))
+    queue = app.FlowControlQueue(maxsize=16, clear_on_resume=True)  # as faust's streams and channels make them
+    app.flow_control.resume()  # recovery starts reading the changelogs
+    queue.put_nowait("a post fetched while the recovery sought the input partitions")
+    app.flow_control.resume()  # recovery complete
+    assert queue.qsize() == 1
+
+    app.flow_control.suspend()  # a rebalance: faust stops the flow and clears the queues itself
+    queue.put_nowait("a record that was on its way when the flow stopped")
+    app.flow_control.resume()
+    assert queue.qsize() == 0
 
 
 @pytest.mark.kafka
