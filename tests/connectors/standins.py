@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -10,9 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
 from moodshift.pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -131,6 +134,14 @@ def read_topic(settings: Settings, name: str, count: int, timeout: float = 20.0)
     try:
         while len(records) < count and time.monotonic() < deadline:
             records += list(consumer)[: count - len(records)]
+        if len(records) < count:
+            # Whether the records are not in the log or were not read (make test once saw none of
+            # one market tick that the producer had flushed; 30 runs beside CPU burners did not).
+            topic = settings.topic(name)
+            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            log.warning("%s: %d of %d records in %.0f s; log end offsets %s; assigned %s; positions %s",
+                        topic, len(records), count, timeout, consumer.end_offsets(partitions),
+                        sorted(consumer.assignment()), {tp: consumer.position(tp) for tp in consumer.assignment()})
     finally:
         consumer.close()
     return records
