@@ -201,6 +201,8 @@ class EmotionProcessor:
         into ``closed``), each probed from the state its step started from, all in one batched model
         call. Only confirming steps: on timelines with frequent changes about half of all steps start
         or extend a streak, and probing them all would multiply the model's work."""
+        if not confirming:  # most batches
+            return []
         state_before: list[bytes | None] = []  # per step: the user's model state before it
         latest: dict[str, bytes | None] = {}
         for window, request, step in zip(closed, requests, results):
