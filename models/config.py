@@ -25,6 +25,9 @@ DEFAULT_LABELS = ("negative", "neutral", "positive")
 #: labeller (models/datasets/weak_labels.py) since no human labels for them ship offline.
 PLUTCHIK = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust")
 
+#: Lexicons whose fixed word features the model can read (models/word_priors.py), and their columns.
+WORD_PRIOR_DIMS = {"vader": 2}
+
 #: Daily external series joined at each step, in this channel order (see models/context.py).
 DEFAULT_CONTEXT_CHANNELS = ("temp_max", "temp_min", "market_log_return", "market_log_volume")
 
@@ -48,6 +51,10 @@ class ModelConfig:
     text_ngrams: int = 2
     text_hash_salt: str = "moodshift-v1"
     word_dropout: float = 0.3  # share of a post's tokens hidden from the model in each training step
+    # Lexicons (WORD_PRIOR_DIMS) whose fixed word features the model reads beside its word vectors,
+    # through a second hashed space of `prior_buckets` ids; empty: none.
+    word_priors: tuple[str, ...] = ()
+    prior_buckets: int = 2**18
 
     # Image: pooled trunk features of a torchvision backbone (2048 for resnet101, 512 for resnet18).
     image_backbone: str = "resnet101"
@@ -85,6 +92,10 @@ class ModelConfig:
         object.__setattr__(self, "labels", tuple(self.labels))
         object.__setattr__(self, "context_channels", tuple(self.context_channels))
         object.__setattr__(self, "named_emotions", tuple(self.named_emotions))
+        object.__setattr__(self, "word_priors", tuple(self.word_priors))
+        unknown = [source for source in self.word_priors if source not in WORD_PRIOR_DIMS]
+        if unknown or len(set(self.word_priors)) != len(self.word_priors):
+            raise ValueError(f"word_priors: distinct sources of {sorted(WORD_PRIOR_DIMS)}, got {self.word_priors}")
         if len(set(self.named_emotions)) != len(self.named_emotions):
             raise ValueError(f"named_emotions: must be distinct, got {self.named_emotions}")
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
@@ -93,13 +104,19 @@ class ModelConfig:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name}: must be in [0, 1), got {getattr(self, name)}")
         for name in ("text_dim", "text_buckets", "text_ngrams", "image_dim", "audio_mels",
-                     "context_length", "context_hidden", "common_dim", "hidden_size", "num_layers"):
+                     "context_length", "context_hidden", "common_dim", "hidden_size", "num_layers",
+                     "prior_buckets"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
 
     @property
     def n_labels(self) -> int:
         return len(self.labels)
+
+    @property
+    def word_prior_dim(self) -> int:
+        """Columns of the fixed word features (0 without ``word_priors``)."""
+        return sum(WORD_PRIOR_DIMS[source] for source in self.word_priors)
 
     @property
     def audio_dim(self) -> int:

@@ -2,7 +2,7 @@
 
 Reads top-down: building blocks, the model, then the factory. Per step and user::
 
-    text ids ─word vectors───┐
+    text ids ─word vectors───┐    (+ fixed lexicon features of the words: models/word_priors.py)
     image features ──────────┼─ per-modality projection to common_dim (or a learned "missing")
     audio summary ───────────┘          │ items [3 * common]
     context series ─GRU─┐               │
@@ -134,7 +134,11 @@ class MoodshiftModel(nn.Module):
         # Small word vectors (as fastText starts them): Adam's fixed-size steps then move a rarely
         # seen word's vector far enough to matter, which N(0, 1) initial vectors would drown.
         nn.init.uniform_(self.text_embedding.weight, -1.0 / config.text_dim, 1.0 / config.text_dim)
-        self.text_proj = ModalityProjection(config.text_dim, common)
+        # Fixed lexicon features per prior id (models/word_priors.py): a buffer, so the checkpoint
+        # carries them and training leaves them as the lexicon says.
+        self.register_buffer("word_prior_table", torch.zeros(config.prior_buckets, config.word_prior_dim)
+                             if config.word_priors else None)
+        self.text_proj = ModalityProjection(config.text_dim + config.word_prior_dim, common)
         self.image_proj = ModalityProjection(config.image_dim, common)
         self.audio_proj = ModalityProjection(config.audio_dim, common)
         self.context_encoder = ContextEncoder(len(config.context_channels), config.context_hidden)
@@ -175,20 +179,36 @@ class MoodshiftModel(nn.Module):
     # -- building blocks ---------------------------------------------------------------------
 
     def embed_text(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        """Mean of each bag's word vectors; in training, of a random ``word_dropout`` subset, so the
-        model cannot memorise a post by one rare word."""
+        """Mean of each bag's word vectors ([N, text_dim]); in training, of a random ``word_dropout``
+        subset, so the model cannot memorise a post by one rare word. With ``word_priors``, the mean
+        of its words' lexicon features follows ([N, text_dim + word_prior_dim])."""
         keep = torch.ones(len(ids), device=ids.device)
         if self.training and self.config.word_dropout > 0:
             keep = (torch.rand(len(ids), device=ids.device) >= self.config.word_dropout).float()
         starts = offsets[1:][offsets[1:] < len(ids)]  # empty bags repeat an offset: count each
         bag = torch.zeros(len(ids), dtype=torch.long, device=ids.device).index_add_(
             0, starts, torch.ones_like(starts)).cumsum(0)  # bag index of each id
-        kept = torch.zeros(len(offsets), device=ids.device).index_add_(0, bag, keep)
-        return self.text_embedding(ids, offsets, per_sample_weights=keep / kept.clamp(min=1)[bag])
+        buckets = self.config.text_buckets
+        is_prior = ids >= buckets  # TextHasher.prior_id: only with word_priors
+        # The lexicon's features are fixed, so there is nothing to memorise: they are never hidden.
+        keep = torch.where(is_prior, 1.0, keep)
+
+        def mean_weights(selected: torch.Tensor) -> torch.Tensor:
+            weights = keep * selected
+            kept = torch.zeros(len(offsets), device=ids.device).index_add_(0, bag, weights)
+            return weights / kept.clamp(min=1)[bag]
+
+        words = self.text_embedding(ids.masked_fill(is_prior, 0), offsets,
+                                    per_sample_weights=mean_weights((~is_prior).float()))
+        if not self.config.word_priors:
+            return words
+        priors = F.embedding_bag((ids - buckets).clamp(min=0), self.word_prior_table, offsets, mode="sum",
+                                 per_sample_weights=mean_weights(is_prior.float()))
+        return torch.cat([words, priors], dim=-1)
 
     def encode_steps(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-step inputs of the two LSTM units: items+context [N, 4 * common], context [N, common]."""
-        text = self.embed_text(inputs.text_ids, inputs.text_offsets)  # [N, text_dim]
+        text = self.embed_text(inputs.text_ids, inputs.text_offsets)  # [N, text_dim + word_prior_dim]
         context = self.context_encoder(inputs.context)  # [N, context_hidden]
         temporal = self.temporal(torch.cat(
             [self.context_proj(context, inputs.context_mask), inputs.time], dim=-1))  # [N, common]

@@ -76,19 +76,30 @@ class TextHasher:
         self.buckets = config.text_buckets
         self.ngrams = config.text_ngrams
         self.salt = config.text_hash_salt.encode()[:16]  # blake2b takes at most 16 salt bytes
+        self.priors = config.word_priors
+        self.prior_buckets = config.prior_buckets
 
     def token_id(self, token: str) -> int:
         digest = hashlib.blake2b(token.encode(), digest_size=8, salt=self.salt).digest()
         return int.from_bytes(digest, "little") % self.buckets
 
+    def prior_id(self, token: str) -> int:
+        """A word's id in the lexicon features' own space (models/word_priors.py), after the
+        ``text_buckets`` ids of the word vectors, so that no word pair ever lands on a lexicon word."""
+        digest = hashlib.blake2b(token.encode(), digest_size=8, salt=self.salt, person=b"word-prior").digest()
+        return self.buckets + int.from_bytes(digest, "little") % self.prior_buckets
+
     def encode(self, text: str) -> list[int]:
+        """Ids of the words and word pairs; with ``word_priors``, each word's prior id first (at most
+        :data:`MAX_TOKENS` ids in all, so a long post keeps fewer of its pairs)."""
         tokens = tokenize(text)
         grams = [
             " ".join(tokens[i : i + n])
             for n in range(1, self.ngrams + 1)
             for i in range(len(tokens) - n + 1)
         ]
-        return [self.token_id(gram) for gram in grams[:MAX_TOKENS]]
+        priors = [self.prior_id(token) for token in tokens[:MAX_TOKENS // 2]] if self.priors else []
+        return priors + [self.token_id(gram) for gram in grams[:MAX_TOKENS - len(priors)]]
 
     def describe(self) -> dict[str, Any]:
         """What a checkpoint must record to hash text identically later."""
@@ -98,4 +109,5 @@ class TextHasher:
             "salt": self.salt.decode(),
             "buckets": self.buckets,
             "ngrams": self.ngrams,
+            **({"word_priors": list(self.priors), "prior_buckets": self.prior_buckets} if self.priors else {}),
         }

