@@ -188,20 +188,17 @@ class MoodshiftModel(nn.Module):
         starts = offsets[1:][offsets[1:] < len(ids)]  # empty bags repeat an offset: count each
         bag = torch.zeros(len(ids), dtype=torch.long, device=ids.device).index_add_(
             0, starts, torch.ones_like(starts)).cumsum(0)  # bag index of each id
-        buckets = self.config.text_buckets
-        is_prior = ids >= buckets  # TextHasher.prior_id: only with word_priors
-        # The lexicon's features are fixed, so there is nothing to memorise: they are never hidden.
-        keep = torch.where(is_prior, 1.0, keep)
-
-        def mean_weights(selected: torch.Tensor) -> torch.Tensor:
-            weights = keep * selected
+        def mean_weights(weights: torch.Tensor) -> torch.Tensor:
             kept = torch.zeros(len(offsets), device=ids.device).index_add_(0, bag, weights)
             return weights / kept.clamp(min=1)[bag]
 
-        words = self.text_embedding(ids.masked_fill(is_prior, 0), offsets,
-                                    per_sample_weights=mean_weights((~is_prior).float()))
         if not self.config.word_priors:
-            return words
+            return self.text_embedding(ids, offsets, per_sample_weights=mean_weights(keep))
+        buckets = self.config.text_buckets
+        is_prior = ids >= buckets  # TextHasher.prior_id
+        words = self.text_embedding(ids.masked_fill(is_prior, 0), offsets,
+                                    per_sample_weights=mean_weights(keep * ~is_prior))
+        # The lexicon's features are fixed, so there is nothing to memorise: they are never hidden.
         priors = F.embedding_bag((ids - buckets).clamp(min=0), self.word_prior_table, offsets, mode="sum",
                                  per_sample_weights=mean_weights(is_prior.float()))
         return torch.cat([words, priors], dim=-1)

@@ -13,14 +13,14 @@ Sources (installed packages, nothing downloaded):
   to [-1, 1], and 1 for a word the lexicon knows (so the mean also says how much of a post the
   lexicon covers).
 
-How the words reach the model without a vocabulary at serving time: :class:`TextHasher` appends,
-for each word of a post, an id in a second hashed space (``prior_buckets`` ids after
+How the words reach the model without a vocabulary at serving time: :class:`TextHasher` puts,
+before a post's word ids, one id per word in a second hashed space (``prior_buckets`` ids after
 ``text_buckets``); this table has one row per id of that space, filled where a lexicon word hashes,
 zero elsewhere. The table travels inside the checkpoint (a frozen buffer), so a worker needs no
 lexicon package. Two lexicon words that share an id (about 3% of VADER's at 2**18 ids) share the
 sum of their rows.
 
->>> from moodshift.models.config import ModelConfig
+>>> from moodshift.models.config import WORD_PRIOR_DIMS, ModelConfig
 >>> from moodshift.models.text import TextHasher
 >>> config = ModelConfig(text_buckets=1000, word_priors=("vader",))
 >>> table = word_prior_table(config)
@@ -35,11 +35,9 @@ True
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
-
 import numpy as np
 
-from moodshift.models.config import ModelConfig
+from moodshift.models.config import WORD_PRIOR_DIMS, ModelConfig
 from moodshift.models.text import TextHasher, tokenize
 
 
@@ -47,14 +45,14 @@ def word_prior_table(config: ModelConfig) -> np.ndarray:
     """``[config.prior_buckets, config.word_prior_dim]`` float32: the columns of every source in
     ``config.word_priors``, in that order."""
     hasher = TextHasher(config)
-    columns = []
+    table = np.zeros((config.prior_buckets, config.word_prior_dim), np.float32)
+    first = 0
     for source in config.word_priors:
-        rows = _SOURCES[source]()
-        table = np.zeros((config.prior_buckets, len(next(iter(rows.values())))), np.float32)
-        for word, values in rows.items():
-            table[hasher.prior_id(word) - config.text_buckets] += values
-        columns.append(table)
-    return np.concatenate(columns, axis=1) if columns else np.zeros((config.prior_buckets, 0), np.float32)
+        width = WORD_PRIOR_DIMS[source]
+        for word, values in _SOURCES[source]().items():
+            table[hasher.prior_id(word) - config.text_buckets, first:first + width] += values
+        first += width
+    return table
 
 
 def _vader() -> dict[str, np.ndarray]:
@@ -63,7 +61,7 @@ def _vader() -> dict[str, np.ndarray]:
 
     analyser = SentimentIntensityAnalyzer()
     valences: dict[str, list[float]] = defaultdict(list)
-    entries: Iterable[tuple[str, float]] = [(word, rating / 4.0) for word, rating in analyser.lexicon.items()]
+    entries = [(word, rating / 4.0) for word, rating in analyser.lexicon.items()]
     emoji = [(symbol, analyser.polarity_scores(description)["compound"])
              for symbol, description in analyser.emojis.items()]
     for entry, valence in [*entries, *emoji]:
