@@ -165,9 +165,6 @@ class Worker:
         async for batch in stream.noack_take(settings.batch_max_users, within=settings.batch_max_wait_ms / 1000):
             if not await self.process_batch(batch):
                 return  # the worker is stopping
-            # faust's stop waits for every delivered event still referenced to be acknowledged; the
-            # ones the gate held back must not outlive the batch (they are read again).
-            del batch
 
     async def process_batch(self, batch: list[faust.EventT]) -> bool:
         """Admit, decode, process and publish one batch, then stage its records; False: stopping."""

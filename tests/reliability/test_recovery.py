@@ -231,7 +231,15 @@ def run_with_disruption(stream: Stream, disrupt: Callable[[Feeder, Outputs], lis
                        if not np.allclose(step["emotion"], stream.expected_steps[key]["emotion"], atol=1e-5, rtol=0))
     assert not differing, f"{len(differing)} steps differ from the uninterrupted run's: {differing[:20]}"
     assert outputs.changes == stream.expected_changes
+    assert_stopped_gracefully(workers)
     return outputs
+
+
+def assert_stopped_gracefully(workers: list[WorkerProcess]) -> None:
+    """Each worker that got SIGTERM ended by itself (a hang would stall a rolling deploy, and a
+    worker leaving the group would become a crash)."""
+    hung = [worker for worker in workers if worker.stop_timed_out]
+    assert not hung, "\n".join(f"{w.log_path.name} ignored SIGTERM until SIGKILL:\n{w.log_tail()}" for w in hung)
 
 
 @pytest.mark.stress
@@ -522,6 +530,7 @@ def test_a_killed_worker_with_idle_close_loses_nothing(kafka_settings: Settings,
         outputs.poll()
         outputs.close()
     assert_uninterrupted(outputs, expected_steps, expected_changes)
+    assert_stopped_gracefully(workers)
 
 
 def set_topic_config(settings: Settings, topic: str, **configs: str) -> None:

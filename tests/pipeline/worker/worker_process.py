@@ -30,6 +30,7 @@ class WorkerProcess:
         self.process = subprocess.Popen([sys.executable, "-m", "moodshift.pipeline.cli", *args, "worker"],
                                         env=dict(os.environ, **env), stdout=open(log_path, "ab"),
                                         stderr=subprocess.STDOUT)
+        self.stop_timed_out = False  # set by stop(): SIGTERM did not end it in time
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -93,6 +94,7 @@ class WorkerProcess:
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                self.stop_timed_out = True
                 self.kill()
 
 
