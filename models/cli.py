@@ -21,9 +21,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from moodshift.models.checkpoint import default_checkpoint_path
-from moodshift.models.datasets.timelines import ALL_MODALITIES
-from moodshift.models.image import BackboneWeightsUnavailable
+# Nothing here imports torch at module level: every `moodshift` command builds this room's
+# parser, and `moodshift broker` or `moodshift ingest` should not wait seconds for torch to load.
+from moodshift.models.config import ALL_MODALITIES
 
 DEFAULT_REPORT_DIR = Path("docs/model")
 DEFAULT_SWEEP_REPORT = DEFAULT_REPORT_DIR / "sweep.md"
@@ -46,6 +46,8 @@ def checkpoint_path(given: Path | None, state_dir: Path | None) -> Path:
         return given
     if state_dir is None:
         raise ValueError("no checkpoint path given and no state folder to default to")
+    from moodshift.models.checkpoint import default_checkpoint_path
+
     return default_checkpoint_path(state_dir)
 
 
@@ -116,6 +118,7 @@ def register_sweep(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace, settings=None) -> int:
+    from moodshift.models.image import BackboneWeightsUnavailable
     from moodshift.models.train import TrainOptions, train
 
     options = TrainOptions(
@@ -140,6 +143,7 @@ def run_train(args: argparse.Namespace, settings=None) -> int:
 def run_evaluate(args: argparse.Namespace, settings=None) -> int:
     from moodshift.models.datasets.labelled_file import load_labelled_posts
     from moodshift.models.evaluate import evaluate, evaluate_posts
+    from moodshift.models.image import BackboneWeightsUnavailable
 
     checkpoint = checkpoint_path(args.checkpoint, getattr(settings, "state_dir", None))
     ablations = {name: Path(path) for name, path in args.ablation}
@@ -164,6 +168,7 @@ def run_evaluate(args: argparse.Namespace, settings=None) -> int:
 def run_sweep(args: argparse.Namespace, settings=None) -> int:
     """``moodshift sweep``: run the trials, write the report; the exit code."""
     from moodshift.models import sweep
+    from moodshift.models.image import BackboneWeightsUnavailable
     from moodshift.models.sweep_report import write_sweep_report
 
     state_dir = getattr(settings, "state_dir", None)

@@ -28,6 +28,9 @@ PLUTCHIK = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surpr
 #: Lexicons whose fixed word features the model can read (models/word_priors.py), and their columns.
 WORD_PRIOR_DIMS = {"vader": 2}
 
+#: The inputs a model can be trained with or without (``moodshift train --without``).
+ALL_MODALITIES = ("text", "image", "audio", "time", "context")
+
 #: Daily external series joined at each step, in this channel order (see models/context.py).
 DEFAULT_CONTEXT_CHANNELS = ("temp_max", "temp_min", "market_log_return", "market_log_volume")
 

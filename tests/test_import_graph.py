@@ -76,3 +76,16 @@ def test_the_worker_and_the_connectors_import_nothing_of_the_data_extra() -> Non
              f"print(sorted(name for name in {names!r} if name in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_building_the_console_scripts_parser_loads_no_torch() -> None:
+    """Every `moodshift` command builds the whole parser (each room registers its subcommands), so a
+    room importing torch at module level made `moodshift broker start` or `moodshift ingest` wait
+    for it (about 10 s on 2 cores); only commands that run a model load it."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from moodshift.pipeline.cli import build_parser; build_parser(); "
+             "print(sorted(name for name in ('torch', 'torchvision', 'faust') if name in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"

@@ -39,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-from moodshift.models.config import ModelConfig
+from moodshift.models.config import ALL_MODALITIES, ModelConfig
 from moodshift.models.context import ContextNormaliser
 from moodshift.models.datasets.external import DailyContext
 from moodshift.models.datasets.media import MediaPool
@@ -48,7 +48,6 @@ from moodshift.models.inputs import Step
 from moodshift.models.text import TextHasher
 from moodshift.models.timefeatures import time_features
 
-ALL_MODALITIES = ("text", "image", "audio", "time", "context")
 _START_RANGE_S = (1_262_304_000, 1_483_228_800)  # 2010-01-01 .. 2017-01-01: context is real there
 
 
