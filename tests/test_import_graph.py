@@ -10,6 +10,7 @@ would load a second copy of the module there.
 from __future__ import annotations
 
 import ast
+import json
 import tomllib
 from pathlib import Path
 
@@ -66,26 +67,26 @@ def test_the_wheel_lists_every_package_of_the_rooms_under_moodshift() -> None:
 def test_the_worker_and_the_connectors_import_nothing_of_the_data_extra() -> None:
     """A deployment installs the core dependencies only: the `data` extra (training data, baselines,
     evaluation) must stay out of the worker's and the connectors' imports."""
-    import subprocess
-    import sys
-
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["data"]
     modules = {"scikit-learn": "sklearn", "scikit-video": "skvideo", "vaderSentiment": "vaderSentiment"}
     names = [modules.get(name, name) for name in (spec.split(">")[0].split("=")[0] for spec in extra)]
-    probe = ("import sys, moodshift.pipeline.worker.cli, moodshift.pipeline.worker.app, moodshift.connectors.cli; "
-             f"print(sorted(name for name in {names!r} if name in sys.modules))")
+    code = "import moodshift.pipeline.worker.cli, moodshift.pipeline.worker.app, moodshift.connectors.cli"
+    assert loaded_by(code, names) == []
+
+
+def loaded_by(code: str, modules: list[str]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has imported after running ``code``."""
+    import subprocess
+    import sys
+
+    probe = f"import json, sys; {code}; print(json.dumps(sorted(name for name in {modules!r} if name in sys.modules)))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
-    assert result.stdout.strip() == "[]"
+    return json.loads(result.stdout)
 
 
 def test_building_the_console_scripts_parser_loads_no_torch() -> None:
     """Every `moodshift` command builds the whole parser (each room registers its subcommands), so a
     room importing torch at module level made `moodshift broker start` or `moodshift ingest` wait
     for it (about 10 s on 2 cores); only commands that run a model load it."""
-    import subprocess
-    import sys
-
-    probe = ("import sys; from moodshift.pipeline.cli import build_parser; build_parser(); "
-             "print(sorted(name for name in ('torch', 'torchvision', 'faust') if name in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
-    assert result.stdout.strip() == "[]"
+    code = "from moodshift.pipeline.cli import build_parser; build_parser()"
+    assert loaded_by(code, ["torch", "torchvision", "faust"]) == []

@@ -69,7 +69,7 @@ class WorkerState:
             starts = await self.offsets.starting_offsets(unknown)
             for tp in unknown:
                 self.positions.start(tp, starts[(tp.topic, tp.partition)])
-        admitted = []
+        admitted, dropped = [], []
         for event in batch:
             tp, offset = event.message.tp, event.message.offset
             if tp not in assigned:
@@ -81,7 +81,8 @@ class WorkerState:
                 self._sought.pop(tp, None)
                 admitted.append(event)
             else:
-                self._release([event])
+                dropped.append(event)
+        self._release(dropped)
         return admitted
 
     async def _out_of_order(self, tp: TP, offset: int) -> Admission:
@@ -176,4 +177,3 @@ class WorkerState:
                          "committed (the next start re-reads from the last checkpoint): %r", stage, error)
             await self.app.crash(error)
             return False
-
