@@ -73,6 +73,7 @@ class WorkerState:
         for event in batch:
             tp, offset = event.message.tp, event.message.offset
             if tp not in assigned:
+                dropped.append(event)
                 continue
             verdict = self.positions.admit(tp, offset)
             if verdict is Admission.OUT_OF_ORDER:

@@ -139,6 +139,17 @@ def test_events_the_gate_drops_are_no_longer_in_flight_for_faust() -> None:
     assert in_flight == {e.message for e in applied}
 
 
+def test_events_of_a_partition_given_away_are_no_longer_in_flight_for_faust() -> None:
+    """Handed over before a rebalance completes, they would hold the next rebalance's wait the same way."""
+    mine, moved = TP("t.posts", 0), TP("t.posts", 1)
+    state = gate(mine, start=0)
+    delivered = [event(mine, 0), event(moved, 7)]
+    in_flight = state.app.consumer.unacked
+    in_flight.update(e.message for e in delivered)
+    assert asyncio.run(state.admit(delivered)) == delivered[:1]
+    assert in_flight == {delivered[0].message}
+
+
 def test_faust_drops_nothing_of_an_input_partition_below_its_read_offset() -> None:
     """What makes a single seek enough: faust's read offset, raised by a stale record after the seek,
     no longer hides the re-read of an input partition; a changelog's keeps faust's rule."""
