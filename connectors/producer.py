@@ -88,7 +88,7 @@ class EventProducer:
                 key=event.kafka_key,
             )
             return False
-        self._send(topic, key, value, timestamp_ms=event.event_time_ms)
+        self._send(topic, key, value)
         return True
 
     def send_dead_letter(
@@ -101,13 +101,17 @@ class EventProducer:
         )
         metrics.DEAD_LETTERS.labels(source=letter.source, reason=letter.reason).inc()
         log.info("dead letter (%s) from %s for %s: %s", letter.reason, letter.source, topic, letter.message)
-        self._send(DEAD_LETTERS, (letter.key or letter.source).encode(), letter.to_json_bytes(),
-                   timestamp_ms=letter.event_time_ms)
+        self._send(DEAD_LETTERS, (letter.key or letter.source).encode(), letter.to_json_bytes())
         return letter
 
-    def _send(self, topic: str, key: bytes, value: bytes, timestamp_ms: int) -> None:
+    def _send(self, topic: str, key: bytes, value: bytes) -> None:
+        # The Kafka timestamp is the send time (the client's default), never the event time (in the
+        # payload): the broker ages a producer's idempotence state by its records' timestamps, and
+        # forgot that of a producer sending 2016 posts when it restarted, so a retried batch was
+        # written twice (a post applied twice, a user's state off; issue 12). Retention, too, counts
+        # from the timestamp: replayed old posts were deleted at the next check.
         try:
-            future = self.client.send(self.settings.topic(topic), key=key, value=value, timestamp_ms=timestamp_ms)
+            future = self.client.send(self.settings.topic(topic), key=key, value=value)
         except Exception as error:  # e.g. metadata not available within max_block_ms
             self._failed(topic, error)
             return

@@ -80,7 +80,7 @@ class ValidationError(Rejected, ValueError):
 
 # -- timestamps ------------------------------------------------------------------------------------
 
-EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)  # Kafka timestamps are ms since the epoch
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)  # times travel as ms since the epoch
 LATEST_TIME = datetime(3000, 1, 1, tzinfo=timezone.utc)
 
 
