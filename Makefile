@@ -32,7 +32,7 @@ soak: setup
 
 # The crash (two kill -9 streams), broker-restart, rebalance and cluster scenarios STRESS_RUNS times
 # each beside two CPU burners; prints passes per scenario (target: every run). A round of the five
-# took about 8 minutes on 2 cores (docs/benchmarks.md has the measured runs).
+# took about 4.6 minutes on 2 cores (docs/benchmarks.md has the measured runs).
 STRESS_RUNS ?= 20
 stress: setup
 	$(BIN)/python -m pytest -m stress tests/reliability -q -p no:cacheprovider --repeat $(STRESS_RUNS) --cpu-burners 2

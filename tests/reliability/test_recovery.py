@@ -395,7 +395,7 @@ def test_a_second_worker_joins_and_leaves_mid_stream(kafka_settings: Settings, t
         second.stop()  # leaves the group: its partitions go back to the first worker
         return [second]
 
-    run_with_disruption(stream, join_then_leave, first, feed_seconds=45, hold_at=2 / 5)
+    run_with_disruption(stream, join_then_leave, first, feed_seconds=30, hold_at=2 / 5)
 
 
 def owns_partitions(worker: WorkerProcess) -> bool:
