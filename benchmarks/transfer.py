@@ -78,7 +78,7 @@ def run(variants: dict[str, dict[str, Any]], preset: str, seeds: Sequence[int], 
             model, meta = load_checkpoint(path)
             rows.append({"model": f"{name}, seed {seed}", "epochs": meta.training["epochs_run"],
                          **{key: scores(labels, posts, run_on_isolated_posts(
-                             model, [p.text for p in posts], torch.device("cpu")).stage1)
+                             model, [p.text for p in posts], meta.text_hasher(), torch.device("cpu")).stage1)
                             for key, posts in sets.items()}})
     return rows
 

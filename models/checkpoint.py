@@ -24,7 +24,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -64,9 +64,14 @@ class CheckpointMeta:
     def labels(self) -> tuple[str, ...]:
         return self.config.labels
 
+    def text_hasher(self) -> TextHasher:
+        """The hasher this model's text ids came from in training: its config and its vocabulary."""
+        return TextHasher(self.config, self.text_hashing.get("vocabulary", ()))
+
     @classmethod
     def create(cls, config: ModelConfig, *, training_data_hash: str, random_backbone: bool,
-               context_normaliser: ContextNormaliser | None = None, **extra: Any) -> "CheckpointMeta":
+               context_normaliser: ContextNormaliser | None = None, vocabulary: Sequence[str] = (),
+               **extra: Any) -> "CheckpointMeta":
         created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         return cls(
             config=config,
@@ -74,7 +79,7 @@ class CheckpointMeta:
                                     f"{MODEL_FAMILY}-{created:%Y%m%dT%H%M%SZ}-{training_data_hash[:8]}"),
             training_data_hash=training_data_hash,
             random_backbone=random_backbone,
-            text_hashing=TextHasher(config).describe(),
+            text_hashing=TextHasher(config, vocabulary).describe(),
             context_normaliser=context_normaliser or ContextNormaliser.identity(len(config.context_channels)),
             created_at=created.isoformat(),
             **extra,

@@ -53,11 +53,17 @@ class ModelConfig:
     text_buckets: int = 2**16
     text_ngrams: int = 2
     text_hash_salt: str = "moodshift-v1"
+    # At most this many grams, the ones most training posts use, get ids of their own (the first
+    # ids); the rest are hashed into the remaining ids (models/text.py). 0: every gram is hashed.
+    text_vocabulary: int = 0
     word_dropout: float = 0.3  # share of a post's tokens hidden from the model in each training step
     # Lexicons (WORD_PRIOR_DIMS) whose fixed word features the model reads beside its word vectors,
     # through a second hashed space of `prior_buckets` ids; empty: none.
     word_priors: tuple[str, ...] = ()
     prior_buckets: int = 2**18
+    # A TF-IDF + logistic regression classifier over the text ids, fitted on the training posts and
+    # averaged into stage 1's probabilities (models/lexical.py).
+    lexical_classifier: bool = False
 
     # Image: pooled trunk features of a torchvision backbone (2048 for resnet101, 512 for resnet18).
     image_backbone: str = "resnet101"
@@ -103,6 +109,8 @@ class ModelConfig:
             raise ValueError(f"named_emotions: must be distinct, got {self.named_emotions}")
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels: need at least two distinct labels, got {self.labels}")
+        if not 0 <= self.text_vocabulary < self.text_buckets:
+            raise ValueError(f"text_vocabulary: must be in [0, text_buckets), got {self.text_vocabulary}")
         for name in ("dropout", "word_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name}: must be in [0, 1), got {getattr(self, name)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,16 +24,15 @@ from moodshift.models.checkpoint import CheckpointMeta, load_checkpoint
 from moodshift.models.datasets.posts import Post
 from moodshift.models.datasets.timelines import Timeline, TimelineBuilder
 from moodshift.models.detector import DetectorConfig
-from moodshift.models.inputs import SequenceInputs, Step, StepInputs
+from moodshift.models.inputs import StepInputs
 from moodshift.models.datasets.weak_labels import WeakLabeller
 from moodshift.models.metrics import (classification_metrics, named_emotion_agreement, rising_edges, score_detections,
                                       tune_detections)
 from moodshift.models.model import MoodshiftModel
 from moodshift.models.text import TextHasher
-from moodshift.models.timefeatures import time_features
 from moodshift.models.device import resolve_device
-from moodshift.models.train import (TimelineOutputs, TrainingData, prepare_data, run_on_timelines, weak_label_cache,
-                                   worker_onsets)
+from moodshift.models.train import (PostOutputs, TimelineOutputs, TrainingData, prepare_data, run_on_posts,
+                                   run_on_timelines, weak_label_cache, worker_onsets)
 
 TEST_TIMELINES = 300
 VALIDATION_TIMELINES = 150
@@ -90,27 +89,11 @@ def state_dtype_report(model: MoodshiftModel, test: Sequence[Timeline], threshol
     return report
 
 
-@dataclass(frozen=True)
-class PostOutputs:
-    """The model on posts each taken alone: stage-1 probabilities [N, C], named-emotion scores [N, K]."""
-
-    stage1: np.ndarray
-    named: np.ndarray | None
-
-
-@torch.no_grad()
-def run_on_isolated_posts(model: MoodshiftModel, texts: Sequence[str], device: torch.device) -> PostOutputs:
-    """Each post as a user's first and only step (text and time only)."""
-    model.eval()
-    hasher, first = TextHasher(model.config), time_features(1_400_000_000.0, None)
-    probs, named = [], []
-    for start in range(0, len(texts), 1024):
-        steps = [[Step(time=first, text_ids=hasher.encode(text))] for text in texts[start:start + 1024]]
-        out = model(SequenceInputs.collate(steps, model.config).to(device))
-        probs.append(out.stage1_probs[:, 0].cpu().numpy())
-        if out.named_scores is not None:
-            named.append(out.named_scores[:, 0].cpu().numpy())
-    return PostOutputs(np.concatenate(probs), np.concatenate(named) if named else None)
+def run_on_isolated_posts(model: MoodshiftModel, texts: Sequence[str], hasher: TextHasher,
+                          device: torch.device) -> PostOutputs:
+    """Each post as a user's first and only step (text and time only), its text ids from ``hasher``
+    (the checkpoint's: :meth:`CheckpointMeta.text_hasher`)."""
+    return run_on_posts(model, [hasher.encode(text) for text in texts], device)
 
 
 def tune_and_score(detect, values_val, true_val, values_test, true_test, grid, margin) -> dict:
@@ -129,7 +112,7 @@ def model_report(model: MoodshiftModel, meta: CheckpointMeta, val: list[Timeline
     out_val, out_test = run_on_timelines(model, val, device), run_on_timelines(model, test, device)
     step_labels = np.array([post.label for t in test for post in t.posts])
     detect = lambda threshold: lambda probs: rising_edges(probs, threshold)  # noqa: E731
-    posts = run_on_isolated_posts(model, test_texts, device)
+    posts = run_on_isolated_posts(model, test_texts, meta.text_hasher(), device)
     named = {}
     if posts.named is not None and test_weak is not None:
         named = {"named_emotions": named_emotion_agreement(posts.named, test_weak, test_labels, labels,
@@ -224,7 +207,8 @@ def evaluate_posts(checkpoint: Path, posts: Sequence[Post], out_dir: Path, sourc
     data = _data_for(meta, device_, checkpoint)
     val = data.fixed_timelines("validation", VALIDATION_TIMELINES)
     project = data.builders["test"]
-    builder = TimelineBuilder(posts, meta.config, data.spec, project.context, data.normaliser, project.media)
+    builder = TimelineBuilder(posts, meta.config, data.spec, project.context, data.normaliser, project.media,
+                              hasher=data.hasher)
     test = builder.build(TEST_TIMELINES, np.random.default_rng([data.data_seed, 3, 7]))
     texts, labels = [p.text for p in posts], np.array([p.label for p in posts])
     margin = data.spec.change_tolerance
@@ -321,7 +305,7 @@ def _data_for(meta: CheckpointMeta, device: torch.device, checkpoint: Path) -> T
     data = prepare_data(meta.config, data_seed=training.get("data_seed", 0),
                         modalities=training.get("modalities", ("text", "image", "audio", "time", "context")),
                         image_weights=meta.image_encoder.get("weights"), random_backbone=meta.random_backbone,
-                        device=device)
+                        device=device, vocabulary=meta.text_hasher().vocabulary)
     if data.data_hash != meta.training_data_hash:
         raise ValueError("the installed data does not reproduce this checkpoint's training split "
                          f"({data.data_hash[:12]} != {meta.training_data_hash[:12]})")

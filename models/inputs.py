@@ -108,6 +108,13 @@ class StepInputs:
         )
 
 
+def bag_index(ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """[N] long: the bag (row) each of ``ids`` belongs to, bags starting at ``offsets`` ([B])."""
+    starts = offsets[1:][offsets[1:] < len(ids)]  # empty bags repeat an offset: count each
+    return torch.zeros(len(ids), dtype=torch.long, device=ids.device).index_add_(
+        0, starts, torch.ones_like(starts)).cumsum(0)
+
+
 @dataclass
 class SequenceInputs:
     """T steps for each of B users, for training: the steps flattened row-major (user, then time).

@@ -14,6 +14,8 @@ Reads top-down: building blocks, the model, then the factory. Per step and user:
     emotion vector   e = softplus(W r)            [labels]   non-negative by construction
     named emotions   n = sigmoid(W_n r)           [named]    e.g. Plutchik's eight, each in [0, 1]
     stage 1 (maxent) p(y | e) = softmax(θ e + b)  [labels]
+                     reported: averaged with a TF-IDF + LR classifier of the step's text
+                     (models/lexical.py; with ``config.lexical_classifier``)
     stage 2          [e, e_prev, e - e_prev, r, has_prev] → change logit [1], transition (from → to)
                      logits [labels × labels]
 
@@ -43,7 +45,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from moodshift.models.config import ModelConfig
-from moodshift.models.inputs import SequenceInputs, StepInputs
+from moodshift.models.inputs import SequenceInputs, StepInputs, bag_index
+from moodshift.models.lexical import LexicalClassifier
 from moodshift.models.state import UserStates
 
 
@@ -100,6 +103,9 @@ class StepOutputs:
     change_logit: torch.Tensor  # [...]
     transition_logits: torch.Tensor  # [..., labels * labels], row-major (from, to)
     named_logits: torch.Tensor | None = None  # [..., named]: config.named_emotions; None without them
+    # [..., labels]: stage 1 as reported, the network's averaged with the lexical classifier's
+    # (models/lexical.py); None without one: then it is softmax(stage1_logits).
+    fused_stage1_probs: torch.Tensor | None = None
 
     @property
     def named_scores(self) -> torch.Tensor | None:
@@ -108,7 +114,8 @@ class StepOutputs:
 
     @property
     def stage1_probs(self) -> torch.Tensor:
-        return self.stage1_logits.softmax(-1)
+        """[..., labels]: what the model reports. Training's loss reads ``stage1_logits``, the network's own."""
+        return self.stage1_logits.softmax(-1) if self.fused_stage1_probs is None else self.fused_stage1_probs
 
     @property
     def change_prob(self) -> torch.Tensor:
@@ -160,6 +167,8 @@ class MoodshiftModel(nn.Module):
         self.stage2 = nn.Sequential(nn.Linear(3 * labels + representation + 1, config.stage2_hidden), nn.ReLU())
         self.change_head = nn.Linear(config.stage2_hidden, 1)
         self.transition_head = nn.Linear(config.stage2_hidden, labels * labels)
+        # Fitted by scikit-learn, not by gradients: its tensors are buffers (models/lexical.py).
+        self.lexical = LexicalClassifier(config.text_buckets, labels) if config.lexical_classifier else None
 
         # Start the maxent layer as "the largest emotion axis wins": emotion vectors live near
         # [0, 1], so small random weights would give near-uniform stage-1 probabilities for a long time.
@@ -185,9 +194,7 @@ class MoodshiftModel(nn.Module):
         keep = torch.ones(len(ids), device=ids.device)
         if self.training and self.config.word_dropout > 0:
             keep = (torch.rand(len(ids), device=ids.device) >= self.config.word_dropout).float()
-        starts = offsets[1:][offsets[1:] < len(ids)]  # empty bags repeat an offset: count each
-        bag = torch.zeros(len(ids), dtype=torch.long, device=ids.device).index_add_(
-            0, starts, torch.ones_like(starts)).cumsum(0)  # bag index of each id
+        bag = bag_index(ids, offsets)
         def mean_weights(weights: torch.Tensor) -> torch.Tensor:
             kept = torch.zeros(len(offsets), device=ids.device).index_add_(0, bag, weights)
             return weights / kept.clamp(min=1)[bag]
@@ -223,19 +230,27 @@ class MoodshiftModel(nn.Module):
         return F.softplus(self.emotion_head(self.output_dropout(representation)))
 
     def heads(self, emotion: torch.Tensor, representation: torch.Tensor, prev_emotion: torch.Tensor,
-              has_prev: torch.Tensor) -> StepOutputs:
-        """Both stages from the emotion vectors ([..., labels]) and the representation."""
+              has_prev: torch.Tensor, inputs: StepInputs) -> StepOutputs:
+        """Both stages from the emotion vectors ([..., labels]) and the representation; ``inputs``
+        (the same steps, flattened) for the lexical classifier."""
         # A first step has no previous emotion: zero it rather than compare with the zero state.
         prev_emotion = prev_emotion * has_prev[..., None]
         stage2 = self.stage2(torch.cat(
             [emotion, prev_emotion, emotion - prev_emotion, representation, has_prev[..., None].float()],
             dim=-1))
+        stage1_logits = self.stage1(emotion)
+        fused = None
+        if self.lexical is not None:
+            lexical = self.lexical(inputs.text_ids, inputs.text_offsets).view_as(stage1_logits)
+            fused = self.lexical.fuse(stage1_logits.softmax(-1), lexical, has_prev,
+                                      inputs.text_mask.view_as(has_prev))
         return StepOutputs(
             emotion=emotion,
-            stage1_logits=self.stage1(emotion),
+            stage1_logits=stage1_logits,
             change_logit=self.change_head(stage2).squeeze(-1),
             transition_logits=self.transition_head(stage2),
             named_logits=None if self.named_head is None else self.named_head(self.output_dropout(representation)),
+            fused_stage1_probs=fused,
         )
 
     # -- streaming API -------------------------------------------------------------------------
@@ -257,7 +272,7 @@ class MoodshiftModel(nn.Module):
             temporal[:, None], (state.context_h, state.context_c))
         representation = torch.cat([feature_out[:, 0], context_out[:, 0], items], dim=-1)
         outputs = self.heads(self.emotion_vector(representation), representation,
-                             state.prev_emotion, state.steps > 0)
+                             state.prev_emotion, state.steps > 0, inputs)
         new_state = UserStates(feature_h, feature_c, context_h, context_c,
                                prev_emotion=outputs.emotion, steps=state.steps + 1)
         return new_state, outputs
@@ -291,7 +306,7 @@ class MoodshiftModel(nn.Module):
         prev_emotion = torch.cat([state.prev_emotion[:, None], emotion[:, :-1]], dim=1)
         positions = torch.arange(length, device=state.steps.device)
         has_prev = (state.steps[:, None] + positions[None, :]) > 0
-        return self.heads(emotion, representation, prev_emotion, has_prev)
+        return self.heads(emotion, representation, prev_emotion, has_prev, inputs.steps)
 
 
 def build_model(config: ModelConfig | None = None, seed: int | None = None) -> MoodshiftModel:

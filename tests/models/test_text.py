@@ -3,11 +3,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from moodshift.models.config import ModelConfig
-from moodshift.models.text import TextHasher, tokenize
+from moodshift.models.text import TextHasher, build_vocabulary, tokenize
 
 
 def test_social_media_tokens():
@@ -38,3 +39,16 @@ def test_ids_are_identical_in_another_process():
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": "123", "PYTHONPATH": ":".join(sys.path)})
     assert other.stdout.strip() == str(TextHasher(ModelConfig()).encode(text))
+
+
+def test_vocabulary_grams_get_their_own_ids_and_the_rest_hash_after_them():
+    config = ModelConfig(text_buckets=1000, text_vocabulary=4)
+    texts = ["not good", "not good at all", "good day", "so good", "a day"]
+    vocabulary = build_vocabulary(texts, config)
+    assert vocabulary == ("good", "day", "not", "not good")  # by posts using them, then alphabetically
+    hasher = TextHasher(config, vocabulary)
+    assert hasher.encode("not good") == [2, 0, 3]
+    unseen = [hasher.token_id(gram) for gram in ("at", "all", "good at", "zebra")]
+    assert all(4 <= i < 1000 for i in unseen)
+    with pytest.raises(ValueError, match="vocabulary of 5 grams"):
+        TextHasher(config, vocabulary + ("so",))

@@ -15,8 +15,9 @@ from moodshift.models.detector import TUNING_GRID, DetectorConfig
 
 from .helpers import TINY
 
-TINY_PRESET = training.Preset(TINY.replace(batch_size=4, learning_rate=1e-3), epochs=2, batches_per_epoch=2,
-                              validation_timelines=6, patience=5, max_minutes=5.0)
+TINY_PRESET = training.Preset(TINY.replace(batch_size=4, learning_rate=1e-3, text_vocabulary=128,
+                                           lexical_classifier=True),
+                              epochs=2, batches_per_epoch=2, validation_timelines=6, patience=5, max_minutes=5.0)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,15 @@ def test_resumed_training_equals_uninterrupted_training(tiny_preset, tmp_path):
     assert meta.text_hashing["buckets"] == TINY.text_buckets and not meta.random_backbone
     tuned = DetectorConfig(**meta.detector)  # the worker detector's settings, tuned on validation timelines
     assert tuned in TUNING_GRID and 0.0 <= summary["detector_validation_f1"] <= 1.0
+    # The text vocabulary and the lexical classifier's tuned shares travel in the checkpoint.
+    vocabulary = meta.text_hasher().vocabulary
+    assert len(vocabulary) == 128 and vocabulary == tuple(meta.text_hashing["vocabulary"])
+    word = next(gram for gram in vocabulary if gram.isalpha())  # e.g. not "<mention>", which is "@..." as text
+    assert meta.text_hasher().encode(f"{word} zzzunseen")[:2] == [vocabulary.index(word), meta.text_hasher().token_id("zzzunseen")]
+    assert meta.text_hasher().token_id("zzzunseen") >= 128
+    shares = [summary["lexical_share"][k]["share"] for k in ("first_step", "later_steps")]
+    assert model.lexical.share.tolist() == pytest.approx(shares) and set(shares) <= set(training.LEXICAL_SHARES)
+    assert model.lexical.idf.count_nonzero() > 0
 
 
 def test_resume_refuses_without_a_previous_run(tiny_preset, tmp_path):
