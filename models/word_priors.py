@@ -35,9 +35,13 @@ True
 from __future__ import annotations
 
 from collections import defaultdict
+
 import numpy as np
+import torch
+from torch.nn import functional as F
 
 from moodshift.models.config import WORD_PRIOR_DIMS, ModelConfig
+from moodshift.models.inputs import bag_index
 from moodshift.models.text import TextHasher, tokenize
 
 
@@ -53,6 +57,16 @@ def word_prior_table(config: ModelConfig) -> np.ndarray:
             table[hasher.prior_id(word) - config.text_buckets, first:first + width] += values
         first += width
     return table
+
+
+def mean_prior_features(ids: torch.Tensor, offsets: torch.Tensor, table: torch.Tensor,
+                        first_prior_id: int) -> torch.Tensor:
+    """[B, word_prior_dim]: the mean of ``table``'s rows over each bag's prior ids (ids from
+    ``first_prior_id`` on, i.e. ``config.text_buckets``); zeros for a bag without any."""
+    is_prior, bag = (ids >= first_prior_id).float(), bag_index(ids, offsets)
+    count = torch.zeros(len(offsets), device=ids.device).index_add_(0, bag, is_prior)
+    weights = is_prior / count.clamp(min=1)[bag]
+    return F.embedding_bag((ids - first_prior_id).clamp(min=0), table, offsets, mode="sum", per_sample_weights=weights)
 
 
 def _vader() -> dict[str, np.ndarray]:

