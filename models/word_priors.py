@@ -13,7 +13,7 @@ Sources (installed packages, nothing downloaded):
   to [-1, 1], and 1 for a word the lexicon knows (so the mean also says how much of a post the
   lexicon covers).
 
-How the words reach the model without a vocabulary at serving time: :class:`TextHasher` puts,
+How the words reach the model without the lexicon at serving time: :class:`TextHasher` puts,
 before a post's word ids, one id per word in a second hashed space (``prior_buckets`` ids after
 ``text_buckets``); this table has one row per id of that space, filled where a lexicon word hashes,
 zero elsewhere. The table travels inside the checkpoint (a frozen buffer), so a worker needs no
