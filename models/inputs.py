@@ -108,6 +108,12 @@ class StepInputs:
         )
 
 
+def concat_bags(bags: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, offsets)``: bags of ids laid end to end, as :class:`StepInputs` holds text ids."""
+    ids = torch.tensor([i for bag in bags for i in bag], dtype=torch.long)
+    return ids, torch.tensor(np.cumsum([0] + [len(bag) for bag in bags[:-1]]), dtype=torch.long)
+
+
 def bag_index(ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """[N] long: the bag (row) each of ``ids`` belongs to, bags starting at ``offsets`` ([B])."""
     starts = offsets[1:][offsets[1:] < len(ids)]  # empty bags repeat an offset: count each

@@ -3,11 +3,14 @@
 TF-IDF weights (sublinear term frequency, ids used by fewer than two training posts dropped, each
 step's vector scaled to unit length) and, with the model's lexicon features (models/word_priors.py),
 the mean of its words' lexicon rows as extra columns; a multinomial logistic regression over them,
-as scikit-learn fits it on the training posts (:func:`fit_lexical`). Why the lexicon columns: they
-carry what the lexicon knows of words the training posts never used (on airline tweets, for a model
-trained on the other tweets, valence AUC 0.787 -> 0.814 fused, in domain unchanged; docs/model). Serving needs only torch and the fitted tensors,
-which are buffers of the model and travel in its checkpoint: no vocabulary lookup at serving time
-beyond the text hasher's own.
+as scikit-learn fits it on the training posts (:func:`fit_lexical`). The TF-IDF values come from
+:meth:`LexicalClassifier.tfidf` in fitting and serving alike (scikit-learn gives the inverse document
+frequencies and the regression), so the two cannot drift apart; serving needs only torch and the
+fitted tensors, buffers of the model that travel in its checkpoint.
+
+The lexicon columns carry what the lexicon knows of words the training posts never used (on airline
+tweets, for a model trained on the other tweets, valence AUC 0.787 -> 0.814 fused, in domain
+unchanged; docs/model/README.md).
 
 Why: on a user's first posts the network, which has no history yet, classifies worse than a bag of
 words fitted by convex optimisation, and the average of the two beats both (docs/model/README.md).
@@ -35,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from moodshift.models.inputs import bag_index
+from moodshift.models.inputs import bag_index, concat_bags
 from moodshift.models.word_priors import mean_prior_features
 
 #: The inverse regularisation strength scikit-learn fits with (the TF-IDF + LR baseline's, models/baselines.py).
@@ -65,20 +68,29 @@ class LexicalClassifier(nn.Module):
                 ) -> torch.Tensor:
         """Class probabilities [B, labels] of B bags of ids (bags start at ``offsets``);
         ``prior_table``: the model's lexicon rows, needed with ``prior_dim``."""
-        bags = len(offsets)
-        words = ids < self.buckets
-        # One entry per (bag, id) with its count: sublinear term frequency 1 + ln(count).
-        keys, counts = torch.unique(bag_index(ids, offsets)[words] * self.buckets + ids[words],
-                                    return_counts=True)
-        bag, token = keys // self.buckets, keys % self.buckets
-        tfidf = (1.0 + counts.float().log()) * self.idf[token]
-        norm = torch.zeros(bags, device=ids.device).index_add_(0, bag, tfidf * tfidf).sqrt()
-        tfidf = tfidf / norm[bag].clamp(min=1e-12)
-        logits = torch.zeros(bags, len(self.bias), device=ids.device).index_add_(
-            0, bag, tfidf[:, None] * self.weight[token]) + self.bias
+        bag, token, value = self.tfidf(ids, offsets)
+        logits = torch.zeros(len(offsets), len(self.bias), device=ids.device).index_add_(
+            0, bag, value[:, None] * self.weight[token]) + self.bias
         if len(self.prior_weight):
-            logits = logits + PRIOR_SCALE * mean_prior_features(ids, offsets, prior_table, self.buckets) @ self.prior_weight
+            logits = logits + self.prior_columns(ids, offsets, prior_table) @ self.prior_weight
         return logits.softmax(-1)
+
+    def counts(self, ids: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(bag, id, count)``: how often each word id (below ``buckets``) occurs in each bag."""
+        words = ids < self.buckets
+        keys, counts = torch.unique(bag_index(ids, offsets)[words] * self.buckets + ids[words], return_counts=True)
+        return keys // self.buckets, keys % self.buckets, counts
+
+    def tfidf(self, ids: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(bag, id, value)``: the TF-IDF entries of each bag, (1 + ln count) * idf, of unit length per bag."""
+        bag, token, counts = self.counts(ids, offsets)
+        value = (1.0 + counts.float().log()) * self.idf[token]
+        norm = torch.zeros(len(offsets), device=ids.device).index_add_(0, bag, value * value).sqrt()
+        return bag, token, value / norm[bag].clamp(min=1e-12)
+
+    def prior_columns(self, ids: torch.Tensor, offsets: torch.Tensor, prior_table: torch.Tensor) -> torch.Tensor:
+        """[B, prior_dim]: the lexicon columns, each bag's mean lexicon row, scaled by :data:`PRIOR_SCALE`."""
+        return PRIOR_SCALE * mean_prior_features(ids, offsets, prior_table, self.buckets)
 
     def fuse(self, network_probs: torch.Tensor, lexical_probs: torch.Tensor, has_prev: torch.Tensor,
              has_text: torch.Tensor) -> torch.Tensor:
@@ -100,24 +112,25 @@ def fit_lexical(classifier: LexicalClassifier, text_ids: Sequence[Sequence[int]]
     from sklearn.feature_extraction.text import TfidfTransformer
     from sklearn.linear_model import LogisticRegression
 
-    buckets = classifier.buckets
-    rows = [[i for i in ids if i < buckets] for ids in text_ids]
-    counts = sp.csr_matrix((np.ones(sum(map(len, rows))), np.fromiter((i for r in rows for i in r), np.int64),
-                            np.cumsum([0] + [len(r) for r in rows])), shape=(len(rows), buckets))
-    counts.sum_duplicates()
-    tfidf = TfidfTransformer(sublinear_tf=True).fit(counts)
-    used = np.bincount(counts.indices, minlength=buckets) >= MIN_POSTS
+    buckets, posts = classifier.buckets, len(text_ids)
+    ids, offsets = (tensor.to(classifier.idf.device) for tensor in concat_bags(text_ids))  # where the model is
+    bag, token, counts = (tensor.cpu().numpy() for tensor in classifier.counts(ids, offsets))
+    # scikit-learn's inverse document frequencies; an id without enough posts (or, with a vocabulary,
+    # outside it) gets 0.
+    idf = TfidfTransformer(sublinear_tf=True).fit(
+        sp.csr_matrix((counts, (bag, token)), shape=(posts, buckets))).idf_
+    used = np.bincount(token, minlength=buckets) >= MIN_POSTS
     if vocabulary_size:
         used[vocabulary_size:] = False
-    tfidf.idf_ = np.where(used, tfidf.idf_, 0.0)
-    regression = LogisticRegression(C=REGULARISATION_C, max_iter=2000, random_state=seed)
-    features = tfidf.transform(counts)
+    with torch.no_grad():
+        classifier.idf.copy_(torch.as_tensor(np.where(used, idf, 0.0), dtype=torch.float32))
+    bag, token, value = (tensor.cpu().numpy() for tensor in classifier.tfidf(ids, offsets))
+    features = sp.csr_matrix((value, (bag, token)), shape=(posts, buckets))
     prior_dim = len(classifier.prior_weight)
     if prior_dim:
-        ids = torch.tensor([i for post in text_ids for i in post], dtype=torch.long)
-        offsets = torch.tensor(np.cumsum([0] + [len(post) for post in text_ids[:-1]]), dtype=torch.long)
-        priors = PRIOR_SCALE * mean_prior_features(ids, offsets, prior_table.cpu(), buckets).numpy()
+        priors = classifier.prior_columns(ids, offsets, prior_table).cpu().numpy()
         features = sp.hstack([features, sp.csr_matrix(priors)]).tocsr()
+    regression = LogisticRegression(C=REGULARISATION_C, max_iter=2000, random_state=seed)
     regression.fit(features, labels)
     coef = np.zeros((len(classifier.bias), buckets + prior_dim), np.float32)  # [labels, columns]
     bias = np.full(len(classifier.bias), -30.0, np.float32)
@@ -127,7 +140,6 @@ def fit_lexical(classifier: LexicalClassifier, text_ids: Sequence[Sequence[int]]
     else:
         coef[classes], bias[classes] = regression.coef_, regression.intercept_
     with torch.no_grad():
-        classifier.idf.copy_(torch.as_tensor(tfidf.idf_, dtype=torch.float32))
         classifier.weight.copy_(torch.as_tensor(coef[:, :buckets].T))
         classifier.prior_weight.copy_(torch.as_tensor(coef[:, buckets:].T))
         classifier.bias.copy_(torch.as_tensor(bias))

