@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from kafka import KafkaConsumer
 
 from moodshift.connectors import topics
@@ -25,6 +26,7 @@ from moodshift.connectors.topics import ensure_topics
 from moodshift.models.checkpoint import CheckpointMeta, save_checkpoint
 from moodshift.models.config import ModelConfig
 from moodshift.models.model import build_model
+from moodshift.models.text import build_vocabulary
 from moodshift.pipeline.local.net import free_port
 from moodshift.pipeline.settings import Settings
 from moodshift.pipeline.worker.runtime import WorkerRuntime
@@ -38,10 +40,21 @@ WORDS = ["great", "sad", "angry", "love", "win", "terrible", "happy", "bad", "#m
 
 
 def tiny_checkpoint(path: Path) -> Path:
+    """A small model with every text part a trained preset has (vocabulary, lexicon features, lexical
+    classifier fused into stage 1 with different first and later shares), random where training fits."""
     config = ModelConfig(image_backbone="resnet18", image_dim=512, hidden_size=16, common_dim=8, text_dim=8,
-                         text_buckets=256, context_length=3, context_hidden=8, stage2_hidden=8)
+                         text_buckets=256, text_vocabulary=128, word_priors=("vader",), prior_buckets=512,
+                         lexical_classifier=True, context_length=3, context_hidden=8, stage2_hidden=8)
     model = build_model(config, seed=3)
-    save_checkpoint(path, model, CheckpointMeta.create(config, training_data_hash="test", random_backbone=True))
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        model.word_prior_table.copy_(torch.randn(model.word_prior_table.shape, generator=generator))
+        for buffer in (model.lexical.idf, model.lexical.weight, model.lexical.prior_weight, model.lexical.bias):
+            buffer.copy_(torch.rand(buffer.shape, generator=generator) * 2)
+        model.lexical.share.copy_(torch.tensor([0.6, 0.3]))
+    vocabulary = build_vocabulary([" ".join(WORDS)] * 2, config)
+    save_checkpoint(path, model, CheckpointMeta.create(config, training_data_hash="test", random_backbone=True,
+                                                       vocabulary=vocabulary))
     return path
 
 
