@@ -2,14 +2,17 @@
 
 - :class:`Service` runs a processor (the moodshift worker, the naive app) as a subprocess configured
   by ``MOODSHIFT_*`` variables, and always stops it;
-- :class:`LagMeter` samples, in a thread, the input topic's end offsets and the group's committed
-  offsets; **lag = end − committed**, summed over partitions. Both workers run with faust's
-  ``BROKER_COMMIT_INTERVAL=1.0`` (default 2.8 s), so committed offsets trail processing by ≤ 1 s;
+- :class:`LagMeter` samples, in a thread, the input topic's end offsets, the group's committed
+  offsets and the end offsets of the processor's per-step output topic, each summed over partitions.
+  **Backlog = input end − per-step records emitted**: in these workloads every post closes exactly
+  one window of its user, so a processor keeping up emits one record per post (plus a constant: each
+  user's open window). Outputs, not commits, measure progress because the worker commits only at its
+  checkpoints (every 10 s by default): committed offsets move in steps of that size;
 - :class:`PacedProducer` sends posts at a fixed rate with ``event_time`` = the wall clock at
   sending, and remembers each user's event times;
-- :func:`trial` produces at a rate for some seconds and judges whether the lag stayed flat:
-  between the first and the last commit seen in the trial's last two thirds, the lag may grow by at
-  most 5% of what was produced meanwhile (i.e. the group consumed ≥ 95% of the input rate);
+- :func:`trial` produces at a rate for some seconds and judges whether the backlog stayed flat: over
+  the trial's last two thirds it may grow by at most 5% of what was produced meanwhile (i.e. the
+  processor emitted ≥ 95% of the input rate); between trials the group must have committed everything;
 - :func:`max_sustained_rate` searches between the flat and the failed rates, starting at the
   in-process rate (an upper bound) and guessing from what failed trials consumed;
 - :func:`step_latencies`: for each per-step record, its emit time (the record's Kafka timestamp,
@@ -98,31 +101,43 @@ class LagSample:
     t: float  # time.monotonic()
     end: int  # the input topic's end offsets, summed
     committed: int  # the group's committed offsets, summed
+    emitted: int  # the per-step output topic's end offsets, summed
 
     @property
     def lag(self) -> int:
+        """Input records not committed yet."""
         return self.end - self.committed
+
+    @property
+    def backlog(self) -> int:
+        """Input records without their per-step record, plus one per user with an open window."""
+        return self.end - self.emitted
 
 
 class LagMeter:
-    """The consumer lag of ``group_id`` on the ``posts`` topic; samples in a thread while running."""
+    """The consumer lag of ``group_id`` on the ``posts`` topic and the per-step records emitted;
+    samples in a thread while running."""
 
     def __init__(self, settings: Settings, group_id: str) -> None:
         self.settings = settings
         self.group_id = group_id
         self.admin = KafkaAdminClient(**settings.kafka_python_config())
         self.consumer = KafkaConsumer(**settings.kafka_python_config())
-        topic = settings.topic(topics.POSTS)
-        self.partitions = [TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic))]
+        self.partitions = self._partitions(settings.topic(topics.POSTS))
+        self.output_partitions = self._partitions(settings.topic(topics.EMOTION_STEPS))
         self.samples: list[LagSample] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._lock = threading.Lock()
 
+    def _partitions(self, topic: str) -> list[TopicPartition]:
+        return [TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic))]
+
     def sample(self) -> LagSample | None:
         """None while the group's coordinator is not known yet (a fresh broker, a new group)."""
         with self._lock:
             end = self.consumer.end_offsets(self.partitions)
+            emitted = self.consumer.end_offsets(self.output_partitions)
             try:
                 committed = self.admin.list_group_offsets({self.group_id: self.partitions})[self.group_id]
             except KafkaError as error:
@@ -130,7 +145,7 @@ class LagMeter:
                     return None
                 raise
         done = sum(max(0, c.offset) for c in committed.values() if c is not None)
-        return LagSample(time.monotonic(), sum(end.values()), done)
+        return LagSample(time.monotonic(), sum(end.values()), done, sum(emitted.values()))
 
     def _run(self) -> None:
         while not self._stop.wait(SAMPLE_INTERVAL_S):
@@ -209,8 +224,8 @@ class PacedProducer:
 class Trial:
     target_rate: float
     input_rate: float  # what the producer achieved
-    consumed_rate: float  # committed records per second over the measured span
-    max_lag: int
+    consumed_rate: float  # per-step records emitted per second over the measured span
+    max_lag: int  # the largest backlog over the measured span, less the backlog at its start
     sustained: bool
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,16 +239,17 @@ def trial(meter: LagMeter, source: PacedProducer, rate: float, seconds: float,
     started = time.monotonic()
     achieved = source.send(max(1, round(rate * seconds)), rate)
     ended = time.monotonic()
+    at_start = meter.between(started, ended)
     samples = meter.between(started + (ended - started) / 3, ended)
-    commits = [b for a, b in zip(samples, samples[1:]) if b.committed != a.committed]
-    if len(commits) >= 2 and commits[-1].t > commits[0].t:
-        first, last = commits[0], commits[-1]
+    if len(samples) >= 2 and samples[-1].t > samples[0].t:
+        first, last = samples[0], samples[-1]
         produced = last.end - first.end
-        consumed_rate = (last.committed - first.committed) / (last.t - first.t)
-        sustained = last.lag - first.lag <= MAX_LAG_GROWTH * max(produced, 1)
-    else:  # fewer than two commits: nothing to judge by, so not sustained
-        consumed_rate, sustained = 0.0, False
-    result = Trial(rate, achieved, consumed_rate, max((s.lag for s in samples), default=0), sustained)
+        consumed_rate = (last.emitted - first.emitted) / (last.t - first.t)
+        sustained = last.backlog - first.backlog <= MAX_LAG_GROWTH * max(produced, 1)
+        max_lag = max(s.backlog for s in samples) - at_start[0].backlog
+    else:  # fewer than two samples: nothing to judge by, so not sustained
+        consumed_rate, sustained, max_lag = 0.0, False, 0
+    result = Trial(rate, achieved, consumed_rate, max_lag, sustained)
     log.info("%s: %s", meter.group_id, result)
     return result
 
