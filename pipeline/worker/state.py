@@ -45,9 +45,12 @@ class WorkerState:
         self.records: CheckpointedRecords[EventT] = CheckpointedRecords(users)
         self.positions = InputPositions()
         self.offsets = GroupOffsets(settings, group_id=app.conf.id)
-        # Held from loading users' records to staging them, and by the checkpoint, so that no two of
-        # batch, idle close and checkpoint ever see a record half-way.
+        # Held from loading users' records to staging them, and by the checkpoint while it takes the
+        # changed records, so that no two of batch, idle close and checkpoint ever see a record half-way.
         self.lock = asyncio.Lock()
+        # One checkpoint at a time (the timer's, a rebalance's): a second one acknowledging its events
+        # while the first one's records were still unacknowledged would commit past them.
+        self.checkpointing = asyncio.Lock()
         self._sought: dict[TP, int] = {}  # partitions sent back to their position, and which position
         # Set by or_stop(): from then on nothing is applied, staged or written. Timers and tasks run on
         # while the app stops, and a checkpoint of records built on top of a batch that was never
@@ -132,16 +135,23 @@ class WorkerState:
 
     async def checkpoint(self) -> None:
         """Write every record changed since the last checkpoint, wait for Kafka to acknowledge them,
-        then acknowledge the events they include and commit."""
+        then acknowledge the events they include and commit.
+
+        Batches go on while Kafka acknowledges: the state lock is held only to take the changed
+        records and queue their writes (a checkpoint of 10 s of records, megabytes, held every batch
+        back for as long as the broker took). A later checkpoint's write of the same user comes after
+        this one's (checkpoints run one at a time), and the producer keeps a partition's records in
+        order."""
         started = time.perf_counter()
-        async with self.lock:
-            if self.failed is not None:
-                return
-            changes, events = self.records.take()
-            sent = []
-            for key, value in changes.items():
-                self.users.put(key, value)
-                sent.append(self.users.send_changelog(None, key, value))
+        async with self.checkpointing:
+            async with self.lock:
+                if self.failed is not None:
+                    return
+                changes, events = self.records.take()
+                sent = []
+                for key, value in changes.items():
+                    self.users.put(key, value)
+                    sent.append(self.users.send_changelog(None, key, value))
             if sent:
                 await self.app.producer.flush()
                 await asyncio.gather(*sent)  # a failed write raises: nothing is acknowledged
@@ -151,8 +161,8 @@ class WorkerState:
                 tp, offset = event.message.tp, event.message.offset
                 offsets[tp] = max(offsets.get(tp, 0), offset + 1)
             self.app.consumer.checkpointed(offsets)
-        if events:
-            await self.app.consumer.commit()
+            if events:
+                await self.app.consumer.commit()
         if changes:
             metrics.CHECKPOINTS.inc()
             metrics.CHANGELOG_BYTES.inc(sum(len(key) + len(value) for key, value in changes.items()))

@@ -159,6 +159,63 @@ def test_faust_drops_nothing_of_an_input_partition_below_its_read_offset() -> No
     assert offsets[TP("t.posts", 0)] is None and offsets[TP("t.worker-users-changelog", 0)] == 9
 
 
+class _ChangelogWrites(dict):
+    """A users table whose changelog writes Kafka acknowledges when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[bytes, asyncio.Future]] = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self[key] = value
+
+    def send_changelog(self, partition: None, key: bytes, value: bytes) -> asyncio.Future:
+        self.writes.append((key, asyncio.get_running_loop().create_future()))
+        return self.writes[-1][1]
+
+
+def test_batches_go_on_while_a_checkpoint_waits_for_kafka_and_checkpoints_run_one_at_a_time() -> None:
+    async def scenario() -> list[str]:
+        users, done = _ChangelogWrites(), []
+
+        async def flush() -> None:
+            pass
+
+        async def commit() -> None:
+            done.append("commit")
+
+        app = SimpleNamespace(conf=SimpleNamespace(id="w"), producer=SimpleNamespace(flush=flush),
+                              consumer=SimpleNamespace(checkpointed=lambda offsets: done.append(offsets), commit=commit))
+        state = WorkerState(app, Settings(), users)
+
+        def event(offset: int) -> SimpleNamespace:
+            return SimpleNamespace(ack=lambda: done.append(f"ack {offset}"),
+                                   message=SimpleNamespace(tp=TP("posts", 0), offset=offset))
+
+        state.records.stage({"u1": UserRecord(applied={"posts/0": 3})}, [event(3)])
+        first = asyncio.create_task(state.checkpoint())
+        while not users.writes:
+            await asyncio.sleep(0)
+        # a batch while the first checkpoint's record is unacknowledged: it must not wait for Kafka
+        await asyncio.wait_for(state.lock.acquire(), timeout=5)
+        state.records.stage({"u1": UserRecord(applied={"posts/0": 4})}, [event(4)])
+        state.lock.release()
+        second = asyncio.create_task(state.checkpoint())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert len(users.writes) == 1 and done == []  # the second waits: it would commit past the first
+        users.writes[0][1].set_result(None)
+        while len(users.writes) < 2:
+            await asyncio.sleep(0)
+        assert done == ["ack 3", {TP("posts", 0): 4}, "commit"]
+        users.writes[1][1].set_result(None)
+        await asyncio.gather(first, second)
+        assert UserRecord.from_bytes(users[b"u1"]).applied == {"posts/0": 4}
+        return done[3:]
+
+    assert asyncio.run(scenario()) == ["ack 4", {TP("posts", 0): 5}, "commit"]
+
+
 class _Consumer(CheckpointConsumer):
     """The re-seek rule alone: faust's own seek to committed offsets and the consumer thread replaced
     by records of what was asked."""
