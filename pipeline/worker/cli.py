@@ -25,17 +25,25 @@ def create_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from moodshift.connectors.kafka_access import KafkaAccessError, check_kafka_access
+
+    try:
+        # Fail fast: wrong credentials, untrusted CA (faust would retry). Checked before importing
+        # torch and the model, which alone take 10-25 s on a slow 2-core machine.
+        check_kafka_access(settings)
+    except KafkaAccessError as error:
+        print(f"moodshift worker: {error}", file=sys.stderr)
+        return 2
+
     import faust
 
     from moodshift.connectors.topics import ALL_TOPICS, ensure_topics
     from moodshift.pipeline.worker.app import build_app
-    from moodshift.connectors.kafka_access import KafkaAccessError, check_kafka_access
     from moodshift.pipeline.worker.runtime import WorkerRuntime
 
     try:
-        check_kafka_access(settings)  # fail fast: wrong credentials, untrusted CA (faust would retry)
         runtime = WorkerRuntime.from_settings(settings)  # fail fast: no checkpoint, wrong backbone, ...
-    except (KafkaAccessError, FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError) as error:
         print(f"moodshift worker: {error}", file=sys.stderr)
         return 2
     ensure_topics(settings, ALL_TOPICS)
