@@ -295,6 +295,19 @@ def test_resuming_a_flowing_stream_keeps_what_it_fetched(tmp_path: Path) -> None
     assert queue.qsize() == 0
 
 
+def test_a_producer_batch_holds_many_users_records(tmp_path: Path) -> None:
+    """A checkpoint writes one record per changed user. In faust's default 16 KB batch one record of
+    the method's shapes filled a batch, the producer buffer drained one record per partition per
+    request, and faust held input back while it held over 100 (docs/benchmarks.md)."""
+    from benchmarks.model_bench import state_memory
+    from moodshift.models.config import ModelConfig
+
+    record_bytes = state_memory(ModelConfig(), users=1)["worker_record_bytes"]
+    assert record_bytes > 16_384 // 2  # what the old default held one of: the premise still holds
+    app = build_app(Settings(state_dir=tmp_path))
+    assert app.conf.producer_max_batch_size >= 32 * record_bytes
+
+
 @pytest.mark.kafka
 def test_input_from_a_transactional_producer_loses_nothing(kafka_settings: Settings, tmp_path: Path) -> None:
     """A customer's transactional producer leaves offsets without records (commit markers) in the
