@@ -78,7 +78,7 @@ def _faust_app(settings: Settings) -> faust.App:
         # A checkpoint hands faust's producer buffer one ~9 KB record per changed user (2,000 in the
         # end-to-end benchmark). In faust's default 16 KB batch each record filled a batch, and aiokafka
         # waits for a partition's full batch to go out (one request in flight per broker) before it
-        # appends the next: the buffer drained at ~300 records/s, and while it held over 100 faust's
+        # appends the next: the buffer drained at ~600 records/s, and while it held over 100 faust's
         # conductor stopped delivering input ("producer buffer full"), so outputs waited seconds.
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         processing_guarantee=settings.processing_guarantee,
