@@ -35,6 +35,10 @@ from moodshift.pipeline.worker.users_table import UsersTable
 
 log = logging.getLogger(__name__)
 
+# A checkpoint hands the producer up to thousands of records; between every this many it lets the
+# event loop run batches (a record takes a fraction of a millisecond of the loop).
+WRITES_BETWEEN_YIELDS = 32
+
 
 class WorkerState:
     """Users' records of one worker, the input positions, and the checkpoint that ties them together."""
@@ -137,8 +141,8 @@ class WorkerState:
         """Write every record changed since the last checkpoint, wait for Kafka to acknowledge them,
         then acknowledge the events they include and commit.
 
-        Batches go on while Kafka acknowledges: the state lock is held only to take the changed
-        records and queue their writes (a checkpoint of 10 s of records, megabytes, held every batch
+        Batches go on while the records are written: the state lock is held only to take the changed
+        records and store them locally (a checkpoint of 10 s of records, megabytes, held every batch
         back for as long as the broker took). A later checkpoint's write of the same user comes after
         this one's (checkpoints run one at a time), and the producer keeps a partition's records in
         order."""
@@ -148,10 +152,13 @@ class WorkerState:
                 if self.failed is not None:
                     return
                 changes, events = self.records.take()
-                sent = []
                 for key, value in changes.items():
                     self.users.put(key, value)
-                    sent.append(self.users.send_changelog(None, key, value))
+            sent = []
+            for key, value in changes.items():
+                sent.append(await self.users.write_changelog(key, value))
+                if len(sent) % WRITES_BETWEEN_YIELDS == 0:
+                    await asyncio.sleep(0)  # handing a record over rarely waits: let batches run
             if sent:
                 await self.app.producer.flush()
                 await asyncio.gather(*sent)  # a failed write raises: nothing is acknowledged

@@ -169,7 +169,7 @@ class _ChangelogWrites(dict):
     def put(self, key: bytes, value: bytes) -> None:
         self[key] = value
 
-    def send_changelog(self, partition: None, key: bytes, value: bytes) -> asyncio.Future:
+    async def write_changelog(self, key: bytes, value: bytes) -> asyncio.Future:
         self.writes.append((key, asyncio.get_running_loop().create_future()))
         return self.writes[-1][1]
 
@@ -214,6 +214,35 @@ def test_batches_go_on_while_a_checkpoint_waits_for_kafka_and_checkpoints_run_on
         return done[3:]
 
     assert asyncio.run(scenario()) == ["ack 4", {TP("posts", 0): 5}, "commit"]
+
+
+def test_batches_run_while_a_checkpoint_hands_its_records_to_the_producer() -> None:
+    """Handing thousands of records over (a fraction of a millisecond each) must not hold the event
+    loop: a batch waiting for the state lock gets it before the checkpoint has handed over a tenth."""
+    async def scenario() -> tuple[int, int]:
+        users = _ChangelogWrites()
+
+        async def flush() -> None:
+            for _, written in users.writes:
+                written.done() or written.set_result(None)
+
+        async def commit() -> None:
+            pass
+
+        app = SimpleNamespace(conf=SimpleNamespace(id="w"), producer=SimpleNamespace(flush=flush),
+                              consumer=SimpleNamespace(checkpointed=lambda offsets: None, commit=commit))
+        state = WorkerState(app, Settings(), users)
+        state.records.stage({f"u{n}": UserRecord(applied={"posts/0": n}) for n in range(2000)}, [])
+        checkpoint = asyncio.create_task(state.checkpoint())
+        while not users.writes:
+            await asyncio.sleep(0)
+        async with state.lock:  # a batch
+            handed_over_when_the_batch_ran = len(users.writes)
+        await checkpoint
+        return handed_over_when_the_batch_ran, len(users)
+
+    handed_over, stored = asyncio.run(scenario())
+    assert stored == 2000 and handed_over < 200
 
 
 class _Consumer(CheckpointConsumer):
