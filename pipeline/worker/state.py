@@ -9,8 +9,9 @@ Three rules, each the answer to a way issue 12 lost data:
 - **No acknowledgement without a checkpoint** (:class:`pipeline.worker.checkpoint.CheckpointedRecords`):
   the agent reads with ``noack_take``; an event is acknowledged, and its offset committable
   (:class:`pipeline.worker.checkpoint_consumer.CheckpointConsumer`), only after the records that include
-  it are acknowledged by Kafka in the changelog, so the committed offsets never pass the state.
-  A batch whose outputs cannot be published stops the worker: its events stay unacknowledged.
+  it are acknowledged by Kafka in the changelog, so the committed offsets never pass the state; and a
+  record is stored only after Kafka has acknowledged the outputs of the batches it includes.
+  An output that cannot be published stops the worker: its events stay unacknowledged.
 - **Only owned partitions**: events of a partition this worker no longer holds are dropped, and a
   rebalance first waits for the checkpoint (faust waits for every delivered event to be
   acknowledged before it gives partitions away).
@@ -60,6 +61,7 @@ class WorkerState:
         # while the app stops, and a checkpoint of records built on top of a batch that was never
         # applied would make its events look like replays (lost).
         self.failed: BaseException | None = None
+        self._stopping: set[asyncio.Future] = set()  # or_stop tasks started by a failed output
 
     # -- the gate ---------------------------------------------------------------------------------
 
@@ -151,7 +153,10 @@ class WorkerState:
             async with self.lock:
                 if self.failed is not None:
                     return
-                changes, events = self.records.take()
+                changes, events, outputs = self.records.take()
+                # A stored record's events are replays to a successor: their outputs must be in Kafka
+                # first. Most are acknowledged by now; the last batch's may take a round trip.
+                await asyncio.gather(*outputs)
                 for key, value in changes.items():
                     self.users.put(key, value)
             sent = []
@@ -179,6 +184,15 @@ class WorkerState:
     async def stop(self) -> None:
         await self.offsets.stop()
 
+    def output_sent(self, ack: asyncio.Future) -> None:
+        """Done-callback of every output handed to the producer: a failed one stops the worker now,
+        not at the next checkpoint (which would find it too, an interval of batches later)."""
+        if ack.cancelled() or ack.exception() is None or self.failed is not None:
+            return
+        stopping = asyncio.ensure_future(self.or_stop("publish", ack))
+        self._stopping.add(stopping)
+        stopping.add_done_callback(self._stopping.discard)
+
     async def or_stop(self, stage: str, step: Awaitable[None]) -> bool:
         """Await a step after the model step (publish, checkpoint); whether it succeeded. If it fails,
         outputs or records may be missing, so nothing may be committed: from then on nothing is
@@ -189,6 +203,8 @@ class WorkerState:
             await step
             return True
         except Exception as error:
+            if self.failed is not None:  # stopping already (a failed output fails the checkpoint too)
+                return False
             self.failed = error
             metrics.PROCESSING_ERRORS.labels(stage=stage).inc()
             log.critical("%s failed after the model step; stopping the worker so that nothing unwritten is "
