@@ -75,11 +75,10 @@ def _faust_app(settings: Settings) -> faust.App:
         web_port=settings.worker_web_port,
         web_bind="0.0.0.0",
         producer_acks=-1,
-        # A checkpoint hands faust's producer buffer one ~9 KB record per changed user (2,000 in the
-        # end-to-end benchmark). In faust's default 16 KB batch each record filled a batch, and aiokafka
-        # waits for a partition's full batch to go out (one request in flight per broker) before it
-        # appends the next: the buffer drained at ~600 records/s, and while it held over 100 faust's
-        # conductor stopped delivering input ("producer buffer full"), so outputs waited seconds.
+        # A checkpoint hands the producer one ~9 KB record per changed user (2,000 in the end-to-end
+        # benchmark). In faust's default 16 KB batch each record filled a batch, and aiokafka waits
+        # for a partition's full batch to go out (one request in flight per broker) before it appends
+        # the next: records drained at ~600/s and a checkpoint took seconds.
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         processing_guarantee=settings.processing_guarantee,
         # Offsets are committed by the checkpoint (pipeline.worker.state); faust's own timer commits
