@@ -4,9 +4,9 @@ Writing every batch's records to the changelog made it the worker's biggest cost
 record (about 9 KB) for every batch the user was in. Here a batch's records stay in memory, each
 with the input events they include; a checkpoint (every ``checkpoint_interval_seconds``) writes each
 changed record once and only then hands back those events to be acknowledged, so the offsets Kafka
-commits never run ahead of the records in the changelog. A batch's outputs are not waited for when it
-is staged; their acknowledgements are, by the checkpoint, before it stores the records that include
-the batch, so no record is stored or written for outputs Kafka may not have. A crash between two checkpoints loses
+commits never run ahead of the records in the changelog. A batch does not wait for its outputs'
+acknowledgements; the checkpoint does, before it stores the records that include the batch, so no
+record is stored or written for outputs Kafka may not have. A crash between two checkpoints loses
 nothing: the events since the last checkpoint were not acknowledged, Kafka hands them out again, and
 the records' ``applied`` offsets (:mod:`pipeline.stream.records`) skip those the changelog holds already.
 

@@ -144,8 +144,9 @@ class WorkerState:
         then acknowledge the events they include and commit.
 
         Batches go on while the records are written: the state lock is held only to take the changed
-        records and store them locally (a checkpoint of 10 s of records, megabytes, held every batch
-        back for as long as the broker took). A later checkpoint's write of the same user comes after
+        records, wait for the outputs of the batches they include (mostly acknowledged already) and
+        store the records locally (a checkpoint of 10 s of records, megabytes, held every batch back
+        for as long as the broker took). A later checkpoint's write of the same user comes after
         this one's (checkpoints run one at a time), and the producer keeps a partition's records in
         order."""
         started = time.perf_counter()
