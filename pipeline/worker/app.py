@@ -156,9 +156,8 @@ class Worker:
 
     async def publish(self, outputs: Outputs, events: list[faust.EventT]) -> None:
         """Hand every output of a batch to the producer, then stage its records with the events they
-        include and the outputs' acknowledgements. The next batch does not wait for those (waiting
-        took a fifth of a saturated worker's time, more while a checkpoint's records were on the
-        wire); the checkpoint does, before it stores the records (a crash before then replays the
+        include and the outputs' acknowledgements. The next batch does not wait for those (waiting,
+        a broker round trip per batch, took a fifth of a saturated worker's time); the checkpoint does, before it stores the records (a crash before then replays the
         batch, which publishes the same outputs again: consumers deduplicate by id), and a failed one
         stops the worker (``WorkerState.output_sent``)."""
         sent = [await self.dead_letters.send(key=key, value=value) for key, value in outputs.dead_letters]
