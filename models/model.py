@@ -283,11 +283,11 @@ class MoodshiftModel(nn.Module):
         records and the evaluation of the serving path keep it: their new state bytes in
         ``state_dtype``, the new states on the CPU, and the outputs."""
         device = self.emotion_head.weight.device
-        state = UserStates.stack([self.init_state(1) if blob is None else UserStates.from_bytes(blob, device)
-                                  for blob in stored])
+        fresh = self.init_state(1).to("cpu").to_bytes()
+        state = UserStates.from_bytes_each([fresh if blob is None else blob for blob in stored], device)
         new_state, outputs = self.step(state, inputs.to(device))
         on_cpu = new_state.to("cpu")
-        return [on_cpu.select(row).to_bytes(state_dtype) for row in range(len(on_cpu))], on_cpu, outputs
+        return on_cpu.to_bytes_each(state_dtype), on_cpu, outputs
 
     # -- training ------------------------------------------------------------------------------
 

@@ -91,36 +91,62 @@ class UserStates:
         """One user's state as versioned bytes (see the module docstring for the layout)."""
         if len(self) != 1:
             raise ValueError(f"to_bytes serialises one user; this batch holds {len(self)}")
+        return self.to_bytes_each(dtype)[0]
+
+    def to_bytes_each(self, dtype: str = "float32") -> list[bytes]:
+        """Every user's :meth:`to_bytes`, in order; one conversion for the whole batch (a worker
+        stores each user of a batch, and converting them one at a time cost more than the LSTM)."""
         if dtype not in _DTYPES:
             raise ValueError(f"dtype: {dtype!r} is not one of {sorted(_DTYPES)}")
         code, kind = _DTYPES[dtype]
-        layers, _, hidden = self.feature_h.shape
-        header = _HEADER.pack(_MAGIC, FORMAT_VERSION, code, layers, hidden,
-                              self.prev_emotion.shape[1], int(self.steps[0]))
-        parts = [getattr(self, name)[:, 0] for name in self._RECURRENT] + [self.prev_emotion[0]]
-        payload = np.concatenate([p.detach().cpu().numpy().reshape(-1) for p in parts])
-        return header + payload.astype(np.dtype(kind).newbyteorder("<")).tobytes()
+        layers, users, hidden = self.feature_h.shape
+        # [B, 4 * layers * hidden + labels]: each row one user's payload, in the layout's order
+        payload = np.concatenate(
+            [getattr(self, name).detach().cpu().numpy().transpose(1, 0, 2).reshape(users, -1)
+             for name in self._RECURRENT] + [self.prev_emotion.detach().cpu().numpy()], axis=1,
+        ).astype(np.dtype(kind).newbyteorder("<"))
+        labels = self.prev_emotion.shape[1]
+        return [_HEADER.pack(_MAGIC, FORMAT_VERSION, code, layers, hidden, labels, steps) + row.tobytes()
+                for steps, row in zip(self.steps.tolist(), payload)]
 
     @classmethod
     def from_bytes(cls, data: bytes, device: str | torch.device = "cpu") -> "UserStates":
-        if len(data) < _HEADER.size:
-            raise ValueError("user state: truncated header")
-        magic, version, code, layers, hidden, labels, steps = _HEADER.unpack_from(data)
-        if magic != _MAGIC:
-            raise ValueError("user state: not a moodshift user state (bad magic)")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"user state: format version {version}, this code reads {FORMAT_VERSION}")
-        if code not in _DTYPE_BY_CODE:
-            raise ValueError(f"user state: unknown dtype code {code}")
-        kind = _DTYPE_BY_CODE[code].newbyteorder("<")
-        count = 4 * layers * hidden + labels
-        if len(data) != _HEADER.size + count * kind.itemsize:
-            raise ValueError(f"user state: {len(data)} bytes, expected {_HEADER.size + count * kind.itemsize}")
-        values = torch.from_numpy(
-            np.frombuffer(data, dtype=kind, offset=_HEADER.size).astype(np.float32)
-        ).to(device)
+        return cls.from_bytes_each([data], device)
+
+    @classmethod
+    def from_bytes_each(cls, blobs: Sequence[bytes], device: str | torch.device = "cpu") -> "UserStates":
+        """A batch of the users whose :meth:`to_bytes` are ``blobs``, in order; they must share one
+        shape (layers, hidden, labels), whatever dtype each was stored in."""
+        shapes, rows, steps = set(), [], []
+        for data in blobs:
+            shape, row, count = _parse(data)
+            shapes.add(shape)
+            rows.append(row)
+            steps.append(count)
+        if len(shapes) != 1:
+            raise ValueError(f"user states: one shape (layers, hidden, labels) per batch, got {sorted(shapes)}")
+        (layers, hidden, labels), = shapes
+        values = torch.from_numpy(np.stack(rows).astype(np.float32, copy=False)).to(device)  # [B, payload]
         block = layers * hidden
-        recurrent = {name: values[i * block:(i + 1) * block].reshape(layers, 1, hidden)
+        recurrent = {name: values[:, i * block:(i + 1) * block].reshape(-1, layers, hidden).transpose(0, 1).contiguous()
                      for i, name in enumerate(cls._RECURRENT)}
-        return cls(**recurrent, prev_emotion=values[4 * block:].reshape(1, labels),
-                   steps=torch.tensor([steps], dtype=torch.long, device=device))
+        return cls(**recurrent, prev_emotion=values[:, 4 * block:],
+                   steps=torch.tensor(steps, dtype=torch.long, device=device))
+
+
+def _parse(data: bytes) -> tuple[tuple[int, int, int], np.ndarray, int]:
+    """One user's state bytes: its shape (layers, hidden, labels), payload and step count."""
+    if len(data) < _HEADER.size:
+        raise ValueError("user state: truncated header")
+    magic, version, code, layers, hidden, labels, steps = _HEADER.unpack_from(data)
+    if magic != _MAGIC:
+        raise ValueError("user state: not a moodshift user state (bad magic)")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"user state: format version {version}, this code reads {FORMAT_VERSION}")
+    if code not in _DTYPE_BY_CODE:
+        raise ValueError(f"user state: unknown dtype code {code}")
+    kind = _DTYPE_BY_CODE[code].newbyteorder("<")
+    count = 4 * layers * hidden + labels
+    if len(data) != _HEADER.size + count * kind.itemsize:
+        raise ValueError(f"user state: {len(data)} bytes, expected {_HEADER.size + count * kind.itemsize}")
+    return (layers, hidden, labels), np.frombuffer(data, dtype=kind, offset=_HEADER.size), steps

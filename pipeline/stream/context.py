@@ -81,11 +81,18 @@ class DailyContext:
         self._market = ContextHistory(channels=2, **history_args)
         self._temps: dict[int, tuple[float, float]] = {}  # day → (max, min)
         self._bars: dict[int, dict[int, tuple[float, float]]] = {}  # day → bar time → (close, volume)
+        # Every step of a day sees the same series, and a batch holds thousands of steps of a few
+        # days: built once per day and observation taken. The feeds arrive on the worker's event
+        # loop while batches run in its model thread, so an entry holds the version it was built
+        # from, read before building: one that an observation overtook is rebuilt, never served.
+        self._version = 0
+        self._series: dict[int, tuple[int, np.ndarray, bool]] = {}  # day → (version, values, present)
 
     def add_weather(self, location: str, time_ms: int, temperature_c: float | None) -> None:
         if location != self.location or temperature_c is None or not math.isfinite(temperature_c):
             return
         day = time_ms // DAY_MS
+        self._version += 1
         high, low = self._temps.get(day, (temperature_c, temperature_c))
         self._temps[day] = (max(high, temperature_c), min(low, temperature_c))
         self._weather.add(day * DAY_MS, self._temps[day])
@@ -95,6 +102,7 @@ class DailyContext:
         if symbol != self.symbol or not (close > 0 and math.isfinite(close)):
             return
         day = time_ms // DAY_MS
+        self._version += 1
         self._bars.setdefault(day, {})[time_ms] = (close, max(volume, 0.0))
         self._prune(self._bars, day)
         # A bar can change this day's return and the next known day's.
@@ -107,10 +115,18 @@ class DailyContext:
 
     def series(self, time_ms: int) -> tuple[np.ndarray, bool]:
         """``[context_length, 4]`` standardised values of the days before ``time_ms``'s day, and
-        whether any is present."""
-        before_today = (time_ms // DAY_MS) * DAY_MS - 1
-        frame = self.combiner.build({self.location: self._weather, self.symbol: self._market}, before_today)
-        return frame.values, bool(frame.mask.any())
+        whether any is present. The values are shared by every step of the day: read-only."""
+        day, version = time_ms // DAY_MS, self._version
+        cached = self._series.get(day)
+        if cached is not None and cached[0] == version:
+            return cached[1], cached[2]
+        frame = self.combiner.build({self.location: self._weather, self.symbol: self._market}, day * DAY_MS - 1)
+        values, present = frame.values, bool(frame.mask.any())
+        values.flags.writeable = False
+        if len(self._series) >= self.keep_days:  # bounded, like the histories
+            self._series.clear()
+        self._series[day] = (version, values, present)
+        return values, present
 
     def _daily_values(self, day: int, previous_day: int | None) -> tuple[float, float]:
         bars = self._bars[day]

@@ -65,3 +65,23 @@ def test_select_and_stack_are_inverse():
     states = UserStates.stack([random_state(2, 4, 3, i, seed=i) for i in range(4)])
     assert UserStates.stack([states.select(i) for i in range(4)]).equal(states)
     assert states.select([3, 1]).steps.tolist() == [3, 1]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_a_batch_serialises_as_its_users_do_one_by_one(dtype):
+    states = UserStates.stack([random_state(2, 8, 3, i * 1000, seed=i) for i in range(5)])
+    blobs = states.to_bytes_each(dtype)
+    assert blobs == [states.select(i).to_bytes(dtype) for i in range(5)]
+    restored = UserStates.from_bytes_each(blobs)
+    assert UserStates.stack([UserStates.from_bytes(blob) for blob in blobs]).equal(restored)
+    assert restored.to_bytes_each(dtype) == blobs
+    assert all(getattr(restored, name).is_contiguous() for name in UserStates._RECURRENT)
+
+
+def test_a_batch_reads_users_stored_in_either_dtype_but_not_of_other_shapes():
+    full, half = random_state(2, 8, 3, 1, seed=0), random_state(2, 8, 3, 2, seed=1)
+    restored = UserStates.from_bytes_each([full.to_bytes("float32"), half.to_bytes("float16")])
+    assert restored.select(0).equal(full)
+    assert restored.select(1).to_bytes("float16") == half.to_bytes("float16")
+    with pytest.raises(ValueError, match="one shape"):
+        UserStates.from_bytes_each([full.to_bytes(), random_state(2, 4, 3, 1, seed=0).to_bytes()])

@@ -58,3 +58,32 @@ def test_the_checkpoint_statistics_standardise_the_series() -> None:
     ctx.add_weather("berlin", DAY_MS, 14.0)
     values, present = ctx.series(2 * DAY_MS)
     assert values[-1][0] == 2.0 and present
+
+
+def test_a_series_built_once_a_day_still_follows_every_observation() -> None:
+    ctx = context(length=2)
+    ctx.add_weather("berlin", DAY_MS + HOUR, 10.0)
+    first = ctx.series(2 * DAY_MS + HOUR)[0]
+    assert ctx.series(2 * DAY_MS + 5 * HOUR)[0] is first  # the same day: built once
+    assert not first.flags.writeable  # shared by every step of the day
+    ctx.add_weather("berlin", DAY_MS + 2 * HOUR, 20.0)
+    assert ctx.series(2 * DAY_MS + 6 * HOUR)[0][-1][:2].tolist() == [20.0, 10.0]
+    ctx.add_market("SPY", DAY_MS + HOUR, close=100.0, volume=10.0)
+    assert ctx.series(2 * DAY_MS + 7 * HOUR)[0][-1][3] == np.float32(np.log(10.0))
+
+
+def test_a_series_an_observation_overtook_while_it_was_built_is_rebuilt() -> None:
+    # The feeds arrive on the worker's event loop while a batch builds series in the model thread.
+    ctx = context(length=1)
+    ctx.add_weather("berlin", DAY_MS + HOUR, 10.0)
+    build = ctx.combiner.build
+
+    def overtaken(*args, **kwargs):
+        frame = build(*args, **kwargs)
+        ctx.combiner.build = build
+        ctx.add_weather("berlin", DAY_MS + 2 * HOUR, 20.0)  # lands after the histories were read
+        return frame
+
+    ctx.combiner.build = overtaken
+    assert ctx.series(2 * DAY_MS)[0][-1][:2].tolist() == [10.0, 10.0]
+    assert ctx.series(2 * DAY_MS)[0][-1][:2].tolist() == [20.0, 10.0]
