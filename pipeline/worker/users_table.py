@@ -71,11 +71,15 @@ class UsersTable(faust.Table):
         key's changelog partition, the one the producer's partitioner picks: the partition of the
         user's input events, whose recovery reads it back."""
         if isinstance(self.data, RocksDBStore):
-            partition = DefaultPartitioner.__call__(key, self._partition_ids, self._partition_ids)
+            partition = self._changelog_partition(key)
             self.data._db_for_partition(partition).put(key, value)  # faust's own _set, minus the event
             self.data._key_index[key] = partition
         else:
             self.data[key] = value
+
+    def _changelog_partition(self, key: bytes) -> int:
+        """The key's changelog partition: the one the producer's default partitioner picks."""
+        return DefaultPartitioner.__call__(key, self._partition_ids, self._partition_ids)
 
     async def write_changelog(self, key: bytes, value: bytes) -> FutureMessage:
         """Hand a record to the producer now; the returned future resolves once Kafka has it.
@@ -86,9 +90,12 @@ class UsersTable(faust.Table):
         This is the buffer's own path (``publish_message``, the same producer, the transactional one of
         the key's partition under exactly-once) minus the buffer, and the same sent-callback, which the
         RocksDB store needs to persist its changelog offsets."""
+        # The partition given, not left to the producer (``eager_partitioning``): that asks the
+        # producer's metadata at once, which a changelog created moments before may not be in yet
+        # (a worker crashed at its first checkpoint on a fresh three-broker cluster); sending waits for it.
         message = self.changelog_topic.as_future_message(
-            key=key, value=value, key_serializer=self.key_serializer, value_serializer=self.value_serializer,
-            callback=self._on_changelog_sent, eager_partitioning=True)
+            key=key, value=value, partition=self._changelog_partition(key), key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer, callback=self._on_changelog_sent)
         await self.changelog_topic.publish_message(message)
         return message
 
