@@ -84,7 +84,8 @@ class DailyContext:
         # Every step of a day sees the same series, and a batch holds thousands of steps of a few
         # days: built once per day and observation taken. The feeds arrive on the worker's event
         # loop while batches run in its model thread, so an entry holds the version it was built
-        # from, read before building: one that an observation overtook is rebuilt, never served.
+        # from, read before building and bumped after an observation changed the histories: one
+        # that an observation overtook is rebuilt, never served.
         self._version = 0
         self._series: dict[int, tuple[int, np.ndarray, bool]] = {}  # day → (version, values, present)
 
@@ -92,17 +93,16 @@ class DailyContext:
         if location != self.location or temperature_c is None or not math.isfinite(temperature_c):
             return
         day = time_ms // DAY_MS
-        self._version += 1
         high, low = self._temps.get(day, (temperature_c, temperature_c))
         self._temps[day] = (max(high, temperature_c), min(low, temperature_c))
         self._weather.add(day * DAY_MS, self._temps[day])
         self._prune(self._temps, day)
+        self._version += 1  # after the change: a series built before it was read is never served
 
     def add_market(self, symbol: str, time_ms: int, close: float, volume: float) -> None:
         if symbol != self.symbol or not (close > 0 and math.isfinite(close)):
             return
         day = time_ms // DAY_MS
-        self._version += 1
         self._bars.setdefault(day, {})[time_ms] = (close, max(volume, 0.0))
         self._prune(self._bars, day)
         # A bar can change this day's return and the next known day's.
@@ -112,6 +112,7 @@ class DailyContext:
                 self._market.add(later * DAY_MS, self._daily_values(later, earlier))
         if days[0] == day:  # the first known day has volume but no return
             self._market.add(day * DAY_MS, self._daily_values(day, None))
+        self._version += 1  # after the change, as in add_weather
 
     def series(self, time_ms: int) -> tuple[np.ndarray, bool]:
         """``[context_length, 4]`` standardised values of the days before ``time_ms``'s day, and

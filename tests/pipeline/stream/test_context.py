@@ -87,3 +87,18 @@ def test_a_series_an_observation_overtook_while_it_was_built_is_rebuilt() -> Non
     ctx.combiner.build = overtaken
     assert ctx.series(2 * DAY_MS)[0][-1][:2].tolist() == [10.0, 10.0]
     assert ctx.series(2 * DAY_MS)[0][-1][:2].tolist() == [20.0, 10.0]
+
+
+def test_a_series_built_while_an_observation_is_being_added_is_rebuilt() -> None:
+    ctx = context(length=1)
+    ctx.add_weather("berlin", DAY_MS + HOUR, 10.0)
+    add = ctx._weather.add
+
+    def interrupted(*args, **kwargs):
+        ctx.series(2 * DAY_MS)  # the model thread builds between the loop's steps of this add
+        add(*args, **kwargs)
+
+    ctx._weather.add = interrupted
+    ctx.add_weather("berlin", DAY_MS + 2 * HOUR, 20.0)
+    ctx._weather.add = add
+    assert ctx.series(2 * DAY_MS)[0][-1][:2].tolist() == [20.0, 10.0]
