@@ -283,8 +283,10 @@ class MoodshiftModel(nn.Module):
         records and the evaluation of the serving path keep it: their new state bytes in
         ``state_dtype``, the new states on the CPU, and the outputs."""
         device = self.emotion_head.weight.device
-        fresh = self.init_state(1).to("cpu").to_bytes()
-        state = UserStates.from_bytes_each([fresh if blob is None else blob for blob in stored], device)
+        if None in stored:
+            fresh = self.init_state(1).to("cpu").to_bytes()
+            stored = [fresh if blob is None else blob for blob in stored]
+        state = UserStates.from_bytes_each(stored, device)
         new_state, outputs = self.step(state, inputs.to(device))
         on_cpu = new_state.to("cpu")
         return on_cpu.to_bytes_each(state_dtype), on_cpu, outputs
