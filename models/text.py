@@ -50,6 +50,10 @@ _TOKEN = re.compile(
 )
 
 
+#: The tokens that stand for a kind of text (a link, a mention, a number), not for its words.
+PLACEHOLDERS = ("<url>", "<mention>", "<num>")
+
+
 def tokenize(text: str) -> list[str]:
     """Split a post into the tokens the model hashes."""
     tokens: list[str] = []

