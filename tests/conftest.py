@@ -61,9 +61,11 @@ def _marked_stress(definition: pytest.Function) -> bool:
 @pytest.fixture(scope="session", autouse=True)
 def cpu_burners(request: pytest.FixtureRequest) -> Iterator[None]:
     """``--cpu-burners N``: N processes spinning for the whole session, so that the workers under
-    test share the cores as on a busy machine."""
+    test share the cores as on a busy machine. Each spins only while pytest is its parent: a pytest
+    killed before its teardown left two burners spinning for an hour beside later work."""
     count = request.config.getoption("cpu_burners")
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    spin = f"import os\nwhile os.getppid() == {os.getpid()}: pass"
+    burners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(count)]
     yield
     for burner in burners:
         burner.kill()
