@@ -36,7 +36,7 @@ import faust
 
 from moodshift.connectors import topics as topic_names
 from moodshift.pipeline import metrics
-from moodshift.pipeline.worker.checkpoint_consumer import CheckpointTransport
+from moodshift.pipeline.worker.transport import WorkerTransport
 from moodshift.pipeline.worker.flow_control import FlowControl
 from moodshift.pipeline.settings import Settings
 from moodshift.pipeline.worker.users_table import UsersTable
@@ -88,8 +88,9 @@ def _faust_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.worker_session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_seconds / 3),
     )
-    # Before anything asks for the consumer: it commits checkpointed offsets, not acknowledged ones.
-    app.transport = CheckpointTransport(app.conf.broker_consumer, app)
+    # Before anything asks for the consumer or the producer: the consumer commits checkpointed
+    # offsets, not acknowledged ones; the producer is idempotent (pipeline/worker/transport.py).
+    app.transport = WorkerTransport(app.conf.broker_consumer, app)
     # Before any stream creates its queue: resuming a flowing stream must not drop what it fetched.
     app.flow_control = FlowControl()
     return app

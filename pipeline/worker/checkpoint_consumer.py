@@ -125,9 +125,3 @@ class CheckpointConsumer(aiokafka_driver.Consumer):
         self._acked_index.pop(tp, None)
         self._gap.pop(tp, None)
         return self._checkpointed.get(tp)
-
-
-class CheckpointTransport(aiokafka_driver.Transport):
-    """faust's aiokafka transport with :class:`CheckpointConsumer` as its consumer."""
-
-    Consumer = CheckpointConsumer
