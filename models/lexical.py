@@ -64,15 +64,16 @@ class LexicalClassifier(nn.Module):
         self.register_buffer("bias", torch.zeros(n_labels))
         self.register_buffer("share", torch.zeros(2))  # [first step, later steps]; 0: the network alone
 
-    def forward(self, ids: torch.Tensor, offsets: torch.Tensor, prior_table: torch.Tensor | None = None
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor, prior_means: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """Class probabilities [B, labels] of B bags of ids (bags start at ``offsets``);
-        ``prior_table``: the model's lexicon rows, needed with ``prior_dim``."""
+        ``prior_means``: each bag's mean lexicon row ([B, prior_dim], :func:`mean_prior_features`),
+        needed with ``prior_dim``."""
         bag, token, value = self.tfidf(ids, offsets)
         logits = torch.zeros(len(offsets), len(self.bias), device=ids.device).index_add_(
             0, bag, value[:, None] * self.weight[token]) + self.bias
         if len(self.prior_weight):
-            logits = logits + self.prior_columns(ids, offsets, prior_table) @ self.prior_weight
+            logits = logits + prior_columns(prior_means) @ self.prior_weight
         return logits.softmax(-1)
 
     def counts(self, ids: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -88,16 +89,17 @@ class LexicalClassifier(nn.Module):
         norm = torch.zeros(len(offsets), device=ids.device).index_add_(0, bag, value * value).sqrt()
         return bag, token, value / norm[bag].clamp(min=1e-12)
 
-    def prior_columns(self, ids: torch.Tensor, offsets: torch.Tensor, prior_table: torch.Tensor) -> torch.Tensor:
-        """[B, prior_dim]: the lexicon columns, each bag's mean lexicon row, scaled by :data:`PRIOR_SCALE`."""
-        return PRIOR_SCALE * mean_prior_features(ids, offsets, prior_table, self.buckets)
-
     def fuse(self, network_probs: torch.Tensor, lexical_probs: torch.Tensor, has_prev: torch.Tensor,
              has_text: torch.Tensor) -> torch.Tensor:
         """``(1 - s) * network + s * lexical`` per step ([..., labels]), ``s`` the first or later steps'
         share, 0 for a step without text."""
         share = torch.where(has_prev, self.share[1], self.share[0]) * has_text
         return network_probs + share[..., None] * (lexical_probs - network_probs)
+
+
+def prior_columns(prior_means: torch.Tensor) -> torch.Tensor:
+    """[B, prior_dim]: the lexicon columns, each bag's mean lexicon row scaled by :data:`PRIOR_SCALE`."""
+    return PRIOR_SCALE * prior_means
 
 
 def fit_lexical(classifier: LexicalClassifier, text_ids: Sequence[Sequence[int]], labels: np.ndarray,
@@ -128,7 +130,7 @@ def fit_lexical(classifier: LexicalClassifier, text_ids: Sequence[Sequence[int]]
     features = sp.csr_matrix((value, (bag, token)), shape=(posts, buckets))
     prior_dim = len(classifier.prior_weight)
     if prior_dim:
-        priors = classifier.prior_columns(ids, offsets, prior_table).cpu().numpy()
+        priors = prior_columns(mean_prior_features(ids, offsets, prior_table, buckets)).cpu().numpy()
         features = sp.hstack([features, sp.csr_matrix(priors)]).tocsr()
     regression = LogisticRegression(C=REGULARISATION_C, max_iter=2000, random_state=seed)
     regression.fit(features, labels)

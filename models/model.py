@@ -195,10 +195,17 @@ class MoodshiftModel(nn.Module):
 
     # -- building blocks ---------------------------------------------------------------------
 
-    def embed_text(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    def lexicon_means(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor | None:
+        """[N, word_prior_dim]: each step's mean lexicon row (models/word_priors.py), which the text
+        vector, the lexical classifier and the lexicon prior all read; None without ``word_priors``."""
+        if not self.config.word_priors:
+            return None
+        return mean_prior_features(ids, offsets, self.word_prior_table, self.config.text_buckets)
+
+    def embed_text(self, ids: torch.Tensor, offsets: torch.Tensor, prior_means: torch.Tensor | None) -> torch.Tensor:
         """Mean of each bag's word vectors ([N, text_dim]); in training, of a random ``word_dropout``
-        subset, so the model cannot memorise a post by one rare word. With ``word_priors``, the mean
-        of its words' lexicon features follows ([N, text_dim + word_prior_dim])."""
+        subset, so the model cannot memorise a post by one rare word. With ``word_priors``, the bags'
+        mean lexicon rows follow (``prior_means``, [N, word_prior_dim]; :meth:`lexicon_means`)."""
         keep = torch.ones(len(ids), device=ids.device)
         if self.training and self.config.word_dropout > 0:
             keep = (torch.rand(len(ids), device=ids.device) >= self.config.word_dropout).float()
@@ -214,11 +221,12 @@ class MoodshiftModel(nn.Module):
         words = self.text_embedding(ids.masked_fill(is_prior, 0), offsets,
                                     per_sample_weights=mean_weights(keep * ~is_prior))
         # The lexicon's features are fixed, so there is nothing to memorise: they are never hidden.
-        return torch.cat([words, mean_prior_features(ids, offsets, self.word_prior_table, buckets)], dim=-1)
+        return torch.cat([words, prior_means], dim=-1)
 
-    def encode_steps(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_steps(self, inputs: StepInputs, prior_means: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-step inputs of the two LSTM units: items+context [N, 4 * common], context [N, common]."""
-        text = self.embed_text(inputs.text_ids, inputs.text_offsets)  # [N, text_dim + word_prior_dim]
+        text = self.embed_text(inputs.text_ids, inputs.text_offsets, prior_means)  # [N, text_dim + word_prior_dim]
         context = self.context_encoder(inputs.context)  # [N, context_hidden]
         temporal = self.temporal(torch.cat(
             [self.context_proj(context, inputs.context_mask), inputs.time], dim=-1))  # [N, common]
@@ -236,9 +244,9 @@ class MoodshiftModel(nn.Module):
         return F.softplus(self.emotion_head(self.output_dropout(representation)))
 
     def heads(self, emotion: torch.Tensor, representation: torch.Tensor, prev_emotion: torch.Tensor,
-              has_prev: torch.Tensor, inputs: StepInputs) -> StepOutputs:
+              has_prev: torch.Tensor, inputs: StepInputs, prior_means: torch.Tensor | None) -> StepOutputs:
         """Both stages from the emotion vectors ([..., labels]) and the representation; ``inputs``
-        (the same steps, flattened) for the lexical classifier."""
+        (the same steps, flattened) and their mean lexicon rows for the lexical classifier and the prior."""
         # A first step has no previous emotion: zero it rather than compare with the zero state.
         prev_emotion = prev_emotion * has_prev[..., None]
         stage2 = self.stage2(torch.cat(
@@ -247,12 +255,11 @@ class MoodshiftModel(nn.Module):
         stage1_logits = self.stage1(emotion)
         fused = None
         if self.lexical is not None:
-            lexical = self.lexical(inputs.text_ids, inputs.text_offsets, self.word_prior_table).view_as(stage1_logits)
+            lexical = self.lexical(inputs.text_ids, inputs.text_offsets, prior_means).view_as(stage1_logits)
             fused = self.lexical.fuse(stage1_logits.softmax(-1), lexical, has_prev,
                                       inputs.text_mask.view_as(has_prev))
         if self.config.lexicon_prior_weight:
-            valence = known_word_valence(inputs.text_ids, inputs.text_offsets, self.word_prior_table,
-                                         self.config.text_buckets).view_as(has_prev)
+            valence = known_word_valence(prior_means).view_as(has_prev)
             fused = with_lexicon_prior(stage1_logits.softmax(-1) if fused is None else fused, valence,
                                        self.lexicon_prior_direction)
         return StepOutputs(
@@ -276,14 +283,15 @@ class MoodshiftModel(nn.Module):
         """Advance B users by one step each; state row i belongs to input row i."""
         if len(state) != inputs.batch_size:
             raise ValueError(f"{len(state)} states for {inputs.batch_size} inputs")
-        items, temporal = self.encode_steps(inputs)
+        prior_means = self.lexicon_means(inputs.text_ids, inputs.text_offsets)
+        items, temporal = self.encode_steps(inputs, prior_means)
         feature_out, (feature_h, feature_c) = self.feature_lstm(
             items[:, None], (state.feature_h, state.feature_c))  # [B, 1, hidden]
         context_out, (context_h, context_c) = self.context_lstm(
             temporal[:, None], (state.context_h, state.context_c))
         representation = torch.cat([feature_out[:, 0], context_out[:, 0], items], dim=-1)
         outputs = self.heads(self.emotion_vector(representation), representation,
-                             state.prev_emotion, state.steps > 0, inputs)
+                             state.prev_emotion, state.steps > 0, inputs, prior_means)
         new_state = UserStates(feature_h, feature_c, context_h, context_c,
                                prev_emotion=outputs.emotion, steps=state.steps + 1)
         return new_state, outputs
@@ -308,7 +316,8 @@ class MoodshiftModel(nn.Module):
         """Outputs for every step of B sequences ([B, T, ...]); padded steps give ignorable values."""
         batch, length = inputs.batch_size, inputs.max_len
         state = self.init_state(batch) if state is None else state
-        items, temporal = self.encode_steps(inputs.steps)
+        prior_means = self.lexicon_means(inputs.steps.text_ids, inputs.steps.text_offsets)
+        items, temporal = self.encode_steps(inputs.steps, prior_means)
         items = items.view(batch, length, -1)
         temporal = temporal.view(batch, length, -1)
         feature_out, _ = self.feature_lstm(items, (state.feature_h, state.feature_c))  # [B, T, hidden]
@@ -319,7 +328,7 @@ class MoodshiftModel(nn.Module):
         prev_emotion = torch.cat([state.prev_emotion[:, None], emotion[:, :-1]], dim=1)
         positions = torch.arange(length, device=state.steps.device)
         has_prev = (state.steps[:, None] + positions[None, :]) > 0
-        return self.heads(emotion, representation, prev_emotion, has_prev, inputs.steps)
+        return self.heads(emotion, representation, prev_emotion, has_prev, inputs.steps, prior_means)
 
 
 def build_model(config: ModelConfig | None = None, seed: int | None = None) -> MoodshiftModel:

@@ -70,12 +70,11 @@ def mean_prior_features(ids: torch.Tensor, offsets: torch.Tensor, table: torch.T
     return F.embedding_bag((ids - first_prior_id).clamp(min=0), table, offsets, mode="sum", per_sample_weights=weights)
 
 
-def known_word_valence(ids: torch.Tensor, offsets: torch.Tensor, table: torch.Tensor,
-                       first_prior_id: int) -> torch.Tensor:
-    """[B]: the mean ``vader`` valence of each bag's words that the lexicon knows (0 for none): its
-    valence column's mean over the known-word column's (the table's first two columns)."""
-    means = mean_prior_features(ids, offsets, table[:, :2], first_prior_id)
-    return means[:, 0] / means[:, 1].clamp(min=1e-6)
+def known_word_valence(prior_means: torch.Tensor) -> torch.Tensor:
+    """[B]: the mean ``vader`` valence of each bag's words that the lexicon knows (0 for none), from the
+    bags' mean lexicon rows (:func:`mean_prior_features`): its valence column's mean over the
+    known-word column's (the table's first two columns)."""
+    return prior_means[:, 0] / prior_means[:, 1].clamp(min=1e-6)
 
 
 def prior_direction(labels: Sequence[str], weight: float) -> torch.Tensor:

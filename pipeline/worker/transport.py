@@ -28,6 +28,7 @@ class IdempotentProducer(aiokafka_driver.Producer):
     """faust's aiokafka producer with ``enable_idempotence`` in every processing guarantee."""
 
     def _settings_extra(self) -> Mapping[str, Any]:
+        # acks=all as idempotence requires it, whatever producer_acks says (faust pairs them likewise).
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 

@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import KafkaAdminClient
 
 from moodshift.connectors import metrics
 from moodshift.connectors.producer import DeliveryFailed, EventProducer
@@ -14,6 +14,7 @@ from moodshift.connectors.record import Reason
 from moodshift.connectors.schemas import DeadLetter, MarketTick, Post
 from moodshift.connectors.topics import DEAD_LETTERS, MARKET, POSTS, ensure_topics
 from moodshift.pipeline.settings import Settings
+from tests.kafka_topics import create_topic
 
 from .standins import read_topic
 
@@ -63,9 +64,7 @@ def test_topics_are_created_once_with_the_settings_partitions(connector_settings
 
 def test_undeliverable_records_are_counted_and_raised_on_flush(kafka_settings: Settings) -> None:
     # A topic whose broker-side limit is smaller than the record: the broker refuses it, for good.
-    admin = KafkaAdminClient(**kafka_settings.kafka_python_config())
-    admin.create_topics([NewTopic(kafka_settings.topic(POSTS), 1, 1, topic_configs={"max.message.bytes": "200"})])
-    admin.close()
+    create_topic(kafka_settings, kafka_settings.topic(POSTS), configs={"max.message.bytes": "200"})
     before = metrics.SEND_ERRORS.labels(topic=POSTS)._value.get()
     producer = EventProducer(kafka_settings.replace(producer_delivery_timeout_ms=5_000), source="test")
     producer.send_event(POSTS, Post(event_id="e", user_id="u", event_time=T, text="x" * 500))

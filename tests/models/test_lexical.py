@@ -14,6 +14,7 @@ from moodshift.models.lexical import PRIOR_SCALE, REGULARISATION_C, LexicalClass
 from moodshift.models.metrics import classification_metrics
 from moodshift.models.model import build_model
 from moodshift.models.text import TextHasher, build_vocabulary
+from moodshift.models.word_priors import mean_prior_features
 
 from .helpers import TINY, random_sequences
 
@@ -108,7 +109,8 @@ def test_lexicon_columns_are_served_as_scikit_learn_fitted_them():
     test_ids = [list(rng.integers(0, 60, 4)) + [64 + int(rng.integers(0, 32))] for _ in range(40)] + [[70, 71, 3]]
     lexical = LexicalClassifier(buckets=64, n_labels=3, prior_dim=2)
     fit_lexical(lexical, train_ids, labels, prior_table=table)
-    served = lexical(*_bags(test_ids), table).numpy()
+    ids, offsets = _bags(test_ids)
+    served = lexical(ids, offsets, mean_prior_features(ids, offsets, table, 64)).numpy()
 
     from scipy.sparse import csr_matrix, hstack
     from sklearn.feature_extraction.text import TfidfVectorizer

@@ -78,9 +78,9 @@ def test_text_bags_are_means_and_word_dropout_only_hides_words_in_training():
     ids = torch.tensor([1, 2, 3, 4, 5, 6, 7])
     offsets = torch.tensor([0, 3, 3, 3, 5, 7, 7])  # empty bags in the middle and at the end
     mean = torch.nn.functional.embedding_bag(ids, model.text_embedding.weight, offsets, mode="mean")
-    assert torch.allclose(model.eval().embed_text(ids, offsets), mean, atol=1e-6)
+    assert torch.allclose(model.eval().embed_text(ids, offsets, None), mean, atol=1e-6)
     torch.manual_seed(0)
-    dropped = model.train().embed_text(ids, offsets)
+    dropped = model.train().embed_text(ids, offsets, None)
     assert torch.equal(dropped[[1, 2, 5, 6]], torch.zeros(4, TINY.text_dim))  # empty stays empty
     vectors = model.text_embedding.weight[ids]
     for bag, (start, end) in enumerate([(0, 3), (3, 5), (5, 7)]):

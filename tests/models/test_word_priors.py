@@ -56,7 +56,7 @@ def test_the_text_vector_is_the_word_vectors_mean_then_the_lexicon_mean():
     bags = [hasher.encode(text) for text in texts]
     ids = torch.tensor([i for bag in bags for i in bag])
     offsets = torch.tensor(np.cumsum([0] + [len(bag) for bag in bags[:-1]]))
-    text = model.embed_text(ids, offsets)
+    text = model.embed_text(ids, offsets, model.lexicon_means(ids, offsets))
     assert text.shape == (3, WITH_PRIORS.text_dim + 2)
     for row, (words_text, bag) in enumerate(zip(texts, bags)):
         words = [i for i in bag if i < WITH_PRIORS.text_buckets]
@@ -68,7 +68,7 @@ def test_the_text_vector_is_the_word_vectors_mean_then_the_lexicon_mean():
     assert text[2, -2] < 0 < text[0, -2]  # "awful" against "happy" and ":)"
     # Word dropout hides word vectors in training, never the lexicon's fixed features.
     torch.manual_seed(0)
-    trained_on = model.train().embed_text(ids, offsets)
+    trained_on = model.train().embed_text(ids, offsets, model.lexicon_means(ids, offsets))
     assert torch.allclose(trained_on[:, -2:], text[:, -2:], atol=1e-6)
     assert not torch.allclose(trained_on[:, :-2], text[:, :-2])
 

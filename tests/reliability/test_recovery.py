@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
-from kafka.admin import ConfigResource, NewTopic
+from kafka.admin import ConfigResource
 
 from moodshift.connectors import topics
 from moodshift.connectors.producer import EventProducer
@@ -34,6 +34,7 @@ from moodshift.pipeline.local.net import free_port
 from moodshift.pipeline.stream.records import UserRecord
 from moodshift.pipeline.settings import Settings
 from moodshift.pipeline.worker.runtime import Outputs as RuntimeOutputs, RawRecord, WorkerRuntime
+from tests.kafka_topics import create_topic
 from tests.pipeline.worker.test_worker_kafka import WORDS, make_records, tiny_checkpoint
 from tests.pipeline.worker.worker_process import WorkerProcess
 
@@ -301,11 +302,7 @@ def test_a_stale_record_in_the_changelog_does_not_win_at_recovery(kafka_settings
     recovers from it must go on from the newer record (``pipeline.worker.users_table``)."""
     settings = worker_settings(kafka_settings, tmp_path)
     changelog = f"{settings.topic('worker')}-users-changelog"  # faust's name for the users table's
-    admin = KafkaAdminClient(**settings.kafka_python_config())
-    try:
-        admin.create_topics([NewTopic(changelog, settings.partitions, 1, topic_configs={"cleanup.policy": "compact"})])
-    finally:
-        admin.close()
+    create_topic(settings, changelog, settings.partitions, {"cleanup.policy": "compact"})
     rng = np.random.default_rng(3)
     context = send(settings, [Post(event_id=f"solo-{i}", user_id="solo", source="test", text=" ".join(rng.choice(WORDS, 5)),
                                    event_time=START + timedelta(minutes=37 * i)) for i in range(14)])

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer
-from kafka.admin import NewTopic
+from kafka import KafkaConsumer
 
 from moodshift.pipeline.settings import PROCESSING_GUARANTEES, Settings
 from moodshift.pipeline.worker.app import build_app
+from tests.kafka_topics import create_topic
 
 
 @pytest.mark.kafka
@@ -23,11 +23,7 @@ def test_the_workers_producer_is_idempotent_in_either_processing_guarantee(
     settings = kafka_settings.replace(processing_guarantee=guarantee)
     app = build_app(settings)
     topic = settings.topic(f"idempotence-{guarantee}")
-    admin = KafkaAdminClient(**settings.kafka_python_config())
-    try:
-        admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        admin.close()
+    create_topic(settings, topic)
 
     async def send_two() -> int:
         await app.producer.start()

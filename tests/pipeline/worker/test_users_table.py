@@ -8,13 +8,13 @@ from pathlib import Path
 
 import faust
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer
-from kafka.admin import NewTopic
+from kafka import KafkaConsumer
 from kafka.partitioner.default import murmur2
 
 from moodshift.pipeline.settings import Settings
 from moodshift.pipeline.worker.app import build_app
 from moodshift.pipeline.worker.users_table import UsersTable
+from tests.kafka_topics import create_topic
 
 PARTITIONS = 4
 
@@ -63,11 +63,7 @@ def test_a_changelog_record_waits_for_the_metadata_of_a_changelog_created_moment
     async def first_checkpoint() -> list[int]:
         await app.producer.start()
         try:
-            admin = KafkaAdminClient(**kafka_settings.kafka_python_config())
-            try:
-                admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-            finally:
-                admin.close()
+            create_topic(kafka_settings, topic, PARTITIONS)
             cluster = app.producer._producer.client.cluster
             assert cluster.partitions_for_topic(topic) is None, "the producer knew the topic: nothing tested"
             sent = [await users.write_changelog(key, b"record of " + key) for key in keys]
