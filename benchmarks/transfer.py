@@ -95,6 +95,7 @@ def run(variants: dict[str, dict[str, Any]], preset: str, seeds: Sequence[int], 
                 if timelines:
                     found = change_points_out_of_domain(path, inside, outside, work_dir / f"{path.stem}-airline")
                     rows[-1]["airline timelines"] = found["moodshift"]
+                    rows[-1]["airline comparisons"] = found["comparisons"]
                     for row in rows[:2]:
                         row.setdefault("airline timelines", found[row["model"]])
     return rows
@@ -116,7 +117,8 @@ def with_prior_weight(checkpoint: Path, weight: float) -> Path:
 def change_points_out_of_domain(checkpoint: Path, inside: list[Post], outside: list[Post], out_dir: Path
                                 ) -> dict[str, dict[str, float]]:
     """Change-point F1 on timelines cut from ``outside``: {"moodshift": {"stage 2", "worker detector"},
-    "TF-IDF + LR" / "VADER": {the better online detector's name: F1}}."""
+    "TF-IDF + LR" / "VADER": {the better online detector's name: F1}, "comparisons": moodshift's
+    detectors against the best of them (``evaluate``'s ``change_point_comparisons``)}."""
     report = evaluate_posts(checkpoint, outside, out_dir, source="airline tweets", device="cpu",
                             log=lambda line: None, training_posts=inside)
     main, detectors = report["moodshift"], report["baselines"]["change_points"]
@@ -127,7 +129,8 @@ def change_points_out_of_domain(checkpoint: Path, inside: list[Post], outside: l
 
     return {"moodshift": {"stage 2": round(main["change_points"]["f1"], 4),
                           "worker detector": round(main["worker_detector"]["checkpoint"]["f1"], 4)},
-            "TF-IDF + LR": best("TF-IDF + LR valence"), "VADER": best("VADER compound")}
+            "TF-IDF + LR": best("TF-IDF + LR valence"), "VADER": best("VADER compound"),
+            "comparisons": report["change_point_comparisons"]}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -142,6 +145,12 @@ def markdown(rows: list[dict]) -> str:
         lines += ["", "| model | change-point F1 on airline timelines (margin 3) |", "|---|---|"]
         lines += [f"| {row['model']} | " + ", ".join(f"{name} {f1:.3f}" for name, f1 in row["airline timelines"].items())
                   + " |" for row in found]
+        lines += ["", "| model | against the best online baseline detector: F1 difference (95% interval, "
+                  "timelines drawn with replacement) |", "|---|---|"]
+        lines += [f"| {row['model']} | {row['airline comparisons']['baseline']}: " + ", ".join(
+            f"{name} {c['f1_difference']:+.3f} ({c['interval_95'][0]:+.3f} to {c['interval_95'][1]:+.3f})"
+            for name, c in row["airline comparisons"]["detectors"].items()) + " |"
+            for row in found if "airline comparisons" in row]
     return "\n".join(lines) + "\n"
 
 

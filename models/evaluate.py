@@ -26,8 +26,8 @@ from moodshift.models.datasets.timelines import Timeline, TimelineBuilder
 from moodshift.models.detector import DetectorConfig
 from moodshift.models.inputs import StepInputs
 from moodshift.models.datasets.weak_labels import WeakLabeller
-from moodshift.models.metrics import (classification_metrics, named_emotion_agreement, rising_edges, score_detections,
-                                      tune_detections)
+from moodshift.models.metrics import (classification_metrics, f1_interval, named_emotion_agreement, rising_edges,
+                                      score_detections, tune_detections)
 from moodshift.models.model import MoodshiftModel
 from moodshift.models.text import TextHasher
 from moodshift.models.device import resolve_device
@@ -100,8 +100,28 @@ def run_on_isolated_posts(model: MoodshiftModel, texts: Sequence[str], hasher: T
 def tune_and_score(detect, values_val, true_val, values_test, true_test, grid, margin) -> dict:
     """Pick the sensitivity with the best validation F1; report test metrics at it."""
     best = tune_detections(detect, grid, values_val, true_val, margin)
-    return {**score_detections(detect(best), values_test, true_test, margin),
+    return {**with_interval(score_detections(detect(best), values_test, true_test, margin)),
             "tuned_setting": best if isinstance(best, dict) else float(best)}
+
+
+def with_interval(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Change-point ``metrics`` with ``f1_interval_95``, the F1's bootstrap interval over test timelines."""
+    return {**metrics, "f1_interval_95": f1_interval(metrics["_timeline_counts"])}
+
+
+def change_point_comparisons(main: dict[str, Any], baselines: dict[str, Any]) -> dict[str, Any]:
+    """Each of moodshift's change-point detectors against the best online baseline detector (the
+    highest F1 on the same test timelines; offline ones see a whole timeline, a worker cannot): the
+    F1 difference and its 95% paired bootstrap interval over timelines (:func:`f1_interval`). An
+    interval that contains 0 says the test timelines cannot tell the two apart."""
+    online = {name: m for name, m in baselines["change_points"].items() if "offline" not in name}
+    best = max(online, key=lambda name: online[name]["f1"])
+    ours = {"stage 2": main["change_points"],
+            **{f"worker detector, {name}": m for name, m in main.get("worker_detector", {}).items()}}
+    return {"baseline": best, "baseline_f1": round(online[best]["f1"], 4), "detectors": {
+        name: {"f1_difference": round(m["f1"] - online[best]["f1"], 4),
+               "interval_95": f1_interval(m["_timeline_counts"], online[best]["_timeline_counts"])}
+        for name, m in ours.items()}}
 
 
 def model_report(model: MoodshiftModel, meta: CheckpointMeta, val: list[Timeline], test: list[Timeline],
@@ -137,7 +157,7 @@ def worker_detector_report(outputs: TimelineOutputs, test: Sequence[Timeline], m
     otherwise) and with the detector's built-in defaults."""
     values, truth = outputs.per_timeline(), [t.change_points for t in test]
     configs = {"checkpoint": DetectorConfig(**meta.detector) if meta.detector else None, "defaults": DetectorConfig()}
-    return {name: {**score_detections(worker_onsets(meta.labels, config), values, truth, margin),
+    return {name: {**with_interval(score_detections(worker_onsets(meta.labels, config), values, truth, margin)),
                    "settings": asdict(config)}
             for name, config in configs.items() if config is not None}
 
@@ -171,6 +191,7 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
     report["state_dtype"] = state_dtype_report(model, test, main["change_points"]["tuned_setting"], margin)
     step_labels = np.array([p.label for t in test for p in t.posts])
     report["baselines"] = baselines_report(splits["train"], val, test, test_texts, test_labels, labels, margin, log)
+    report["change_point_comparisons"] = change_point_comparisons(report["moodshift"], report["baselines"])
     report["ablations"] = {}
     for name, path in (ablations or {}).items():
         log(f"ablation {name}: {path}")
@@ -229,6 +250,7 @@ def evaluate_posts(checkpoint: Path, posts: Sequence[Post], out_dir: Path, sourc
         "baselines": baselines_report(data.builders["train"].posts, val, test, texts, labels, meta.labels, margin, log),
         "ablations": {},
     }
+    report["change_point_comparisons"] = change_point_comparisons(main, report["baselines"])
     report["evaluation_seconds"] = round(time.monotonic() - started, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     step_labels = np.array([p.label for t in test for p in t.posts])
@@ -254,7 +276,7 @@ def _timelines_section(val: Sequence[Timeline], test: Sequence[Timeline], data: 
 
 
 def _write(report: dict[str, Any], out_dir: Path, log) -> None:
-    (out_dir / "report.json").write_text(json.dumps(_finite(report), indent=2) + "\n")
+    (out_dir / "report.json").write_text(json.dumps(_json_ready(report), indent=2) + "\n")
     (out_dir / "report.md").write_text(report_writer.markdown(report))
     log(f"wrote {out_dir}/report.md, report.json and plots ({report['evaluation_seconds']}s)")
 
@@ -316,12 +338,13 @@ def _data_for(meta: CheckpointMeta, device: torch.device, checkpoint: Path,
     return data
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN: write null instead."""
+def _json_ready(value: Any) -> Any:
+    """JSON has no NaN: write null instead; keys that start with ``_`` hold working values
+    (``_timeline_counts``), not results, and are left out."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: _json_ready(v) for k, v in value.items() if not str(k).startswith("_")}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [_json_ready(v) for v in value]
     return value

@@ -125,13 +125,13 @@ def match_change_points(true: Sequence[int], detected: Sequence[int], margin: in
 def change_point_metrics(true: Sequence[Sequence[int]], detected: Sequence[Sequence[int]],
                          steps: int, margin: int) -> dict:
     """Precision, recall, F1 within ``margin`` steps, mean delay and false alarms per 1,000 steps,
-    pooled over timelines."""
-    tp = fp = fn = 0
-    delays: list[int] = []
-    for cps, found in zip(true, detected):
-        m = match_change_points(cps, found, margin)
-        tp, fp, fn = tp + m["true_positives"], fp + m["false_positives"], fn + m["false_negatives"]
-        delays += m["delays"]
+    pooled over timelines; and ``_timeline_counts`` ([timelines, 3]: true positives, false positives
+    and false negatives of each timeline) for :func:`f1_interval`, a working value that reports leave out."""
+    matched = [match_change_points(cps, found, margin) for cps, found in zip(true, detected)]
+    counts = np.array([[m["true_positives"], m["false_positives"], m["false_negatives"]] for m in matched],
+                      dtype=np.int64).reshape(-1, 3)
+    delays = [d for m in matched for d in m["delays"]]
+    tp, fp, fn = (int(n) for n in counts.sum(0))
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     return {
@@ -140,7 +140,36 @@ def change_point_metrics(true: Sequence[Sequence[int]], detected: Sequence[Seque
         "mean_delay_steps": float(np.mean(delays)) if delays else float("nan"),
         "false_alarms_per_1000_steps": 1000.0 * fp / steps if steps else 0.0,
         "true_change_points": tp + fn, "detections": tp + fp, "margin_steps": margin,
+        "_timeline_counts": counts,
     }
+
+
+def f1_interval(counts: np.ndarray, baseline_counts: np.ndarray | None = None, rounds: int = 2000,
+                seed: int = 0) -> list[float]:
+    """95% bootstrap interval of pooled F1 (``counts``: a :func:`change_point_metrics`'s
+    ``_timeline_counts``), or of its
+    difference from ``baseline_counts``' F1 on the same timelines: timelines are drawn with
+    replacement, the same draws for both (a paired comparison), and the 2.5th and 97.5th
+    percentiles of the F1 (difference) over ``rounds`` draws are returned.
+
+    Timelines, not change points, are what is drawn: a detector's errors on one user's timeline
+    are not independent of each other.
+
+    >>> detector = np.array([[1, 0, 0], [0, 1, 1], [2, 0, 0], [1, 1, 0]])
+    >>> low, high = f1_interval(detector)
+    >>> bool(0 <= low <= 2 * 4 / (2 * 4 + 2 + 1) <= high <= 1)
+    True
+    >>> f1_interval(detector, detector)   # the same detections: no difference in any draw
+    [0.0, 0.0]
+    """
+    draws = np.random.default_rng(seed).integers(0, len(counts), (rounds, len(counts)))
+
+    def f1(sample: np.ndarray) -> np.ndarray:
+        tp, fp, fn = sample[draws].sum(1).T
+        return np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros(rounds), where=2 * tp + fp + fn > 0)
+
+    values = f1(counts) if baseline_counts is None else f1(counts) - f1(baseline_counts)
+    return [round(float(v), 4) for v in np.percentile(values, [2.5, 97.5])]
 
 
 def score_detections(detect: Callable[[Any], Sequence[int]], values: Sequence[Sized], true: Sequence[Sequence[int]],

@@ -125,6 +125,10 @@ def test_transfer_benchmark_trains_without_the_held_out_domain(tmp_path, monkeyp
         "TF-IDF + LR valence", "VADER compound"]
     assert all(0.0 <= f1 <= 1.0 for scores in found.values() for f1 in scores.values())
     assert "change-point F1 on airline timelines" in transfer.markdown(rows)
+    compared = rows[2]["airline comparisons"]  # the model's detectors against the best online baseline's
+    assert compared["baseline"] in {name for row in rows[:2] for name in row["airline timelines"]}
+    assert set(compared["detectors"]) == {"stage 2", "worker detector, checkpoint", "worker detector, defaults"}
+    assert "against the best online baseline detector" in transfer.markdown(rows)
 
 
 def test_the_lexicon_prior_benchmark_finds_empythys_collections() -> None:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from moodshift.models.baselines import DETECTORS, MajorityClass
-from moodshift.models.metrics import change_point_metrics, classification_metrics, match_change_points, rising_edges
+from moodshift.models.metrics import (change_point_metrics, classification_metrics, f1_interval, match_change_points,
+                                      rising_edges)
 
 
 def test_a_detection_counts_once_and_never_before_the_change():
@@ -18,6 +19,30 @@ def test_change_point_metrics_pool_over_timelines():
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
     assert m["mean_delay_steps"] == pytest.approx(1.0)
     assert m["false_alarms_per_1000_steps"] == pytest.approx(0.5)
+
+
+def test_change_point_metrics_keep_each_timelines_counts_for_intervals():
+    m = change_point_metrics(true=[[5], [5, 20]], detected=[[6], [30, 21]], steps=2000, margin=3)
+    assert m["_timeline_counts"].tolist() == [[1, 0, 0], [1, 1, 1]]
+
+
+def test_the_f1_interval_resamples_timelines_and_pairs_the_draws():
+    rng = np.random.default_rng(0)
+    # 300 timelines of a detector that finds about 60% of 3 change points and makes a false alarm now and then.
+    tp = rng.binomial(3, 0.6, 300)
+    detector = np.stack([tp, rng.binomial(2, 0.3, 300), 3 - tp], axis=1)
+    f1 = 2 * tp.sum() / (2 * tp.sum() + detector[:, 1].sum() + detector[:, 2].sum())
+    low, high = f1_interval(detector)
+    assert low < f1 < high and high - low < 0.1
+    assert f1_interval(detector[:30])[1] - f1_interval(detector[:30])[0] > high - low  # fewer timelines, wider
+    # One more change point found on a tenth of the timelines: a small, consistent gain the paired
+    # interval sees although each detector's own interval overlaps the other's.
+    better = detector.copy()
+    better[::10, 0] += np.minimum(better[::10, 2], 1)
+    better[::10, 2] -= np.minimum(better[::10, 2], 1)
+    gain_low, gain_high = f1_interval(better, detector)
+    assert 0 < gain_low <= gain_high
+    assert f1_interval(better)[0] < high
 
 
 def test_rising_edges_fire_once_per_excursion():

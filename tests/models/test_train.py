@@ -82,6 +82,16 @@ def test_evaluate_writes_the_report(tiny_preset, tmp_path, monkeypatch):
     assert worker["defaults"]["settings"]["min_dwell"] == DetectorConfig().min_dwell
     assert 0.0 <= worker["checkpoint"]["f1"] <= 1.0 and worker["checkpoint"]["true_change_points"] > 0
     assert "moodshift worker detector, checkpoint's settings" in (tmp_path / "report" / "report.md").read_text()
+    low, high = worker["checkpoint"]["f1_interval_95"]  # over the test timelines, drawn with replacement
+    assert low <= worker["checkpoint"]["f1"] <= high
+    comparisons = report["change_point_comparisons"]  # against the best online baseline detector
+    assert "offline" not in comparisons["baseline"] and comparisons["baseline"] in report["baselines"]["change_points"]
+    for name, ours in (("stage 2", report["moodshift"]["change_points"]),
+                       ("worker detector, checkpoint", worker["checkpoint"])):
+        difference = comparisons["detectors"][name]
+        assert difference["f1_difference"] == pytest.approx(ours["f1"] - comparisons["baseline_f1"], abs=1e-4)
+        assert difference["interval_95"][0] <= difference["interval_95"][1]
+    assert "_timeline_counts" not in (tmp_path / "report" / "report.json").read_text()  # working values stay out
     state = report["state_dtype"]  # the serving path streamed, state stored as float32 and float16
     assert state["float16"]["state_bytes"] < state["float32"]["state_bytes"]
     assert state["float32"]["timeline_steps"]["accuracy"] == report["moodshift"]["timeline_steps"]["accuracy"]
