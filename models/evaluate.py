@@ -26,8 +26,8 @@ from moodshift.models.datasets.timelines import Timeline, TimelineBuilder
 from moodshift.models.detector import DetectorConfig
 from moodshift.models.inputs import StepInputs
 from moodshift.models.datasets.weak_labels import WeakLabeller
-from moodshift.models.metrics import (classification_metrics, f1_interval, named_emotion_agreement, rising_edges,
-                                      score_detections, tune_detections)
+from moodshift.models.metrics import (classification_metrics, f1_interval, named_emotion_agreement,
+                                      paired_post_intervals, rising_edges, score_detections, tune_detections)
 from moodshift.models.model import MoodshiftModel
 from moodshift.models.text import TextHasher
 from moodshift.models.device import resolve_device
@@ -109,6 +109,16 @@ def with_interval(metrics: dict[str, Any]) -> dict[str, Any]:
     return {**metrics, "f1_interval_95": f1_interval(metrics["_timeline_counts"])}
 
 
+def post_comparisons(main: dict[str, Any], baselines: dict[str, Any], labels: np.ndarray,
+                     label_names: Sequence[str]) -> dict[str, Any]:
+    """moodshift against each baseline classifier (but the majority class) on the posts scored each
+    alone: macro F1 and valence AUC differences with paired bootstrap intervals
+    (:func:`models.metrics.paired_post_intervals`)."""
+    ours = main["isolated_posts"]["_scores"]
+    return {name: paired_post_intervals(labels, ours, result["isolated_posts"]["_scores"], label_names)
+            for name, result in baselines["classification"].items() if name != "majority class"}
+
+
 def change_point_comparisons(main: dict[str, Any], baselines: dict[str, Any]) -> dict[str, Any]:
     """Each of moodshift's change-point detectors against the best online baseline detector (the
     highest F1 on the same test timelines; offline ones see a whole timeline, a worker cannot): the
@@ -141,7 +151,7 @@ def model_report(model: MoodshiftModel, meta: CheckpointMeta, val: list[Timeline
     return {
         **named,
         "timeline_steps": classification_metrics(step_labels, np.concatenate(out_test.stage1), labels),
-        "isolated_posts": classification_metrics(test_labels, posts.stage1, labels),
+        "isolated_posts": {**classification_metrics(test_labels, posts.stage1, labels), "_scores": posts.stage1},
         "change_points": tune_and_score(detect, out_val.change, [t.change_points for t in val], out_test.change,
                                         [t.change_points for t in test], THRESHOLDS, margin),
         "worker_detector": worker_detector_report(out_test, test, meta, margin),
@@ -192,6 +202,7 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
     step_labels = np.array([p.label for t in test for p in t.posts])
     report["baselines"] = baselines_report(splits["train"], val, test, test_texts, test_labels, labels, margin, log)
     report["change_point_comparisons"] = change_point_comparisons(report["moodshift"], report["baselines"])
+    report["post_comparisons"] = post_comparisons(report["moodshift"], report["baselines"], test_labels, labels)
     report["ablations"] = {}
     for name, path in (ablations or {}).items():
         log(f"ablation {name}: {path}")
@@ -251,6 +262,7 @@ def evaluate_posts(checkpoint: Path, posts: Sequence[Post], out_dir: Path, sourc
         "ablations": {},
     }
     report["change_point_comparisons"] = change_point_comparisons(main, report["baselines"])
+    report["post_comparisons"] = post_comparisons(main, report["baselines"], labels, meta.labels)
     report["evaluation_seconds"] = round(time.monotonic() - started, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     step_labels = np.array([p.label for t in test for p in t.posts])
@@ -299,7 +311,8 @@ def baselines_report(train_posts: Sequence[Any], val: Sequence[Any], test: Seque
         log(f"VADER skipped: {why}")
     report: dict[str, Any] = {"classification": {
         name: {"timeline_steps": classification_metrics(step_labels, clf.scores(step_texts), labels),
-               "isolated_posts": classification_metrics(test_labels, clf.scores(test_texts), labels)}
+               "isolated_posts": {**classification_metrics(test_labels, scores := clf.scores(test_texts), labels),
+                                  "_scores": scores}}
         for name, clf in classifiers.items()}}
 
     log("baselines: change-point detectors")
@@ -340,7 +353,7 @@ def _data_for(meta: CheckpointMeta, device: torch.device, checkpoint: Path,
 
 def _json_ready(value: Any) -> Any:
     """JSON has no NaN: write null instead; keys that start with ``_`` hold working values
-    (``_timeline_counts``), not results, and are left out."""
+    (``_timeline_counts``, ``_scores``), not results, and are left out."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

@@ -95,6 +95,19 @@ def _change_rows(rows: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _post_comparison_lines(comparisons: dict[str, Any] | None) -> list[str]:
+    """moodshift against each baseline classifier on the posts alone, with paired intervals."""
+    if not comparisons:
+        return []
+    lines = ["moodshift minus each baseline, with 95% intervals from the posts drawn with replacement "
+             "(1,000 draws, the same for both; an interval that contains 0 cannot tell the two apart):", ""]
+    for name, c in comparisons.items():
+        parts = [f"{label} {c[key]['difference']:+.3f} ({c[key]['interval_95'][0]:+.3f} to {c[key]['interval_95'][1]:+.3f})"
+                 for key, label in (("macro_f1", "macro F1"), ("valence_auc", "valence AUC")) if key in c]
+        lines.append(f"- against {name}: " + ", ".join(parts))
+    return lines + [""]
+
+
 def _comparison_lines(comparisons: dict[str, Any] | None) -> list[str]:
     """moodshift's detectors against the best online baseline detector, with paired intervals."""
     if not comparisons:
@@ -202,6 +215,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *_classification_rows(classification, "isolated_posts"),
         "",
+        *_post_comparison_lines(report.get("post_comparisons")),
         "## moodshift per class (test timeline steps)",
         "",
         "| class | precision | recall | F1 | AUC (one-vs-rest) | support |",

@@ -129,6 +129,10 @@ def test_transfer_benchmark_trains_without_the_held_out_domain(tmp_path, monkeyp
     assert compared["baseline"] in {name for row in rows[:2] for name in row["airline timelines"]}
     assert set(compared["detectors"]) == {"stage 2", "worker detector, checkpoint", "worker detector, defaults"}
     assert "against the best online baseline detector" in transfer.markdown(rows)
+    against = rows[2]["against baselines"]  # per post, paired with each baseline on each set
+    assert set(against) == {"in domain", "airline tweets"} and set(against["in domain"]) == {"TF-IDF + LR", "VADER"}
+    assert against["airline tweets"]["VADER"]["macro_f1"]["difference"] == pytest.approx(
+        rows[2]["airline tweets"]["macro_f1"] - rows[1]["airline tweets"]["macro_f1"], abs=2e-4)
 
 
 def test_the_lexicon_prior_benchmark_finds_empythys_collections() -> None:

@@ -5,7 +5,7 @@ import pytest
 
 from moodshift.models.baselines import DETECTORS, MajorityClass
 from moodshift.models.metrics import (change_point_metrics, classification_metrics, f1_interval, match_change_points,
-                                      rising_edges)
+                                      paired_post_intervals, rising_edges)
 
 
 def test_a_detection_counts_once_and_never_before_the_change():
@@ -43,6 +43,23 @@ def test_the_f1_interval_resamples_timelines_and_pairs_the_draws():
     gain_low, gain_high = f1_interval(better, detector)
     assert 0 < gain_low <= gain_high
     assert f1_interval(better)[0] < high
+
+
+def test_paired_post_intervals_measure_what_classification_metrics_measure():
+    rng = np.random.default_rng(1)
+    names = ("negative", "neutral", "positive")
+    labels = rng.integers(0, 3, 3000)
+    sharper = np.eye(3)[labels] + rng.normal(0, 0.8, (3000, 3))
+    blunter = np.round(0.7 * np.eye(3)[labels] + rng.normal(0, 0.8, (3000, 3)), 1)  # ties, as VADER's scores have
+    result = paired_post_intervals(labels, sharper, blunter, names)
+    ours, theirs = (classification_metrics(labels, s, names)["macro"] for s in (sharper, blunter))
+    for key, measured in (("macro_f1", "f1"), ("valence_auc", "valence_auc")):
+        assert result[key]["difference"] == pytest.approx(ours[measured] - theirs[measured], abs=1e-4)
+        low, high = result[key]["interval_95"]
+        assert 0 < low < result[key]["difference"] < high  # a real gap, seen as one
+    # Fewer posts, the same kind of gap: a wider interval.
+    few = paired_post_intervals(labels[:300], sharper[:300], blunter[:300], names)
+    assert np.diff(few["macro_f1"]["interval_95"])[0] > np.diff(result["macro_f1"]["interval_95"])[0]
 
 
 def test_rising_edges_fire_once_per_excursion():
