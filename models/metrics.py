@@ -59,16 +59,18 @@ def valence_auc(labels: np.ndarray, scores: np.ndarray, label_names: Sequence[st
     return float(roc_auc_score(labels[polar] == positive, scores[polar, positive] - scores[polar, negative]))
 
 
-def paired_post_intervals(labels: np.ndarray, scores: np.ndarray, baseline_scores: np.ndarray,
-                          label_names: Sequence[str], rounds: int = 1000, seed: int = 0) -> dict[str, dict]:
-    """How much ``scores`` beat ``baseline_scores`` ([N, C] each, on the same posts) in macro F1 and
+def paired_classification_intervals(labels: np.ndarray, scores: np.ndarray, baseline_scores: np.ndarray,
+                                    label_names: Sequence[str], groups: np.ndarray | None = None,
+                                    rounds: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """How much ``scores`` beat ``baseline_scores`` ([N, C] each, on the same rows) in macro F1 and
     valence AUC (as :func:`classification_metrics` computes them), with 95% bootstrap intervals: the
-    posts drawn with replacement, the same draws for both. For posts scored each alone (one post
-    tells nothing of the next); steps of one timeline are not independent draws.
+    rows drawn with replacement, the same draws for both. ``groups`` ([N]) makes the unit drawn a
+    group of rows (each step's timeline: one user's steps are not independent of each other); by
+    default each row is its own (posts scored each alone).
 
     >>> labels = np.array([0, 0, 1, 1, 2, 2] * 20)
     >>> good = np.eye(3)[labels] + 0.1
-    >>> result = paired_post_intervals(labels, good, good, ("negative", "neutral", "positive"))
+    >>> result = paired_classification_intervals(labels, good, good, ("negative", "neutral", "positive"))
     >>> result["macro_f1"], result["valence_auc"]["interval_95"]
     ({'difference': 0.0, 'interval_95': [0.0, 0.0]}, [0.0, 0.0])
     """
@@ -77,8 +79,10 @@ def paired_post_intervals(labels: np.ndarray, scores: np.ndarray, baseline_score
                              for s in (scores, baseline_scores)]}
     if "negative" in label_names and "positive" in label_names:
         measures["valence_auc"] = [_weighted_valence_auc(labels, s, label_names) for s in (scores, baseline_scores)]
+    _, group = np.unique(np.arange(len(labels)) if groups is None else groups, return_inverse=True)
+    n_groups = group.max(initial=-1) + 1
+    draws = [np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[group] for _ in range(rounds)]
     everyone = np.ones(len(labels))
-    draws = [np.bincount(rng.integers(0, len(labels), len(labels)), minlength=len(labels)) for _ in range(rounds)]
     result = {}
     for name, (ours, theirs) in measures.items():
         differences = [ours(w) - theirs(w) for w in draws]

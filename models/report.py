@@ -95,11 +95,11 @@ def _change_rows(rows: dict[str, dict]) -> list[str]:
     return lines
 
 
-def _post_comparison_lines(comparisons: dict[str, Any] | None) -> list[str]:
-    """moodshift against each baseline classifier on the posts alone, with paired intervals."""
+def _classification_comparison_lines(comparisons: dict[str, Any] | None, unit: str) -> list[str]:
+    """moodshift against each baseline classifier, with paired intervals; ``unit``: what was drawn."""
     if not comparisons:
         return []
-    lines = ["moodshift minus each baseline, with 95% intervals from the posts drawn with replacement "
+    lines = [f"moodshift minus each baseline, with 95% intervals from the {unit} drawn with replacement "
              "(1,000 draws, the same for both; an interval that contains 0 cannot tell the two apart):", ""]
     for name, c in comparisons.items():
         parts = [f"{label} {c[key]['difference']:+.3f} ({c[key]['interval_95'][0]:+.3f} to {c[key]['interval_95'][1]:+.3f})"
@@ -187,6 +187,7 @@ def markdown(report: dict[str, Any]) -> str:
               **{f"moodshift stage 2 ({name})": a["change_points"] for name, a in report["ablations"].items()},
               **report["baselines"]["change_points"]}
     per_class = report["moodshift"]["timeline_steps"]["per_class"]
+    comparisons = report.get("classification_comparisons", {})
     lines = [
         "# moodshift model evaluation (generated)",
         "",
@@ -211,11 +212,12 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *_classification_rows(classification, "timeline_steps"),
         "",
+        *_classification_comparison_lines(comparisons.get("timeline_steps"), "test timelines (all of a timeline's steps together)"),
         "## Emotion per post, each post alone (no history) — all test posts",
         "",
         *_classification_rows(classification, "isolated_posts"),
         "",
-        *_post_comparison_lines(report.get("post_comparisons")),
+        *_classification_comparison_lines(comparisons.get("isolated_posts"), "posts"),
         "## moodshift per class (test timeline steps)",
         "",
         "| class | precision | recall | F1 | AUC (one-vs-rest) | support |",

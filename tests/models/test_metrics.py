@@ -5,7 +5,7 @@ import pytest
 
 from moodshift.models.baselines import DETECTORS, MajorityClass
 from moodshift.models.metrics import (change_point_metrics, classification_metrics, f1_interval, match_change_points,
-                                      paired_post_intervals, rising_edges)
+                                      paired_classification_intervals, rising_edges)
 
 
 def test_a_detection_counts_once_and_never_before_the_change():
@@ -45,21 +45,38 @@ def test_the_f1_interval_resamples_timelines_and_pairs_the_draws():
     assert f1_interval(better)[0] < high
 
 
-def test_paired_post_intervals_measure_what_classification_metrics_measure():
+def test_paired_classification_intervals_measure_what_classification_metrics_measure():
     rng = np.random.default_rng(1)
     names = ("negative", "neutral", "positive")
     labels = rng.integers(0, 3, 3000)
     sharper = np.eye(3)[labels] + rng.normal(0, 0.8, (3000, 3))
     blunter = np.round(0.7 * np.eye(3)[labels] + rng.normal(0, 0.8, (3000, 3)), 1)  # ties, as VADER's scores have
-    result = paired_post_intervals(labels, sharper, blunter, names)
+    result = paired_classification_intervals(labels, sharper, blunter, names)
     ours, theirs = (classification_metrics(labels, s, names)["macro"] for s in (sharper, blunter))
     for key, measured in (("macro_f1", "f1"), ("valence_auc", "valence_auc")):
         assert result[key]["difference"] == pytest.approx(ours[measured] - theirs[measured], abs=1e-4)
         low, high = result[key]["interval_95"]
         assert 0 < low < result[key]["difference"] < high  # a real gap, seen as one
     # Fewer posts, the same kind of gap: a wider interval.
-    few = paired_post_intervals(labels[:300], sharper[:300], blunter[:300], names)
+    few = paired_classification_intervals(labels[:300], sharper[:300], blunter[:300], names)
     assert np.diff(few["macro_f1"]["interval_95"])[0] > np.diff(result["macro_f1"]["interval_95"])[0]
+
+
+def test_paired_intervals_drawn_by_group_see_that_a_groups_rows_go_together():
+    """A timeline's steps share their user: the steps of one timeline are drawn together, and an
+    interval over 30 timelines of 100 steps each is wider than one over 3,000 steps drawn alone."""
+    rng = np.random.default_rng(2)
+    names = ("negative", "neutral", "positive")
+    labels = rng.integers(0, 3, 3000)
+    timeline = np.repeat(np.arange(30), 100)
+    # The model is better on some users' timelines and worse on others': a difference by timeline.
+    skill = rng.normal(0, 1.0, 30)[timeline]
+    ours = np.eye(3)[labels] * np.exp(skill)[:, None] + rng.normal(0, 0.8, (3000, 3))
+    theirs = np.eye(3)[labels] + rng.normal(0, 0.8, (3000, 3))
+    alone = paired_classification_intervals(labels, ours, theirs, names)
+    together = paired_classification_intervals(labels, ours, theirs, names, groups=timeline)
+    assert together["macro_f1"]["difference"] == alone["macro_f1"]["difference"]
+    assert np.diff(together["macro_f1"]["interval_95"])[0] > 1.5 * np.diff(alone["macro_f1"]["interval_95"])[0]
 
 
 def test_rising_edges_fire_once_per_excursion():

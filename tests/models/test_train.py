@@ -93,11 +93,12 @@ def test_evaluate_writes_the_report(tiny_preset, tmp_path, monkeypatch):
         assert difference["f1_difference"] == pytest.approx(ours["f1"] - comparisons["baseline_f1"], abs=1e-4)
         assert difference["interval_95"][0] <= difference["interval_95"][1]
     assert not {"_timeline_counts", "_scores"} & set(re.findall(r'"(_\w+)"', (tmp_path / "report" / "report.json").read_text()))
-    posts = report["post_comparisons"]["TF-IDF + logistic regression"]  # per post, against each baseline
-    assert posts["macro_f1"]["difference"] == pytest.approx(
-        report["moodshift"]["isolated_posts"]["macro"]["f1"]
-        - report["baselines"]["classification"]["TF-IDF + logistic regression"]["isolated_posts"]["macro"]["f1"], abs=1e-4)
-    assert set(report["post_comparisons"]) == {"TF-IDF + logistic regression", "VADER"}
+    for unit in ("isolated_posts", "timeline_steps"):  # per post and per step, against each baseline
+        compared = report["classification_comparisons"][unit]
+        assert set(compared) == {"TF-IDF + logistic regression", "VADER"}
+        assert compared["TF-IDF + logistic regression"]["macro_f1"]["difference"] == pytest.approx(
+            report["moodshift"][unit]["macro"]["f1"]
+            - report["baselines"]["classification"]["TF-IDF + logistic regression"][unit]["macro"]["f1"], abs=1e-4)
     state = report["state_dtype"]  # the serving path streamed, state stored as float32 and float16
     assert state["float16"]["state_bytes"] < state["float32"]["state_bytes"]
     assert state["float32"]["timeline_steps"]["accuracy"] == report["moodshift"]["timeline_steps"]["accuracy"]
