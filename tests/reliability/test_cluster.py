@@ -38,3 +38,20 @@ def test_a_broker_of_three_is_killed_mid_stream(kafka_cluster: Settings, tmp_pat
     # Every node stops by itself: stopped one at a time, the last ones would wait for a quorum of
     # controllers that is gone until the SIGKILL.
     assert "ignored SIGTERM" not in caplog.text
+
+
+def test_the_last_node_of_a_cluster_that_lost_one_stops_without_a_quorum(kafka_cluster: Settings, tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """One node killed, the other two stopped one after the other: the last one has no quorum left.
+    With controlled shutdown it would wait for its own controller to commit a record it never can
+    (five minutes, Kafka's shutdown timeout); a cluster node skips it and stops within seconds."""
+    cluster = LocalCluster(kafka_cluster.replace(state_dir=tmp_path / "cluster"),
+                           ports=[(free_port(), free_port()) for _ in range(3)])
+    try:
+        cluster.start()
+        cluster.kill(1)
+        for node in (cluster.nodes[0], cluster.nodes[2]):
+            assert node.stop(timeout=30)
+    finally:
+        cluster.stop()
+    assert "ignored SIGTERM" not in caplog.text
