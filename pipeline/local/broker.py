@@ -251,18 +251,12 @@ class LocalBroker:
             "share.coordinator.state.topic.min.isr": str(min_isr),
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
-            **self.cluster_node_properties(),
+            # A cluster's node skips controlled shutdown: its controller must commit a record, and once
+            # the other nodes are gone (killed, or stopped a moment before) no quorum can: a 5-minute wait.
+            **({"controlled.shutdown.enable": "false"} if self.voters else {}),
             **self.sasl_ssl_properties(),
         }
         self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
-
-    def cluster_node_properties(self) -> dict[str, str]:
-        """A node of a local cluster (:mod:`pipeline.local.cluster`) stops only with the whole cluster
-        or by kill -9, so it skips controlled shutdown: that asks the active controller to commit a
-        record, and when the other nodes are already gone (one killed by a test, one stopped a moment
-        earlier) no quorum is left to commit it, and the node waits out Kafka's five-minute shutdown
-        timeout (seen: the raft leader of two surviving nodes ignored SIGTERM for a minute)."""
-        return {"controlled.shutdown.enable": "false"} if self.voters else {}
 
     def sasl_ssl_properties(self) -> dict[str, str]:
         """The SASL_SSL listener's settings: SCRAM only, TLS from the PEM key store (none when off).

@@ -61,6 +61,6 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop every node at once (each skips controlled shutdown, which needs a quorum the others'
-        leaving takes away: :meth:`LocalBroker.cluster_node_properties`); about five seconds."""
+        leaving takes away: :meth:`LocalBroker.write_properties`); about five seconds."""
         with ThreadPoolExecutor(len(self.nodes)) as pool:
             list(pool.map(LocalBroker.stop, self.nodes))
