@@ -76,6 +76,7 @@ def run(variants: dict[str, dict[str, Any]], preset: str, seeds: Sequence[int], 
     inside, outside = posts or domains()
     split = split_posts(inside, seed=0)
     sets = {"in domain": split["test"], "airline tweets": outside}
+    set_labels = {key: np.array([p.label for p in posts]) for key, posts in sets.items()}
     train_texts, train_labels = [p.text for p in split["train"]], np.array([p.label for p in split["train"]])
     labels = training.PRESETS[preset].config.labels
     tfidf = TfidfLogisticRegression().fit(train_texts, train_labels)
@@ -94,9 +95,9 @@ def run(variants: dict[str, dict[str, Any]], preset: str, seeds: Sequence[int], 
                 rows.append({"model": f"{model_name}, seed {seed}", "epochs": meta.training["epochs_run"],
                              **{key: scores(labels, sets[key], probs) for key, probs in probabilities.items()},
                              "against baselines": {
-                                 key: {name: paired_classification_intervals(np.array([p.label for p in sets[key]]), probs,
-                                                                   baseline_probabilities[name][key], labels)
-                                       for name in baseline_probabilities}
+                                 key: {baseline: paired_classification_intervals(set_labels[key], probs,
+                                                                       baseline_probabilities[baseline][key], labels)
+                                       for baseline in baseline_probabilities}
                                  for key, probs in probabilities.items()}})
                 if timelines:
                     found = change_points_out_of_domain(path, inside, outside, work_dir / f"{path.stem}-airline")

@@ -22,7 +22,7 @@ from moodshift.models import baselines
 from moodshift.models import report as report_writer
 from moodshift.models.checkpoint import CheckpointMeta, load_checkpoint
 from moodshift.models.datasets.posts import Post
-from moodshift.models.datasets.timelines import Timeline, TimelineBuilder
+from moodshift.models.datasets.timelines import Timeline, TimelineBuilder, labels_per_step
 from moodshift.models.detector import DetectorConfig
 from moodshift.models.inputs import StepInputs
 from moodshift.models.datasets.weak_labels import WeakLabeller
@@ -65,7 +65,7 @@ def state_dtype_report(model: MoodshiftModel, test: Sequence[Timeline], threshol
     """What storing users' state as float16 instead of float32 changes in the served outputs: the same
     test timelines streamed step by step with each state round trip, compared with each other."""
     labels = model.config.labels
-    step_labels = np.array([post.label for t in test for post in t.posts])
+    step_labels = labels_per_step(test)
     truth = [t.change_points for t in test]
     runs = {dtype: run_streamed(model, test, dtype) for dtype in ("float32", "float16")}
     report: dict[str, Any] = {}
@@ -114,7 +114,7 @@ def classification_comparisons(main: dict[str, Any], baselines: dict[str, Any], 
     """moodshift against each baseline classifier (but the majority class), per post alone and per
     test timeline step: macro F1 and valence AUC differences with paired bootstrap intervals
     (:func:`models.metrics.paired_classification_intervals`; steps are drawn a timeline at a time)."""
-    step_labels = np.array([post.label for t in test for post in t.posts])
+    step_labels = labels_per_step(test)
     step_timeline = np.repeat(np.arange(len(test)), [len(t.posts) for t in test])
     units = {"isolated_posts": (post_labels, None), "timeline_steps": (step_labels, step_timeline)}
     return {key: {name: paired_classification_intervals(labels, main[key]["_scores"], result[key]["_scores"],
@@ -145,7 +145,7 @@ def model_report(model: MoodshiftModel, meta: CheckpointMeta, val: list[Timeline
     labeller's scores of the test posts) also how the named emotions agree with it and with the labels."""
     labels = model.config.labels
     out_val, out_test = run_on_timelines(model, val, device), run_on_timelines(model, test, device)
-    step_labels = np.array([post.label for t in test for post in t.posts])
+    step_labels = labels_per_step(test)
     detect = lambda threshold: lambda probs: rising_edges(probs, threshold)  # noqa: E731
     posts = run_on_isolated_posts(model, test_texts, meta.text_hasher(), device)
     named = {}
@@ -204,7 +204,7 @@ def evaluate(checkpoint: Path, out_dir: Path, ablations: dict[str, Path] | None 
 
     log("serving state: float32 against float16, streamed step by step")
     report["state_dtype"] = state_dtype_report(model, test, main["change_points"]["tuned_setting"], margin)
-    step_labels = np.array([p.label for t in test for p in t.posts])
+    step_labels = labels_per_step(test)
     report["baselines"] = baselines_report(splits["train"], val, test, test_texts, test_labels, labels, margin, log)
     report["change_point_comparisons"] = change_point_comparisons(report["moodshift"], report["baselines"])
     report["classification_comparisons"] = classification_comparisons(report["moodshift"], report["baselines"], test,
@@ -272,7 +272,7 @@ def evaluate_posts(checkpoint: Path, posts: Sequence[Post], out_dir: Path, sourc
                                                                       meta.labels)
     report["evaluation_seconds"] = round(time.monotonic() - started, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
-    step_labels = np.array([p.label for t in test for p in t.posts])
+    step_labels = labels_per_step(test)
     report_writer.plot_roc(step_labels, np.concatenate(outputs.stage1), meta.labels, out_dir / "roc.png")
     report_writer.plot_confusion(main["timeline_steps"]["confusion"], meta.labels, out_dir / "confusion.png")
     shown = max(range(len(test)), key=lambda i: len(test[i].change_points))
@@ -306,7 +306,7 @@ def baselines_report(train_posts: Sequence[Any], val: Sequence[Any], test: Seque
     and change-point detectors over their valence, tuned on validation timelines."""
     log("baselines: classifiers")
     step_texts = [p.text for t in test for p in t.posts]
-    step_labels = np.array([p.label for t in test for p in t.posts])
+    step_labels = labels_per_step(test)
     train_labels = np.array([p.label for p in train_posts])
     classifiers: dict[str, Any] = {
         "majority class": baselines.MajorityClass().fit(train_labels),

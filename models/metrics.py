@@ -59,6 +59,20 @@ def valence_auc(labels: np.ndarray, scores: np.ndarray, label_names: Sequence[st
     return float(roc_auc_score(labels[polar] == positive, scores[polar, positive] - scores[polar, negative]))
 
 
+def bootstrap_counts(units: int, rounds: int, seed: int) -> np.ndarray:
+    """[rounds, units]: how often each of ``units`` is drawn in each of ``rounds`` draws of ``units``
+    with replacement. One set of draws weighs both sides of a paired comparison; the intervals of
+    :func:`paired_classification_intervals` and :func:`f1_interval` are percentiles over them.
+
+    >>> counts = bootstrap_counts(units=4, rounds=3, seed=0)
+    >>> counts.shape, counts.sum(axis=1).tolist()
+    ((3, 4), [4, 4, 4])
+    """
+    drawn = np.random.default_rng(seed).integers(0, units, (rounds, units))
+    return np.bincount((drawn + units * np.arange(rounds)[:, None]).ravel(),
+                       minlength=rounds * units).reshape(rounds, units)
+
+
 def paired_classification_intervals(labels: np.ndarray, scores: np.ndarray, baseline_scores: np.ndarray,
                                     label_names: Sequence[str], groups: np.ndarray | None = None,
                                     rounds: int = 1000, seed: int = 0) -> dict[str, dict]:
@@ -74,18 +88,17 @@ def paired_classification_intervals(labels: np.ndarray, scores: np.ndarray, base
     >>> result["macro_f1"], result["valence_auc"]["interval_95"]
     ({'difference': 0.0, 'interval_95': [0.0, 0.0]}, [0.0, 0.0])
     """
-    rng = np.random.default_rng(seed)
     measures = {"macro_f1": [_weighted_macro_f1(labels, s.argmax(axis=1), len(label_names))
                              for s in (scores, baseline_scores)]}
     if "negative" in label_names and "positive" in label_names:
         measures["valence_auc"] = [_weighted_valence_auc(labels, s, label_names) for s in (scores, baseline_scores)]
     _, group = np.unique(np.arange(len(labels)) if groups is None else groups, return_inverse=True)
     n_groups = group.max(initial=-1) + 1
-    draws = [np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[group] for _ in range(rounds)]
+    draws = bootstrap_counts(n_groups, rounds, seed)
     everyone = np.ones(len(labels))
     result = {}
     for name, (ours, theirs) in measures.items():
-        differences = [ours(w) - theirs(w) for w in draws]
+        differences = [ours(w[group]) - theirs(w[group]) for w in draws]
         result[name] = {"difference": round(float(ours(everyone) - theirs(everyone)), 4),
                         "interval_95": [round(float(v), 4) for v in np.nanpercentile(differences, [2.5, 97.5])]}
     return result
@@ -224,10 +237,10 @@ def f1_interval(counts: np.ndarray, baseline_counts: np.ndarray | None = None, r
     >>> f1_interval(detector, detector)   # the same detections: no difference in any draw
     [0.0, 0.0]
     """
-    draws = np.random.default_rng(seed).integers(0, len(counts), (rounds, len(counts)))
+    draws = bootstrap_counts(len(counts), rounds, seed)
 
     def f1(sample: np.ndarray) -> np.ndarray:
-        tp, fp, fn = sample[draws].sum(1).T
+        tp, fp, fn = (draws @ sample).T
         return np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros(rounds), where=2 * tp + fp + fn > 0)
 
     values = f1(counts) if baseline_counts is None else f1(counts) - f1(baseline_counts)

@@ -79,6 +79,12 @@ class Timeline:
     named: np.ndarray | None = None  # [T, named] the posts' weak named-emotion scores (NaN: not scored)
 
 
+def labels_per_step(timelines: Sequence[Timeline]) -> np.ndarray:
+    """[steps]: every step's post label, timeline after timeline (the order in which per-timeline
+    outputs are concatenated)."""
+    return np.array([post.label for t in timelines for post in t.posts])
+
+
 class TimelineBuilder:
     """Builds timelines from one split's posts (hashing each post once)."""
 
