@@ -1,7 +1,8 @@
 """The faust worker: thin glue between Kafka and :class:`pipeline.stream.processor.EmotionProcessor`.
 
-- ``posts`` and ``videos`` (keyed by user id, co-partitioned) feed one agent, batched with
-  ``noack_take(batch_max_users, within=batch_max_wait_ms)``;
+- ``posts`` and ``videos`` (keyed by user id, co-partitioned) feed one agent in batches of at most
+  ``batch_max_users`` records, one batch per ``batch_max_wait_ms`` at most and the next at once
+  when the worker is behind (:mod:`pipeline.worker.pacing`);
 - each batch: admit events in offset order (:mod:`pipeline.worker.state`), decode and validate (bad
   records → dead letters), extract features and run the model **off the event loop** (one executor
   thread, so model calls never overlap and heartbeats, commits and rebalances never wait behind
@@ -38,6 +39,7 @@ from moodshift.connectors import topics as topic_names
 from moodshift.pipeline import metrics
 from moodshift.pipeline.worker.transport import WorkerTransport
 from moodshift.pipeline.worker.flow_control import FlowControl
+from moodshift.pipeline.worker.pacing import BatchPacer
 from moodshift.pipeline.settings import Settings
 from moodshift.pipeline.worker.users_table import UsersTable
 from moodshift.pipeline.worker.runtime import Outputs, RawRecord, WorkerRuntime
@@ -176,7 +178,11 @@ class Worker:
         # Iterate at once: awaiting before the first iteration can leave faust's stream stopped
         # (seen with faust-streaming 0.15.3). The first batch waits for the model and the context.
         # noack_take: events are acknowledged by the checkpoint, never by the stream.
-        async for batch in stream.noack_take(settings.batch_max_users, within=settings.batch_max_wait_ms / 1000):
+        pacer = BatchPacer(settings.batch_max_wait_ms / 1000)
+        async for batch in stream.noack_take(settings.batch_max_users, within=pacer.tick_seconds):
+            if len(batch) < settings.batch_max_users:
+                await asyncio.sleep(pacer.wait_seconds())
+            pacer.started()
             if not await self.process_batch(batch):
                 return  # the worker is stopping
 
