@@ -103,6 +103,7 @@ def run(variants: dict[str, dict[str, Any]], preset: str, seeds: Sequence[int], 
                     found = change_points_out_of_domain(path, inside, outside, work_dir / f"{path.stem}-airline")
                     rows[-1]["airline timelines"] = found["moodshift"]
                     rows[-1]["airline comparisons"] = found["comparisons"]
+                    rows[-1]["airline step comparisons"] = found["step comparisons"]
                     for row in rows[:2]:
                         row.setdefault("airline timelines", found[row["model"]])
     return rows
@@ -125,7 +126,9 @@ def change_points_out_of_domain(checkpoint: Path, inside: list[Post], outside: l
                                 ) -> dict[str, dict[str, float]]:
     """Change-point F1 on timelines cut from ``outside``: {"moodshift": {"stage 2", "worker detector"},
     "TF-IDF + LR" / "VADER": {the better online detector's name: F1}, "comparisons": moodshift's
-    detectors against the best of them (``evaluate``'s ``change_point_comparisons``)}."""
+    detectors against the best of them (``evaluate``'s ``change_point_comparisons``), "step
+    comparisons": moodshift per timeline step against each baseline classifier (macro F1 and valence
+    AUC differences, timelines drawn with replacement: ``classification_comparisons``)}."""
     report = evaluate_posts(checkpoint, outside, out_dir, source="airline tweets", device="cpu",
                             log=lambda line: None, training_posts=inside)
     main, detectors = report["moodshift"], report["baselines"]["change_points"]
@@ -137,7 +140,8 @@ def change_points_out_of_domain(checkpoint: Path, inside: list[Post], outside: l
     return {"moodshift": {"stage 2": round(main["change_points"]["f1"], 4),
                           "worker detector": round(main["worker_detector"]["checkpoint"]["f1"], 4)},
             "TF-IDF + LR": best("TF-IDF + LR valence"), "VADER": best("VADER compound"),
-            "comparisons": report["change_point_comparisons"]}
+            "comparisons": report["change_point_comparisons"],
+            "step comparisons": report["classification_comparisons"]["timeline_steps"]}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -147,14 +151,16 @@ def markdown(rows: list[dict]) -> str:
         inside, outside = row["in domain"], row["airline tweets"]
         lines.append(f"| {row['model']} | {inside['macro_f1']:.3f} | {inside['valence_auc']:.3f} | "
                      f"{outside['macro_f1']:.3f} | {outside['valence_auc']:.3f} |")
-    compared = [row for row in rows if "against baselines" in row]
+    compared = [(row["model"], key, against) for row in rows for key, against in row.get("against baselines", {}).items()]
+    compared += [(row["model"], "airline timelines, per step", row["airline step comparisons"])
+                 for row in rows if "airline step comparisons" in row]
     if compared:
-        lines += ["", "| model | set | against | macro F1 difference (95% interval, posts drawn with replacement) "
-                  "| valence AUC difference (95% interval) |", "|---|---|---|---|---|"]
-        lines += [f"| {row['model']} | {key} | {name} | " + " | ".join(
+        lines += ["", "| model | set | against | macro F1 difference (95% interval, posts or timelines drawn "
+                  "with replacement) | valence AUC difference (95% interval) |", "|---|---|---|---|---|"]
+        lines += [f"| {model} | {label} | {name} | " + " | ".join(
             f"{c[m]['difference']:+.3f} ({c[m]['interval_95'][0]:+.3f} to {c[m]['interval_95'][1]:+.3f})"
             for m in ("macro_f1", "valence_auc")) + " |"
-            for row in compared for key, against in row["against baselines"].items() for name, c in against.items()]
+            for model, label, against in compared for name, c in against.items()]
     found = [row for row in rows if "airline timelines" in row]
     if found:
         lines += ["", "| model | change-point F1 on airline timelines (margin 3) |", "|---|---|"]

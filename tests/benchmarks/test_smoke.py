@@ -131,6 +131,9 @@ def test_transfer_benchmark_trains_without_the_held_out_domain(tmp_path, monkeyp
     assert "against the best online baseline detector" in transfer.markdown(rows)
     against = rows[2]["against baselines"]  # per post, paired with each baseline on each set
     assert set(against) == {"in domain", "airline tweets"} and set(against["in domain"]) == {"TF-IDF + LR", "VADER"}
+    per_step = rows[2]["airline step comparisons"]  # per timeline step, timelines drawn with replacement
+    assert set(per_step) == {"TF-IDF + logistic regression", "VADER"}
+    assert "| lexicon, seed 0 | airline timelines, per step | VADER |" in transfer.markdown(rows)
     assert against["airline tweets"]["VADER"]["macro_f1"]["difference"] == pytest.approx(
         rows[2]["airline tweets"]["macro_f1"] - rows[1]["airline tweets"]["macro_f1"], abs=2e-4)
 
