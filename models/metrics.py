@@ -94,14 +94,15 @@ def paired_classification_intervals(labels: np.ndarray, scores: np.ndarray, base
         measures["valence_auc"] = [_weighted_valence_auc(labels, s, label_names) for s in (scores, baseline_scores)]
     _, group = np.unique(np.arange(len(labels)) if groups is None else groups, return_inverse=True)
     n_groups = group.max(initial=-1) + 1
-    draws = bootstrap_counts(n_groups, rounds, seed)
+    differences: dict[str, list[float]] = {name: [] for name in measures}
+    for counts in bootstrap_counts(n_groups, rounds, seed):
+        weights = counts[group]  # each row counted as often as its group was drawn
+        for name, (ours, theirs) in measures.items():
+            differences[name].append(ours(weights) - theirs(weights))
     everyone = np.ones(len(labels))
-    result = {}
-    for name, (ours, theirs) in measures.items():
-        differences = [ours(w[group]) - theirs(w[group]) for w in draws]
-        result[name] = {"difference": round(float(ours(everyone) - theirs(everyone)), 4),
-                        "interval_95": [round(float(v), 4) for v in np.nanpercentile(differences, [2.5, 97.5])]}
-    return result
+    return {name: {"difference": round(float(ours(everyone) - theirs(everyone)), 4),
+                   "interval_95": [round(float(v), 4) for v in np.nanpercentile(differences[name], [2.5, 97.5])]}
+            for name, (ours, theirs) in measures.items()}
 
 
 def _weighted_macro_f1(labels: np.ndarray, predicted: np.ndarray, n: int) -> Callable[[np.ndarray], float]:
