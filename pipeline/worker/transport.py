@@ -1,5 +1,15 @@
 """faust's aiokafka transport as the worker uses it: its consumer commits what checkpoints hold
-(:mod:`pipeline.worker.checkpoint_consumer`), its producer is idempotent in every processing guarantee.
+(:mod:`pipeline.worker.checkpoint_consumer`) and waits at most 100 ms in a fetch, its producer is
+idempotent in every processing guarantee.
+
+Why a short fetch wait: faust builds the worker's aiokafka consumer with ``fetch_max_wait_ms=1500``
+and no setting to change it. aiokafka sends one fetch request per broker at a time, and leaves a
+partition whose fetched records the worker has not consumed yet out of the next request: that
+request then asks only for the broker's other partitions (``videos``, faust's assignor topic) and,
+when they have no data, the broker holds it for the whole wait. Meanwhile the partitions with a
+backlog wait too: a busy worker sat idle for up to a second at about every other checkpoint with
+1,000-2,000 posts on the broker (docs/benchmarks.md, "Paced batches"). At 100 ms the same load held
+no idle second. The price: an idle worker sends a fetch to each broker ten times a second.
 
 Why idempotent: a produce request whose response is lost (a request timeout on a busy machine, a
 broker restart) is sent again, and without idempotence the broker appends it twice. Outputs carry
@@ -19,9 +29,32 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from moodshift.pipeline.worker.checkpoint_consumer import CheckpointConsumer
+
+
+#: How long the broker may hold a fetch request of the worker's consumer for data to arrive.
+FETCH_MAX_WAIT_MS = 100
+
+
+class ShortFetchWaitConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    """faust's consumer thread, its aiokafka consumer fetching with :data:`FETCH_MAX_WAIT_MS`."""
+
+    def _create_worker_consumer(self, transport: aiokafka_driver.Transport) -> AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # faust passes 1500 to the constructor; aiokafka reads the value again when start() builds its
+        # fetcher (tests/pipeline/worker/test_transport.py reads it back from a started consumer's fetcher).
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
+class WorkerConsumer(CheckpointConsumer):
+    """:class:`CheckpointConsumer` on a :class:`ShortFetchWaitConsumerThread`."""
+
+    def _new_consumer_thread(self) -> ShortFetchWaitConsumerThread:
+        return ShortFetchWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class IdempotentProducer(aiokafka_driver.Producer):
@@ -33,7 +66,7 @@ class IdempotentProducer(aiokafka_driver.Producer):
 
 
 class WorkerTransport(aiokafka_driver.Transport):
-    """faust's aiokafka transport with :class:`CheckpointConsumer` and :class:`IdempotentProducer`."""
+    """faust's aiokafka transport with :class:`WorkerConsumer` and :class:`IdempotentProducer`."""
 
-    Consumer = CheckpointConsumer
+    Consumer = WorkerConsumer
     Producer = IdempotentProducer

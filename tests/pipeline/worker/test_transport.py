@@ -1,5 +1,5 @@
 """The worker's transport against the real broker: its producer is idempotent in either processing
-guarantee (pipeline/worker/transport.py)."""
+guarantee, its consumer fetches with a short wait (pipeline/worker/transport.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from kafka import KafkaConsumer
 
 from moodshift.pipeline.settings import PROCESSING_GUARANTEES, Settings
 from moodshift.pipeline.worker.app import build_app
+from moodshift.pipeline.worker.transport import FETCH_MAX_WAIT_MS
 from tests.kafka_topics import create_topic
 
 
@@ -44,3 +45,21 @@ def test_the_workers_producer_is_idempotent_in_either_processing_guarantee(
     finally:
         consumer.close()
     assert [record.value for record in records] == [b"record 0", b"record 1"]
+
+
+@pytest.mark.kafka
+def test_the_workers_consumer_fetches_with_a_short_wait(kafka_settings: Settings) -> None:
+    """faust builds the consumer with a 1.5 s fetch wait; the fetcher of the consumer the worker's
+    consumer thread builds and starts must wait 100 ms (docs/benchmarks.md, "Paced batches")."""
+    app = build_app(kafka_settings)
+    thread = app.consumer._new_consumer_thread()
+
+    async def started_fetch_wait() -> int:
+        consumer = thread._create_worker_consumer(app.transport)
+        await consumer.start()  # builds the fetcher from the consumer's settings, talking to the broker
+        try:
+            return consumer._fetcher._fetch_max_wait_ms
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(started_fetch_wait()) == FETCH_MAX_WAIT_MS == 100
