@@ -35,6 +35,7 @@ A broker is started on free ports in a temporary folder unless ``cluster`` setti
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
 import time
@@ -60,6 +61,7 @@ from moodshift.connectors.topics import ALL_TOPICS, ensure_topics
 from moodshift.pipeline.local.net import free_port
 from moodshift.pipeline.stream.records import UserRecord
 from moodshift.pipeline.settings import Settings
+from moodshift.pipeline.worker.cli import tune_garbage_collector
 from moodshift.pipeline.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -199,10 +201,15 @@ def bare_rate(runtime: WorkerRuntime, workload: Workload, count: int) -> dict[st
             records.update((user, store(record)) for user, record in outputs.records.items())
         return time.perf_counter() - started, time.process_time() - cpu_started
 
-    process(raw[:workload.users], serialised=False)
-    plain, plain_cpu = process(raw[workload.users:workload.users + count], serialised=False)
-    records = {user: record.to_bytes() for user, record in records.items()}
-    serialised, serialised_cpu = process(raw[workload.users + count:], serialised=True)
+    previous = gc.get_threshold()
+    tune_garbage_collector()  # as in the worker: the ratio compares the code, not the collector's settings
+    try:
+        process(raw[:workload.users], serialised=False)
+        plain, plain_cpu = process(raw[workload.users:workload.users + count], serialised=False)
+        records = {user: record.to_bytes() for user, record in records.items()}
+        serialised, serialised_cpu = process(raw[workload.users + count:], serialised=True)
+    finally:
+        gc.set_threshold(*previous)
     # CPU seconds per post: unlike the rates, it does not depend on what else shares the cores.
     return {"records_per_s": count / plain, "records_per_s_with_records_serialised": count / serialised,
             "cpu_seconds_per_post": plain_cpu / count,
