@@ -3,7 +3,11 @@
 Names follow Prometheus conventions: ``moodshift_`` prefix, ``_total`` counters, base units
 (``_seconds``). The metrics live on the module's own :data:`REGISTRY`, not prometheus_client's
 global default one, so that nothing else registered in the process (a library, another app) leaks
-into moodshift's ``/metrics``, and tests can read exact values from it.
+into moodshift's ``/metrics``, and tests can read exact values from it. Two of prometheus_client's
+standard collectors are registered on it too: the process's own figures (``process_cpu_seconds_total``,
+``process_resident_memory_bytes``, open files; Linux) and Python's garbage collections by generation
+(``python_gc_collections_total``): a worker runs for weeks, and its collector is tuned
+(:mod:`pipeline.worker.cli`).
 
 >>> before = REGISTRY.get_sample_value("moodshift_dead_letters_total", {"reason": "late"}) or 0.0
 >>> DEAD_LETTERS.labels(reason="late").inc()
@@ -12,6 +16,8 @@ into moodshift's ``/metrics``, and tests can read exact values from it.
 >>> body, content_type = exposition()
 >>> b"# TYPE moodshift_dead_letters_total counter" in body, content_type.startswith("text/plain")
 (True, True)
+>>> REGISTRY.get_sample_value("process_cpu_seconds_total") > 0
+True
 """
 
 from __future__ import annotations
@@ -21,12 +27,16 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    GCCollector,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 
 REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
 
 RECORDS_IN = Counter(
     "moodshift_records_in_total", "Records consumed, by topic.", ["topic"], registry=REGISTRY

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
@@ -13,9 +14,23 @@ def value(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+# prometheus_client's process and garbage-collector collectors, registered on moodshift's registry.
+STANDARD_FAMILIES = {
+    "process_cpu_seconds": "counter",
+    "process_virtual_memory_bytes": "gauge",
+    "process_resident_memory_bytes": "gauge",
+    "process_start_time_seconds": "gauge",
+    "process_open_fds": "gauge",
+    "process_max_fds": "gauge",
+    "python_gc_objects_collected": "counter",
+    "python_gc_objects_uncollectable": "counter",
+    "python_gc_collections": "counter",
+}
+
+
 def test_names_follow_prometheus_conventions():
     families = {m.name: m.type for m in REGISTRY.collect()}
-    assert families == {
+    assert families == STANDARD_FAMILIES | {
         "moodshift_records_in": "counter",
         "moodshift_dead_letters": "counter",
         "moodshift_late_events": "counter",
@@ -41,6 +56,16 @@ def test_names_follow_prometheus_conventions():
     for name, kind in families.items():
         if kind == "counter":
             assert f"# TYPE {name}_total counter" in body.decode()  # exposed with the _total suffix
+
+
+def test_the_process_and_its_garbage_collections_are_measured():
+    cpu_before = value("process_cpu_seconds_total")
+    full_before = value("python_gc_collections_total", generation="2")
+    sum(i * i for i in range(2_000_000))
+    gc.collect()
+    assert value("process_cpu_seconds_total") > cpu_before
+    assert value("python_gc_collections_total", generation="2") == full_before + 1
+    assert value("process_resident_memory_bytes") > 10 * 2**20
 
 
 def test_metrics_stay_off_the_default_registry():
