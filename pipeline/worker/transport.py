@@ -1,6 +1,6 @@
 """faust's aiokafka transport as the worker uses it: its consumer commits what checkpoints hold
-(:mod:`pipeline.worker.checkpoint_consumer`) and waits at most 100 ms in a fetch, its producer is
-idempotent in every processing guarantee.
+(:mod:`pipeline.worker.checkpoint_consumer`), waits at most 100 ms in a fetch and hands records to
+the streams without four tasks each, its producer is idempotent in every processing guarantee.
 
 Why a short fetch wait: faust builds the worker's aiokafka consumer with ``fetch_max_wait_ms=1500``
 and no setting to change it. aiokafka sends one fetch request per broker at a time, and leaves a
@@ -10,6 +10,17 @@ when they have no data, the broker holds it for the whole wait. Meanwhile the pa
 backlog wait too: a busy worker sat idle for up to a second at about every other checkpoint with
 1,000-2,000 posts on the broker (docs/benchmarks.md, "Paced batches"). At 100 ms the same load held
 no idle second. The price: an idle worker sends a fetch to each broker ten times a second.
+
+Why no tasks per record: faust's fetch loop (``Consumer._drain_messages``) hands every record to
+the streams through ``wait_first(deliver(record), suspend_flow.wait())``, so that a rebalance can
+abandon a delivery that waits (the table recovery it starts needs the loop to deliver changelog
+records). mode's ``wait_first`` wraps each in a task, adds two more (the consumer stopped or
+crashed) and cancels three: a tenth of a busy worker's CPU (docs/benchmarks.md, "Delivery without
+tasks"). A delivery (``Conductor.on_message``) awaits only while faust's flow is suspended, while the
+conductor updates its subscriptions, while the producer's buffer is over its limit, or for room in a
+full stream queue; when none holds, :class:`WorkerConsumer` awaits it directly, and it runs to its
+end without giving the event loop to anything else (tests/pipeline/worker/test_transport.py checks
+that premise against the installed faust).
 
 Why idempotent: a produce request whose response is lost (a request timeout on a busy machine, a
 broker restart) is sent again, and without idempotence the broker appends it twice. Outputs carry
@@ -27,10 +38,12 @@ stops the worker (docs/architecture.md, "No acknowledgement without a checkpoint
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Mapping
 
 from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as aiokafka_driver
+from mode.services import WaitResults
 
 from moodshift.pipeline.worker.checkpoint_consumer import CheckpointConsumer
 
@@ -51,10 +64,31 @@ class ShortFetchWaitConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
 
 
 class WorkerConsumer(CheckpointConsumer):
-    """:class:`CheckpointConsumer` on a :class:`ShortFetchWaitConsumerThread`."""
+    """:class:`CheckpointConsumer` on a :class:`ShortFetchWaitConsumerThread`, delivering records
+    without tasks when the delivery cannot wait."""
 
     def _new_consumer_thread(self) -> ShortFetchWaitConsumerThread:
         return ShortFetchWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def delivery_cannot_wait(self) -> bool:
+        """Whether faust's delivery of a record to the streams (``Conductor.on_message``) would run
+        to its end without awaiting anything."""
+        app, conductor = self.app, self.app.topics
+        lock, buffer = conductor._tp_to_callback_lock, app.producer.buffer
+        return (not self.suspend_flow.is_set() and app.flow_control.is_active()
+                and not lock.locked() and not lock._waiters
+                and buffer.size <= buffer.max_messages
+                and not any(channel.queue.full() for channel in conductor._topics))
+
+    async def wait_first(self, *coros: Any, timeout: float | None = None) -> WaitResults:
+        # faust's fetch loop is the only caller: wait_first(deliver(record), suspend_flow.wait()).
+        delivery, *others = coros
+        if timeout is not None or not self.delivery_cannot_wait():
+            return await super().wait_first(*coros, timeout=timeout)
+        for other in others:
+            if asyncio.iscoroutine(other):
+                other.close()  # suspend_flow.wait(), never started: closed, not left unawaited
+        return WaitResults([delivery], [await delivery], False)
 
 
 class IdempotentProducer(aiokafka_driver.Producer):

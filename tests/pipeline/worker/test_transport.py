@@ -1,13 +1,16 @@
-"""The worker's transport against the real broker: its producer is idempotent in either processing
-guarantee, its consumer fetches with a short wait (pipeline/worker/transport.py)."""
+"""The worker's transport (pipeline/worker/transport.py): against the real broker, its producer is
+idempotent in either processing guarantee and its consumer fetches with a short wait; and its
+consumer delivers records to the streams without tasks exactly when faust's delivery cannot wait."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from faust.types import TP, Message
 from kafka import KafkaConsumer
 
+from moodshift.connectors import topics as topic_names
 from moodshift.pipeline.settings import PROCESSING_GUARANTEES, Settings
 from moodshift.pipeline.worker.app import build_app
 from moodshift.pipeline.worker.transport import FETCH_MAX_WAIT_MS
@@ -63,3 +66,72 @@ def test_the_workers_consumer_fetches_with_a_short_wait(kafka_settings: Settings
             await consumer.stop()
 
     assert asyncio.run(started_fetch_wait()) == FETCH_MAX_WAIT_MS == 100
+
+
+def record(topic: str, offset: int) -> Message:
+    return Message(topic, 0, offset, 0.0, 0, None, b"user-1", b"{}", None, generation_id=0)
+
+
+def ran_to_its_end(delivery) -> bool:  # type: ignore[no-untyped-def]
+    """Steps the coroutine once: True if it finished without awaiting anything (closed either way)."""
+    try:
+        delivery.send(None)
+    except StopIteration:
+        return True
+    delivery.close()
+    return False
+
+
+def test_a_record_is_delivered_without_tasks_exactly_when_the_delivery_cannot_wait(tmp_path) -> None:
+    """The premise of ``WorkerConsumer.wait_first``'s shortcut, against the installed faust: with
+    ``delivery_cannot_wait()`` the conductor's delivery finishes in one step; with each condition
+    the predicate names it awaits, and the predicate is False."""
+    settings = Settings(state_dir=tmp_path)
+    posts = settings.topic(topic_names.POSTS)
+
+    async def scenario() -> None:
+        app = build_app(settings)  # in the running loop: mode's services take the loop they start in
+        consumer, conductor = app.consumer, app.topics
+        channel = app.topic(posts, key_type=bytes, value_type=bytes, key_serializer="raw",
+                            value_serializer="raw", maxsize=4).clone(is_iterator=True)
+        conductor.add(channel)
+        await conductor.on_partitions_assigned({TP(posts, 0)})
+        app.flow_control.resume()
+        offsets = iter(range(100))
+
+        assert consumer.delivery_cannot_wait()
+        assert ran_to_its_end(conductor.on_message(record(posts, next(offsets))))
+        done = await consumer.wait_first(conductor.on_message(record(posts, next(offsets))),
+                                         consumer.suspend_flow.wait())
+        assert done.done and not done.stopped and channel.queue.qsize() == 2
+
+        app.flow_control.suspend()  # a rebalance began
+        assert not consumer.delivery_cannot_wait()
+        assert not ran_to_its_end(conductor.on_message(record(posts, next(offsets))))
+        app.flow_control.resume()
+
+        async with conductor._tp_to_callback_lock:  # the conductor updates its subscriptions
+            assert not consumer.delivery_cannot_wait()
+            assert not ran_to_its_end(conductor.on_message(record(posts, next(offsets))))
+
+        while not channel.queue.full():  # the stream fell behind
+            channel.queue.put_nowait(None)
+        assert not consumer.delivery_cannot_wait()
+        assert not ran_to_its_end(conductor.on_message(record(posts, next(offsets))))
+        channel.queue.clear()
+
+        for _ in range(app.producer.buffer.max_messages + 1):  # table writes waiting to be sent
+            app.producer.buffer.pending.put_nowait(None)
+        assert not consumer.delivery_cannot_wait()
+        while not app.producer.buffer.pending.empty():
+            app.producer.buffer.pending.get_nowait()
+
+        # A delivery that waits goes through mode's wait_first, which a rebalance abandons.
+        consumer.suspend_flow.set()
+        assert not consumer.delivery_cannot_wait()
+        app.flow_control.suspend()
+        waiting = await consumer.wait_first(conductor.on_message(record(posts, next(offsets))),
+                                            consumer.suspend_flow.wait())
+        assert waiting.done and waiting.results == [True]  # suspend_flow.wait() won
+
+    asyncio.run(scenario())
