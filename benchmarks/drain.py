@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -32,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.e2e import TORCH_THREADS, bare_rate, benchmark_settings, kafka, torch_threads
-from benchmarks.through_kafka import LagMeter, PacedProducer, Service, topic_bytes
+from benchmarks.table_topics import topic_bytes
+from benchmarks.through_kafka import LagMeter, PacedProducer, Service
 from benchmarks.workload import Workload, context_records
 from moodshift.connectors.producer import EventProducer
 from moodshift.connectors.topics import ALL_TOPICS, ensure_topics
@@ -67,10 +67,10 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
             meter.wait_caught_up(timeout, worker)
             before = topic_bytes(settings, changelog)
             profiler = _profile(py_spy, worker.process.pid) if py_spy else None
-            started, cpu_started = time.monotonic(), _cpu_seconds(worker.process.pid)
+            started, cpu_started = time.monotonic(), worker.cpu_seconds()
             source.send(posts)
             meter.wait_caught_up(timeout, worker)
-            seconds, cpu = time.monotonic() - started, _cpu_seconds(worker.process.pid) - cpu_started
+            seconds, cpu = time.monotonic() - started, worker.cpu_seconds() - cpu_started
             if profiler is not None:
                 profiler.wait()
             after = topic_bytes(settings, changelog)
@@ -85,12 +85,6 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
             "bare_cpu_seconds_per_post": bare["cpu_seconds_per_post"],
             "worker_cpu_per_post_over_bare": cpu / posts / bare["cpu_seconds_per_post"],
             "bare_posts_per_s": bare["records_per_s"]}
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds of a running process, all its threads (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _profile(path: Path, pid: int) -> subprocess.Popen:

@@ -49,8 +49,9 @@ from typing import Any, Iterator
 import torch
 
 from benchmarks.naive_app import NaivePipeline
-from benchmarks.through_kafka import (LagMeter, PacedProducer, Service, end_offsets,
-                                      max_sustained_rate, percentiles, step_latencies, topic_bytes, write_table)
+from benchmarks.table_topics import topic_bytes, write_table
+from benchmarks.through_kafka import (LagMeter, PacedProducer, Service, end_offsets, max_sustained_rate,
+                                      percentiles, step_latencies)
 from benchmarks.workload import BACKBONE, LOCATION, SYMBOL, Workload, context_records, write_checkpoint, \
     write_images
 from moodshift.connectors import topics
@@ -321,6 +322,19 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
 # -- report --------------------------------------------------------------------------------------
 
 
+def cpu_lines(results: dict[str, Any]) -> list[str]:
+    """The worker process's CPU per post in its fastest flat trial, next to the bare loop's."""
+    lines = []
+    for name, result in results["moodshift"].items():
+        flat = [t for t in result["trials"] if t["sustained"]]
+        if flat:
+            best, bare = max(flat, key=lambda t: t["input_rate"]), results["bare"][name]["cpu_seconds_per_post"]
+            lines.append(f"- {name}: the worker's CPU per post at {best['input_rate']:.1f} posts/s "
+                         f"{best['cpu_seconds_per_post'] * 1000:.3f} ms, {best['cpu_seconds_per_post'] / bare:.2f}× "
+                         f"the bare loop's ({bare * 1000:.3f} ms; each process's own CPU times)")
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     bare, moodshift, naive = results["bare"], results["moodshift"], results["naive"]["text"]
     ratio = results["ratios"]
@@ -337,7 +351,7 @@ def markdown(results: dict[str, Any]) -> str:
              f"| images | {bare['images']['records_per_s']:.1f} "
              f"({bare['images']['records_per_s_with_records_serialised']:.1f}) "
              f"| {moodshift['images']['max_sustained_records_per_s']:.1f} | {ratio['moodshift_over_bare_images']:.2f} "
-             "| – | – | – |",
+             "| – | – | – |", "", *cpu_lines(results),
              "", "### Latency: the closing post's event time → its window's per-step record emitted", "",
              "| workload | load | input posts/s | steps | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|---|---|"]
     for name, result in moodshift.items():
@@ -345,13 +359,13 @@ def markdown(results: dict[str, Any]) -> str:
                   f"| {row['p95_ms']:.0f} | {row['p99_ms']:.0f} |" for load, row in result["latency"].items()]
     lines += ["", "### Rate search (each trial: a fixed input rate; flat = the backlog of posts without their "
               "per-step record grew by ≤ 5% of the input)", "",
-              "| processor | workload | target posts/s | input posts/s | per-step records/s | max backlog growth | flat |",
-              "|---|---|---|---|---|---|---|"]
+              "| processor | workload | target posts/s | input posts/s | per-step records/s | max backlog growth | flat "
+              "| CPU ms per post |", "|---|---|---|---|---|---|---|---|"]
     for processor, workload, trials in [*(("moodshift", n, r["trials"]) for n, r in moodshift.items()),
                                         ("naive", "text", naive["trials"])]:
         lines += [f"| {processor} | {workload} | {t['target_rate']:.1f} | {t['input_rate']:.1f} "
-                  f"| {t['consumed_rate']:.1f} | {t['max_lag']} | {'yes' if t['sustained'] else 'no'} |"
-                  for t in trials]
+                  f"| {t['consumed_rate']:.1f} | {t['max_lag']} | {'yes' if t['sustained'] else 'no'} "
+                  f"| {t['cpu_seconds_per_post'] * 1000:.3f} |" for t in trials]
     log_ = results["changelog"]
     lines += ["", "### The `users` table's changelog after the run", "",
               f"- {log_['records']:,} records for {log_['users']:,} users; the latest record per user (what "

@@ -34,7 +34,8 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.e2e import POST_PERIOD_MS, TORCH_THREADS, benchmark_settings, kafka, synthetic_posts, torch_threads
-from benchmarks.through_kafka import LagMeter, Service, write_table
+from benchmarks.table_topics import write_table
+from benchmarks.through_kafka import LagMeter, Service
 from benchmarks.workload import Workload, context_records
 from moodshift.connectors import topics
 from moodshift.connectors.producer import EventProducer

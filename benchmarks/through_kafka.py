@@ -12,13 +12,15 @@
   wall clock at sending, and remembers each user's event times;
 - :func:`trial` produces at a rate for some seconds and judges whether the backlog stayed flat: over
   the trial's last two thirds it may grow by at most 5% of what was produced meanwhile (i.e. the
-  processor emitted ≥ 95% of the input rate); between trials the group must have committed everything;
+  processor emitted ≥ 95% of the input rate), and measures the processor's CPU seconds per post (its
+  own CPU times, until every post of the trial was processed); between trials the group must have
+  committed everything;
 - :func:`max_sustained_rate` searches between the flat and the failed rates, starting at the
   in-process rate (an upper bound) and guessing from what failed trials consumed;
 - :func:`step_latencies`: for each per-step record, its emit time (the record's Kafka timestamp,
-  stamped by the worker's producer) minus the event time of the post that closed its window;
-- :func:`topic_bytes` reads a topic back (a table's changelog) and asks the broker its size on disk;
-  :func:`write_table` fills a faust table's changelog before its app starts.
+  stamped by the worker's producer) minus the event time of the post that closed its window.
+
+A table's changelog topic (its size, filling it before an app starts): :mod:`benchmarks.table_topics`.
 """
 
 from __future__ import annotations
@@ -38,8 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from benchmarks.workload import Workload
@@ -78,6 +79,11 @@ class Service:
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen([sys.executable, "-m", *module_args], env=env, stdout=log,
                                             stderr=subprocess.STDOUT)
+
+    def cpu_seconds(self) -> float:
+        """The process's user plus system CPU seconds so far, all its threads (from /proc)."""
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -240,6 +246,7 @@ class Trial:
     consumed_rate: float  # per-step records emitted per second over the measured span
     max_lag: int  # the largest backlog over the measured span, less the backlog at its start
     sustained: bool
+    cpu_seconds_per_post: float  # the processor's CPU, from the trial's start until its posts were processed
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -249,8 +256,8 @@ def trial(meter: LagMeter, source: PacedProducer, rate: float, seconds: float,
           service: Service, drain_timeout: float) -> Trial:
     """Produce at ``rate`` for ``seconds`` and judge the lag (see the module docstring)."""
     meter.wait_caught_up(drain_timeout, service)
-    started = time.monotonic()
-    achieved = source.send(max(1, round(rate * seconds)), rate)
+    started, cpu_started, posts = time.monotonic(), service.cpu_seconds(), max(1, round(rate * seconds))
+    achieved = source.send(posts, rate)
     ended = time.monotonic()
     at_start = meter.between(started, ended)
     samples = meter.between(started + (ended - started) / 3, ended)
@@ -262,7 +269,8 @@ def trial(meter: LagMeter, source: PacedProducer, rate: float, seconds: float,
         max_lag = max(s.backlog for s in samples) - at_start[0].backlog
     else:  # fewer than two samples: nothing to judge by, so not sustained
         consumed_rate, sustained, max_lag = 0.0, False, 0
-    result = Trial(rate, achieved, consumed_rate, max_lag, sustained)
+    meter.wait_caught_up(drain_timeout, service)  # every post of the trial processed, its CPU counted
+    result = Trial(rate, achieved, consumed_rate, max_lag, sustained, (service.cpu_seconds() - cpu_started) / posts)
     log.info("%s: %s", meter.group_id, result)
     return result
 
@@ -339,59 +347,3 @@ def percentiles(values: list[float]) -> dict[str, float]:
         return {"count": 0, "p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan")}
     p50, p95, p99 = np.percentile(values, [50, 95, 99])
     return {"count": len(values), "p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99)}
-
-
-# -- state size ----------------------------------------------------------------------------------
-
-
-def topic_bytes(settings: Settings, topic: str) -> dict[str, int]:
-    """A topic read back: records, distinct keys, key+value bytes of all records and of the latest
-    per key (what compaction keeps), and the partitions' size on the broker's disk."""
-    start = end_offsets(settings, topic)
-    consumer = KafkaConsumer(**settings.kafka_python_config(), enable_auto_commit=False)
-    latest: dict[bytes, int] = {}
-    total = records = 0
-    try:
-        consumer.assign(list(start))
-        consumer.seek_to_beginning()
-        while any(consumer.position(tp) < offset for tp, offset in start.items()):
-            for batch in consumer.poll(timeout_ms=1000).values():
-                for record in batch:
-                    size = len(record.key or b"") + len(record.value or b"")
-                    total, records = total + size, records + 1
-                    latest[record.key] = size
-    finally:
-        consumer.close()
-    admin = KafkaAdminClient(**settings.kafka_python_config())
-    try:
-        described = admin.describe_log_dirs({topic: [tp.partition for tp in start]})
-    finally:
-        admin.close()
-    return {"records": records, "keys": len(latest), "all_records_bytes": total,
-            "latest_per_key_bytes": sum(latest.values()), "on_disk_bytes": _partition_sizes(described, topic)}
-
-
-def _partition_sizes(described: list[dict], topic: str) -> int:
-    return sum(partition["partition_size"] for broker in described for log_dir in broker["log_dirs"]
-               for entry in log_dir["topics"] if entry["name"] == topic for partition in entry["partitions"])
-
-
-def write_table(settings: Settings, changelog_topic: str, rows: dict[str, bytes]) -> None:
-    """Write a faust table's contents into its (new, compacted) changelog topic before the app
-    starts: the app recovers them as if it had built them itself. The topic is compressed as the
-    worker would create it (``changelog_compression``)."""
-    admin = KafkaAdminClient(**settings.kafka_python_config())
-    try:
-        admin.create_topics([NewTopic(changelog_topic, num_partitions=settings.partitions,
-                                      replication_factor=settings.replication_factor,
-                                      topic_configs={"cleanup.policy": "compact",
-                                                     "compression.type": settings.changelog_compression})])
-    finally:
-        admin.close()
-    producer = KafkaProducer(**settings.kafka_python_config(), acks="all", linger_ms=20)
-    try:
-        for key, value in rows.items():
-            producer.send(changelog_topic, key=key.encode(), value=value)
-        producer.flush()
-    finally:
-        producer.close()

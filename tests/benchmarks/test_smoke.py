@@ -36,6 +36,7 @@ def test_end_to_end_benchmark_runs_at_tiny_size(kafka_cluster: Settings) -> None
     assert all(results["bare"][name]["records_per_s"] > 0 for name in ("text", "images"))
     text = results["moodshift"]["text"]
     assert text["trials"][0]["input_rate"] > 0 and text["trials"][0]["consumed_rate"] > 0
+    assert text["trials"][0]["cpu_seconds_per_post"] > 0  # the worker process's own CPU times
     latency = text["latency"]["50%"]
     assert latency["count"] > 0 and 0 < latency["p50_ms"] <= latency["p99_ms"] < 60_000
     assert results["naive"]["text"]["trials"][0]["consumed_rate"] > 0
@@ -46,7 +47,7 @@ def test_end_to_end_benchmark_runs_at_tiny_size(kafka_cluster: Settings) -> None
     assert set(results["ratios"]) == {"moodshift_over_bare_text", "moodshift_over_bare_images",
                                       "moodshift_over_naive_text", "p99_ms_at_50pct_text"}
     assert math.isfinite(results["ratios"]["p99_ms_at_50pct_text"])
-    assert "| text |" in e2e.markdown(results)
+    assert "| text |" in e2e.markdown(results) and "CPU ms per post" in e2e.markdown(results)
 
 
 @pytest.mark.kafka
