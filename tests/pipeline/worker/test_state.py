@@ -20,7 +20,7 @@ from moodshift.pipeline.stream.records import UserRecord
 from moodshift.pipeline.settings import Settings
 from moodshift.pipeline.worker.state import WorkerState
 from tests.reliability.test_recovery import (DAILY, Outputs, assert_uninterrupted, daily_stream, start_worker,
-                                            worker_settings)
+                                            wait_for_everything, worker_settings)
 
 
 def test_the_gate_applies_each_offset_once_and_in_order() -> None:
@@ -384,7 +384,9 @@ def test_input_from_a_transactional_producer_loses_nothing(kafka_settings: Setti
     worker = start_worker(settings, tmp_path / "worker.log")
     outputs = Outputs(settings)
     try:
-        outputs.wait_for(lambda: outputs.steps.keys() >= expected_steps.keys(), 180, [worker])
+        # Steps and change points alike: one consumer reads both topics, and may read the steps'
+        # topic to its end before the change points published ahead of them (make test, once).
+        wait_for_everything(outputs, expected_steps, expected_changes, [worker])
         metrics = worker.get("/metrics").decode()
         stacks = worker.stacks(chars=10**6)
     finally:
