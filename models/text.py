@@ -22,6 +22,7 @@ cost a linear classifier over them 0.014 macro F1 per post (models/lexical.py).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import Counter
@@ -52,6 +53,9 @@ _TOKEN = re.compile(
 
 #: The tokens that stand for a kind of text (a link, a mention, a number), not for its words.
 PLACEHOLDERS = ("<url>", "<mention>", "<num>")
+
+#: How many hashed grams :func:`_hash64` remembers (about 16 MB): posts repeat their words and pairs.
+HASHES_CACHED = 1 << 16
 
 
 def tokenize(text: str) -> list[str]:
@@ -120,14 +124,12 @@ class TextHasher:
         known = self._vocabulary_ids.get(token)
         if known is not None:
             return known
-        digest = hashlib.blake2b(token.encode(), digest_size=8, salt=self.salt).digest()
-        return len(self.vocabulary) + int.from_bytes(digest, "little") % (self.buckets - len(self.vocabulary))
+        return len(self.vocabulary) + _hash64(token, self.salt, b"") % (self.buckets - len(self.vocabulary))
 
     def prior_id(self, token: str) -> int:
         """A word's id in the lexicon features' own space (models/word_priors.py), after the
         ``text_buckets`` ids of the word vectors, so that no word pair ever lands on a lexicon word."""
-        digest = hashlib.blake2b(token.encode(), digest_size=8, salt=self.salt, person=b"word-prior").digest()
-        return self.buckets + int.from_bytes(digest, "little") % self.prior_buckets
+        return self.buckets + _hash64(token, self.salt, b"word-prior") % self.prior_buckets
 
     def encode(self, text: str) -> list[int]:
         """Ids of the words and word pairs; with ``word_priors``, each word's prior id first (at most
@@ -147,3 +149,9 @@ class TextHasher:
             **({"word_priors": list(self.priors), "prior_buckets": self.prior_buckets} if self.priors else {}),
             **({"vocabulary": list(self.vocabulary)} if self.vocabulary else {}),
         }
+
+
+@functools.lru_cache(maxsize=HASHES_CACHED)
+def _hash64(token: str, salt: bytes, person: bytes) -> int:
+    """A gram's 64-bit blake2b hash (remembered: hashing was most of a post's tokenizing)."""
+    return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8, salt=salt, person=person).digest(), "little")

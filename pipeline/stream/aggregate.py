@@ -62,18 +62,16 @@ class _NewestWithin:
                 return
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "entries": [_entry_to_json(e) for e in self.entries],
-            "cutoff": None if self.cutoff is None else _entry_to_json(self.cutoff),
-        }
+        # The entries themselves, not copies: they are tuples, never changed in place, and JSON
+        # writes them as arrays. Copying each one's token ids took a third of a busy worker's model
+        # thread, since every batch turns its users' windows to dicts and back (docs/benchmarks.md).
+        return {"entries": list(self.entries), "cutoff": self.cutoff}
 
     def load(self, data: dict[str, Any]) -> None:
-        self.entries = [_entry_from_json(e) for e in data["entries"]]
-        self.cutoff = None if data["cutoff"] is None else _entry_from_json(data["cutoff"])
-
-
-def _entry_to_json(entry: tuple) -> list:
-    return [list(part) if isinstance(part, tuple) else part for part in entry]
+        # Entries decoded from JSON are lists; those of a dict that never left memory are tuples already.
+        self.entries = [entry if type(entry) is tuple else _entry_from_json(entry) for entry in data["entries"]]
+        cutoff = data["cutoff"]
+        self.cutoff = cutoff if cutoff is None or type(cutoff) is tuple else _entry_from_json(cutoff)
 
 
 def _entry_from_json(entry: list) -> tuple:
