@@ -5,9 +5,14 @@ is noisy): ``python -m benchmarks.drain --posts 20000``. The text workload of :m
 (2,000 users, weather and market context, 1 s windows, per-step emotions on). After one warm-up
 post per user, the posts are sent as fast as the producer goes while the worker consumes them, so
 both share the cores as in a deployment on one machine; the rate is posts over the seconds from
-the first send until the worker's committed offsets reach the end.
+the first send until the worker's committed offsets reach the end. The posts are the bare loop's
+(:func:`benchmarks.e2e.synthetic_posts`: each user posts every 1.5 s of event time, so each post
+closes its user's last window, one model step per post) whatever the send rate: until 2026-12-06
+they carried the time they were sent, several posts shared a window, and the worker made about a
+third as many model steps per post as the bare loop it was compared with.
 
-Besides the rate it reports, for the drained posts only: the bytes the worker wrote to its ``users``
+Besides the rate it reports, for the drained posts only: the model steps per post (per-step records
+the worker emitted; each user's last window stays open), the bytes the worker wrote to its ``users``
 changelog per post (all records, as on the broker before compaction: the records' key and value
 bytes, and what their batches take on the broker's disk, compressed as the topic says), and the worker process's CPU
 seconds per post (its own CPU times, so a figure that does not move with what else shares the
@@ -30,10 +35,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e import TORCH_THREADS, bare_rate, benchmark_settings, kafka, torch_threads
+from benchmarks.e2e import TORCH_THREADS, bare_rate, benchmark_settings, kafka, synthetic_posts, torch_threads
 from benchmarks.table_topics import topic_bytes
-from benchmarks.through_kafka import LagMeter, PacedProducer, Service
+from benchmarks.through_kafka import LagMeter, PacedProducer, Service, end_offsets
 from benchmarks.workload import Workload, context_records
+from moodshift.connectors import topics
 from moodshift.connectors.producer import EventProducer
 from moodshift.connectors.topics import ALL_TOPICS, ensure_topics
 from moodshift.pipeline.cli import parse_set
@@ -65,26 +71,33 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
             source = PacedProducer(producer, text)
             source.send(text.users)  # every user has state, the model is loaded, the context is read
             meter.wait_caught_up(timeout, worker)
-            before = topic_bytes(settings, changelog)
+            before, steps_before = topic_bytes(settings, changelog), _records(settings, topics.EMOTION_STEPS)
             profiler = _profile(py_spy, worker.process.pid) if py_spy else None
             started, cpu_started = time.monotonic(), worker.cpu_seconds()
-            source.send(posts)
+            for post in synthetic_posts(text, text.users, posts):
+                producer.send_event(topics.POSTS, post)
+            producer.flush()
             meter.wait_caught_up(timeout, worker)
             seconds, cpu = time.monotonic() - started, worker.cpu_seconds() - cpu_started
             if profiler is not None:
                 profiler.wait()
-            after = topic_bytes(settings, changelog)
+            after, steps = topic_bytes(settings, changelog), _records(settings, topics.EMOTION_STEPS) - steps_before
             written = after["all_records_bytes"] - before["all_records_bytes"]
             on_disk = after["on_disk_bytes"] - before["on_disk_bytes"]
     return {"posts": posts, "users": users, "checkpoint_interval_seconds": settings.checkpoint_interval_seconds,
             "state_dtype": settings.state_dtype, "table_store": settings.table_store,
-            "seconds": seconds, "posts_per_s": posts / seconds,
+            "seconds": seconds, "posts_per_s": posts / seconds, "worker_steps_per_post": steps / posts,
             "changelog_compression": settings.changelog_compression,
             "changelog_bytes_per_post": written / posts, "changelog_disk_bytes_per_post": on_disk / posts,
             "worker_cpu_seconds_per_post": cpu / posts,
             "bare_cpu_seconds_per_post": bare["cpu_seconds_per_post"],
             "worker_cpu_per_post_over_bare": cpu / posts / bare["cpu_seconds_per_post"],
             "bare_posts_per_s": bare["records_per_s"]}
+
+
+def _records(settings: Settings, topic: str) -> int:
+    """How many records ``topic`` holds (its partitions' end offsets)."""
+    return sum(end_offsets(settings, settings.topic(topic)).values())
 
 
 def _profile(path: Path, pid: int) -> subprocess.Popen:

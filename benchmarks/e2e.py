@@ -62,7 +62,7 @@ from moodshift.connectors.topics import ALL_TOPICS, ensure_topics
 from moodshift.pipeline.local.net import free_port
 from moodshift.pipeline.stream.records import UserRecord
 from moodshift.pipeline.settings import Settings
-from moodshift.pipeline.worker.cli import tune_garbage_collector
+from moodshift.pipeline.worker.process import tune_garbage_collector
 from moodshift.pipeline.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)

@@ -83,6 +83,9 @@ class Settings(ConnectorSettings):
     # Model (models/): checkpoint and inference device
     model_checkpoint: Path | None = None  # None: <state_dir>/models/moodshift.pt
     device: str = "auto"  # auto: CUDA when present, else CPU
+    # torch's threads for a worker's model (pipeline/worker/process.py); 0: torch's default, one per
+    # core. More than one spin-wait between small batches: they cost CPU, and buy little speed.
+    torch_threads: int = 1
     image_backbone: str = "resnet101"
     image_weights: Path | None = None  # a local torchvision weights file; None: torchvision's cache
     allow_random_backbone: bool = False
@@ -92,6 +95,8 @@ class Settings(ConnectorSettings):
         if self.processing_guarantee not in PROCESSING_GUARANTEES:
             raise ValueError(f"processing_guarantee: {self.processing_guarantee!r} is not one of "
                              f"{PROCESSING_GUARANTEES}")
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads: {self.torch_threads} must be 0 (torch's default) or more")
         if self.state_dtype not in STATE_DTYPES:
             raise ValueError(f"state_dtype: {self.state_dtype!r} is not one of {STATE_DTYPES}")
         if self.table_store not in TABLE_STORES:

@@ -3,29 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 
 from moodshift.pipeline.settings import Settings
-
-#: Python's garbage collector thresholds for a worker (Python's defaults: 700, 10, 10). A worker
-#: keeps every changed user's record and every event since the last checkpoint alive for seconds:
-#: with the defaults they survive into the oldest generation, and full collections over that heap
-#: took 23 of a busy worker's 69 CPU seconds (a 100,000-post drain, docs/benchmarks.md, "The
-#: garbage collector"). Rarer young collections let most of them die first; cycles are still
-#: collected, later.
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def tune_garbage_collector() -> None:
-    """Set :data:`GC_THRESHOLDS` for this process (the worker; the benchmarks' bare loop likewise).
-
-    >>> previous = gc.get_threshold()
-    >>> tune_garbage_collector(); gc.get_threshold()
-    (50000, 20, 100)
-    >>> gc.set_threshold(*previous)
-    """
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,8 +39,10 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from moodshift.connectors.topics import ALL_TOPICS, ensure_topics
     from moodshift.pipeline.worker.app import build_app
+    from moodshift.pipeline.worker.process import limit_torch_threads, tune_garbage_collector
     from moodshift.pipeline.worker.runtime import WorkerRuntime
 
+    limit_torch_threads(settings.torch_threads)
     try:
         runtime = WorkerRuntime.from_settings(settings)  # fail fast: no checkpoint, wrong backbone, ...
     except (FileNotFoundError, ValueError) as error:

@@ -15,8 +15,8 @@ Why no tasks per record: faust's fetch loop (``Consumer._drain_messages``) hands
 the streams through ``wait_first(deliver(record), suspend_flow.wait())``, so that a rebalance can
 abandon a delivery that waits (the table recovery it starts needs the loop to deliver changelog
 records). mode's ``wait_first`` wraps each in a task, adds two more (the consumer stopped or
-crashed) and cancels three: a sixth of a busy worker's CPU per post (docs/benchmarks.md,
-"Delivery without tasks"). A delivery (``Conductor.on_message``) awaits only while faust's flow is
+crashed) and cancels three: about 0.05 ms of CPU per record (docs/benchmarks.md, "Delivery
+without tasks"). A delivery (``Conductor.on_message``) awaits only while faust's flow is
 suspended, while the conductor updates its subscriptions, while the producer's buffer is over its
 limit, or for room in a full stream queue; when none holds, :class:`WorkerConsumer` awaits it directly, and it runs to its
 end without giving the event loop to anything else (tests/pipeline/worker/test_transport.py checks

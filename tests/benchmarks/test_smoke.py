@@ -57,6 +57,9 @@ def test_drain_benchmark_runs_at_tiny_size(kafka_cluster: Settings) -> None:
     assert result["changelog_bytes_per_post"] > 0  # how much less than before: docs/benchmarks.md
     assert result["changelog_disk_bytes_per_post"] > 0 and result["changelog_compression"] == "gzip"
     assert result["worker_cpu_seconds_per_post"] > 0 and result["bare_cpu_seconds_per_post"] > 0
+    # the bare loop's posts, one window each: the worker runs the model once per post, as the bare
+    # loop does (posts sent with one event time made 0.02 steps per post)
+    assert result["worker_steps_per_post"] >= 0.9
 
 
 @pytest.mark.kafka
