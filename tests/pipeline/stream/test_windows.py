@@ -275,6 +275,23 @@ def test_aggregate_round_trips_through_json_and_rejects_mixed_dimensions():
         agg.add(0, "bad", ModalityFeatures(image=np.zeros(3)))
 
 
+def test_a_stored_aggregate_stays_as_stored_while_the_live_one_goes_on():
+    """to_dict shares the entries (tuples) with the live aggregate instead of copying them: what a
+    record stored must not change when the aggregate, or one restored from it, adds and drops entries."""
+    agg = ModalityAggregate()
+    agg.add(1_000, "a", ModalityFeatures(tokens=[1, 2]))
+    stored = agg.to_dict()
+    as_stored = json.dumps(stored)
+    restored = ModalityAggregate.from_dict(stored)
+    for goes_on in (agg, restored):
+        goes_on.add(2_000, "b", ModalityFeatures(tokens=[3] * 600))  # over max_tokens: "a" is dropped
+        assert goes_on.event_ids == ["a", "b"] and goes_on.text_events == [("b", (3,) * 512)]
+    assert json.dumps(stored) == as_stored
+    # restored from memory or from JSON: the same aggregate, the same bytes
+    from_json = ModalityAggregate.from_dict(json.loads(as_stored))
+    assert json.dumps(from_json.to_dict()) == as_stored == json.dumps(ModalityAggregate.from_dict(stored).to_dict())
+
+
 def test_window_merge_does_not_alias_pane_vectors():
     spec = WindowSpec(size_ms=2_000, slide_ms=1_000)
     user = UserWindows("u", spec, ModalityAggregate)
