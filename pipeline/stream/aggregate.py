@@ -63,8 +63,9 @@ class _NewestWithin:
 
     def to_dict(self) -> dict[str, Any]:
         # The entries themselves, not copies: they are tuples, never changed in place, and JSON
-        # writes them as arrays. Copying each one's token ids took a third of a busy worker's model
-        # thread, since every batch turns its users' windows to dicts and back (docs/benchmarks.md).
+        # writes them as arrays. Every batch turns its users' windows to dicts and back, and copying
+        # each entry's token ids took a third of a busy worker's model thread when windows held
+        # many posts (docs/benchmarks.md, "Windows without copies").
         return {"entries": list(self.entries), "cutoff": self.cutoff}
 
     def load(self, data: dict[str, Any]) -> None:
