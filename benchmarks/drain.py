@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--py-spy", type=Path, help="record a py-spy profile of the worker to this file")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="a worker setting, e.g. checkpoint_interval_seconds=10 or state_dtype=float16 "
-                        "(default: the benchmarks' settings, checkpoint every 1 s)")
+                        "(default: the benchmarks' settings, with the worker's own checkpoint interval)")
     args = parser.parse_args()
     print(json.dumps(run(args.posts, args.users, py_spy=args.py_spy, overrides=parse_set(args.set))))
 
