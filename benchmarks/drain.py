@@ -8,8 +8,8 @@ both share the cores as in a deployment on one machine; the rate is posts over t
 the first send until the worker's committed offsets reach the end. The posts are the bare loop's
 (:func:`benchmarks.e2e.synthetic_posts`: each user posts every 1.5 s of event time, so each post
 closes its user's last window, one model step per post) whatever the send rate: until 2026-12-06
-they carried the time they were sent, several posts shared a window, and the worker made about a
-third as many model steps per post as the bare loop it was compared with.
+they were sent in one tick and carried one event time, a user's posts shared a window, and the
+worker made 0.02 model steps per post against the bare loop's one (docs/benchmarks.md).
 
 Besides the rate it reports, for the drained posts only: the model steps per post (per-step records
 the worker emitted; each user's last window stays open), the bytes the worker wrote to its ``users``
