@@ -56,9 +56,12 @@ class DetectorConfig:
 
     enter_threshold: float = 0.5
     margin: float = 0.1
-    min_dwell: int = 3
+    # Dwell 2 without the stage-2 shortcut: what `moodshift train` tuned for both presets, and off the
+    # training data 0.054 F1 better than dwell 3 (docs/model/README.md). The defaults serve checkpoints
+    # without tuned settings.
+    min_dwell: int = 2
     change_threshold: float = 0.5
-    signal_dwell: int = 2
+    signal_dwell: int = 2  # = min_dwell: stage 2 shortens nothing unless told
     shift_threshold: float | None = None
     baseline_alpha: float = 0.2  # weight of a new step in the current emotion's running mean vector
 

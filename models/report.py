@@ -122,8 +122,10 @@ def _comparison_lines(comparisons: dict[str, Any] | None) -> list[str]:
 
 
 def _detector_settings(s: dict[str, Any]) -> str:
-    """The worker detector's settings, briefly: ``enter 0.5, margin 0.1, dwell 3 (2 with stage 2 ≥ 0.5)``."""
-    signal = f" ({s['signal_dwell']} with stage 2 ≥ {s['change_threshold']:g})" if s["change_threshold"] <= 1 else ""
+    """The worker detector's settings, briefly: ``enter 0.5, margin 0.1, dwell 3 (2 with stage 2 ≥ 0.5)``;
+    the stage-2 part only where it shortens the dwell."""
+    shortens = s["change_threshold"] <= 1 and s["signal_dwell"] < s["min_dwell"]
+    signal = f" ({s['signal_dwell']} with stage 2 ≥ {s['change_threshold']:g})" if shortens else ""
     return f"enter {s['enter_threshold']:g}, margin {s['margin']:g}, dwell {s['min_dwell']}{signal}"
 
 

@@ -57,7 +57,7 @@ class Settings(ConnectorSettings):
     context_symbol: str = "^GSPC"  # the market symbol whose context every user step gets
     idle_close_seconds: int = 0  # >0: close a quiet user's windows after this much wall time
     # The change detector (models/detector.py). None: the value `moodshift train` tuned and wrote to
-    # the checkpoint, or the detector's own default (0.5, 0.1, 3) for a checkpoint without one.
+    # the checkpoint, or the detector's own default (0.5, 0.1, 2) for a checkpoint without one.
     detector_enter_threshold: float | None = None  # a new emotion's probability must reach this ...
     detector_margin: float | None = None  # ... and beat the current emotion's by this much ...
     detector_min_dwell: int | None = None  # ... on this many consecutive window steps

@@ -23,6 +23,7 @@ from moodshift.models.detector import (
 
 LABELS = ["calm", "joy", "anger", "sadness"]
 SLIDE, SIZE = 60_000, 600_000
+DWELL_3 = DetectorConfig(min_dwell=3, signal_dwell=2)  # the stage-2 signal can shorten it by one step
 
 
 def step(i: int, probs, change: float = 0.0, modalities=("text",)) -> DetectorStep:
@@ -64,14 +65,14 @@ def test_sustained_change_is_caught_once_at_its_onset():
     assert (point.from_emotion, point.to_emotion) == ("calm", "anger")
     assert point.event_time_ms == point.window_end_ms == 6 * SLIDE  # onset step 5
     assert point.window_start_ms == 6 * SLIDE - SIZE
-    assert point.detected_at_ms == 8 * SLIDE  # min_dwell = 3 steps
+    assert point.detected_at_ms == 7 * SLIDE  # the default min_dwell: 2 steps
     assert point.confidence == pytest.approx(0.7)
     assert point.emotion_shift == pytest.approx(np.linalg.norm(2 * np.subtract(peaked(2, 0.7), peaked(0, 0.8))))
     assert detector.current == "anger"
 
 
 def test_stage_two_signal_shortens_the_dwell():
-    detector = ChangeDetector("u", LABELS, "m1")
+    detector = ChangeDetector("u", LABELS, "m1", DWELL_3)
     feed(detector, [step(i, peaked(0, 0.8)) for i in range(3)])
     assert detector.update(step(3, peaked(1, 0.7), change=0.9)) is None
     point = detector.update(step(4, peaked(1, 0.7), change=0.1))
@@ -79,7 +80,7 @@ def test_stage_two_signal_shortens_the_dwell():
 
 
 def test_emotion_vector_shift_can_be_the_signal():
-    config = DetectorConfig(change_threshold=1.1, shift_threshold=0.5)
+    config = DetectorConfig(min_dwell=3, signal_dwell=2, change_threshold=1.1, shift_threshold=0.5)
     detector = ChangeDetector("u", LABELS, "m1", config)
     feed(detector, [step(i, peaked(0, 0.8)) for i in range(3)])
     assert detector.update(step(3, peaked(1, 0.7))) is None
@@ -117,9 +118,10 @@ def test_noise_never_triggers_but_real_changes_are_found_at_onset(seed):
     # Each onset is the first run of min_dwell steps dominated by the new emotion (a blip may
     # start it one step before the segment, or break it early on and delay it).
     dominant = [int(np.argmax(s.class_probs)) for s in steps]
+    dwell = DetectorConfig().min_dwell
     for point, label, segment_start in zip(points, labels[1:], (30, 55)):
         onset = next(
-            j for j in range(segment_start - 1, len(steps)) if dominant[j : j + 3] == [label] * 3
+            j for j in range(segment_start - 1, len(steps)) if dominant[j : j + dwell] == [label] * dwell
         )
         assert point.event_time_ms == steps[onset].window_end_ms
 
@@ -173,7 +175,7 @@ def test_output_record():
         "change_probability": 0.0,
         "emotion_shift": pytest.approx(point.emotion_shift),
         "window": {"start": "1969-12-31T23:54:00.000Z", "end": "1970-01-01T00:04:00.000Z"},
-        "detected_at": "1970-01-01T00:06:00.000Z",
+        "detected_at": "1970-01-01T00:05:00.000Z",  # two steps: the default min_dwell
         "modalities": ["image", "text"],
         "model_version": "emo-2024.1",
     }
@@ -191,7 +193,8 @@ def test_onsets_are_where_the_emitted_change_points_begin() -> None:
     labels = ["negative", "neutral", "positive"]
     neg, pos, unsure = [0.8, 0.1, 0.1], [0.1, 0.1, 0.8], [0.4, 0.3, 0.3]
     probs = np.array([neg] * 5 + [pos, unsure] + [pos] * 5 + [neg] * 2)
-    assert onsets(probs, np.zeros(len(probs)), labels) == [7]  # three positives in a row from step 7
+    assert onsets(probs, np.zeros(len(probs)), labels) == [7, 12]  # two in a row: from step 7, from 12
+    assert onsets(probs, np.zeros(len(probs)), labels, DWELL_3) == [7]  # three: the negatives are too few
     signalled = np.zeros(len(probs))
     signalled[5] = 0.9  # stage 2 says "change" at the first positive: one step confirms it
     assert onsets(probs, signalled, labels, DetectorConfig(min_dwell=3, signal_dwell=1, change_threshold=0.5)) == [5]
