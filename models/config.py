@@ -68,6 +68,10 @@ class ModelConfig:
     # lexicon valence of a step's known words (in [-1, 1]; needs word_priors ("vader", ...)): how far the
     # model trusts the lexicon over what training fitted (models/word_priors.py). 0: not at all.
     lexicon_prior_weight: float = 0.0
+    # Stage 2 as reported: a change classifier over the stage-1 probabilities reported for this step
+    # and this many steps before it, fitted after training (models/change_classifier.py); each user's
+    # state keeps them. 0: none, the network's stage 2 is reported.
+    change_history: int = 0
 
     # Image: pooled trunk features of a torchvision backbone (2048 for resnet101, 512 for resnet18).
     image_backbone: str = "resnet101"
@@ -119,6 +123,8 @@ class ModelConfig:
             raise ValueError(f"labels: need at least two distinct labels, got {self.labels}")
         if not 0 <= self.text_vocabulary < self.text_buckets:
             raise ValueError(f"text_vocabulary: must be in [0, text_buckets), got {self.text_vocabulary}")
+        if self.change_history < 0:
+            raise ValueError(f"change_history: must be at least 0, got {self.change_history}")
         for name in ("dropout", "word_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name}: must be in [0, 1), got {getattr(self, name)}")

@@ -162,13 +162,12 @@ class ChangeDetector:
     [None, None, None]
     >>> detector.update(step(240_000, 0.9)), detector.update(step(300_000, 0.2))  # a blip
     (None, None)
-    >>> detector.update(step(360_000, 0.8)), detector.update(step(420_000, 0.9))
-    (None, None)
-    >>> point = detector.update(step(480_000, 0.9))
+    >>> detector.update(step(360_000, 0.8))  # a second step in a row confirms it (min_dwell 2)
+    >>> point = detector.update(step(420_000, 0.9))
     >>> point.from_emotion, point.to_emotion, point.event_time_ms, point.detected_at_ms
-    ('calm', 'joy', 360000, 480000)
+    ('calm', 'joy', 360000, 420000)
     >>> round(point.confidence, 3), point.to_json_dict()["event_time"]
-    (0.867, '1970-01-01T00:06:00.000Z')
+    (0.85, '1970-01-01T00:06:00.000Z')
     """
 
     def __init__(

@@ -18,6 +18,9 @@ Reads top-down: building blocks, the model, then the factory. Per step and user:
                      (models/lexical.py; with ``config.lexical_classifier``)
     stage 2          [e, e_prev, e - e_prev, r, has_prev] → change logit [1], transition (from → to)
                      logits [labels × labels]
+                     reported: with ``config.change_history``, a change classifier fitted after training
+                     over the reported stage 1 of this and the previous steps and the change logit
+                     (models/change_classifier.py)
 
 ``step`` advances B users by one step each; ``forward`` runs whole sequences for training and gives
 the same numbers as stepping (tests/models/test_equivalence.py).
@@ -44,6 +47,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from moodshift.models.change_classifier import ChangeClassifier
 from moodshift.models.config import ModelConfig
 from moodshift.models.inputs import SequenceInputs, StepInputs, bag_index
 from moodshift.models.lexical import LexicalClassifier
@@ -109,6 +113,10 @@ class StepOutputs:
     # (models/lexical.py) and moved by the lexicon prior (config.lexicon_prior_weight); None without
     # either: then it is softmax(stage1_logits).
     fused_stage1_probs: torch.Tensor | None = None
+    # [...]: the change classifier's logit (models/change_classifier.py), reported instead of
+    # ``change_logit``, the network's; None without a fitted one. Its features: ``change_features``.
+    fitted_change_logit: torch.Tensor | None = None
+    change_features: torch.Tensor | None = None
 
     @property
     def named_scores(self) -> torch.Tensor | None:
@@ -122,7 +130,8 @@ class StepOutputs:
 
     @property
     def change_prob(self) -> torch.Tensor:
-        return self.change_logit.sigmoid()
+        """[...]: what the model reports. Training's loss reads ``change_logit``, the network's own."""
+        return (self.change_logit if self.fitted_change_logit is None else self.fitted_change_logit).sigmoid()
 
     @property
     def transition_probs(self) -> torch.Tensor:
@@ -177,6 +186,9 @@ class MoodshiftModel(nn.Module):
         # config, so not saved with the weights.
         self.register_buffer("lexicon_prior_direction",
                              prior_direction(config.labels, config.lexicon_prior_weight), persistent=False)
+        # Fitted by scikit-learn after training, like the lexical classifier (models/change_classifier.py).
+        self.change_classifier = (ChangeClassifier(labels, config.change_history)
+                                  if config.change_history else None)
 
         # Start the maxent layer as "the largest emotion axis wins": emotion vectors live near
         # [0, 1], so small random weights would give near-uniform stage-1 probabilities for a long time.
@@ -271,13 +283,24 @@ class MoodshiftModel(nn.Module):
             fused_stage1_probs=fused,
         )
 
+    def classify_change(self, outputs: StepOutputs, history: torch.Tensor, has_history: torch.Tensor) -> StepOutputs:
+        """``outputs`` with the change classifier's features and logit (models/change_classifier.py)
+        from the reported stage 1 of the previous steps (``history`` [..., history, labels], the latest
+        first; ``has_history`` [..., history]); unchanged without a classifier."""
+        if self.change_classifier is None:
+            return outputs
+        outputs.change_features = self.change_classifier.features(
+            outputs.stage1_probs, history, has_history, outputs.change_logit)
+        outputs.fitted_change_logit = self.change_classifier(outputs.change_features)
+        return outputs
+
     # -- streaming API -------------------------------------------------------------------------
 
     def init_state(self, n: int) -> UserStates:
         """Fresh state for ``n`` users, on the model's device."""
         device = self.emotion_head.weight.device
         return UserStates.zeros(n, self.config.num_layers, self.config.hidden_size,
-                                self.config.n_labels, device=device)
+                                self.config.n_labels, self.config.change_history, device=device)
 
     def step(self, state: UserStates, inputs: StepInputs) -> tuple[UserStates, StepOutputs]:
         """Advance B users by one step each; state row i belongs to input row i."""
@@ -292,8 +315,11 @@ class MoodshiftModel(nn.Module):
         representation = torch.cat([feature_out[:, 0], context_out[:, 0], items], dim=-1)
         outputs = self.heads(self.emotion_vector(representation), representation,
                              state.prev_emotion, state.steps > 0, inputs, prior_means)
-        new_state = UserStates(feature_h, feature_c, context_h, context_c,
-                               prev_emotion=outputs.emotion, steps=state.steps + 1)
+        lags = torch.arange(1, self.config.change_history + 1, device=state.steps.device)
+        outputs = self.classify_change(outputs, state.prev_probs, state.steps[:, None] >= lags)
+        reported = torch.cat([outputs.stage1_probs[:, None], state.prev_probs], dim=1)[:, :self.config.change_history]
+        new_state = UserStates(feature_h, feature_c, context_h, context_c, prev_emotion=outputs.emotion,
+                               steps=state.steps + 1, prev_probs=reported)
         return new_state, outputs
 
     def step_stored(self, stored: Sequence[bytes | None], inputs: StepInputs,
@@ -305,7 +331,7 @@ class MoodshiftModel(nn.Module):
         if None in stored:
             fresh = self.init_state(1).to("cpu").to_bytes()
             stored = [fresh if blob is None else blob for blob in stored]
-        state = UserStates.from_bytes_each(stored, device)
+        state = UserStates.from_bytes_each(stored, device, history=self.config.change_history)
         new_state, outputs = self.step(state, inputs.to(device))
         on_cpu = new_state.to("cpu")
         return on_cpu.to_bytes_each(state_dtype), on_cpu, outputs
@@ -328,7 +354,15 @@ class MoodshiftModel(nn.Module):
         prev_emotion = torch.cat([state.prev_emotion[:, None], emotion[:, :-1]], dim=1)
         positions = torch.arange(length, device=state.steps.device)
         has_prev = (state.steps[:, None] + positions[None, :]) > 0
-        return self.heads(emotion, representation, prev_emotion, has_prev, inputs.steps, prior_means)
+        outputs = self.heads(emotion, representation, prev_emotion, has_prev, inputs.steps, prior_means)
+        # The change classifier's history at step t, lag k: step t - k's reported stage 1, or, before
+        # the sequence, the state's (its latest first).
+        history = self.config.change_history
+        reported = torch.cat([state.prev_probs.flip(1), outputs.stage1_probs], dim=1)  # [B, history + T, labels]
+        lags = torch.arange(1, history + 1, device=state.steps.device)
+        earlier = reported[:, history + positions[:, None] - lags[None, :]]  # [B, T, history, labels]
+        has_earlier = (state.steps[:, None, None] + positions[None, :, None]) >= lags
+        return self.classify_change(outputs, earlier, has_earlier)
 
 
 def build_model(config: ModelConfig | None = None, seed: int | None = None) -> MoodshiftModel:

