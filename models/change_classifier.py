@@ -68,13 +68,13 @@ class ChangeClassifier(nn.Module):
         return features @ self.weight + self.bias
 
 
-def fit_change_classifier(classifier: ChangeClassifier, features: Sequence[torch.Tensor],
+def fit_change_classifier(classifier: ChangeClassifier, features: Sequence[np.ndarray | torch.Tensor],
                           targets: Sequence[np.ndarray], seed: int = 0) -> None:
     """Fit ``classifier`` on timelines' step features ([T, n_features] each) and change targets
     ([T], 1 on a regime's first steps: models/datasets/timelines.py)."""
     from sklearn.linear_model import LogisticRegression
 
-    x = torch.cat(list(features)).cpu().numpy()
+    x = np.concatenate([np.asarray(f) for f in features])
     y = np.concatenate(list(targets)).astype(int)
     regression = LogisticRegression(C=REGULARISATION_C, max_iter=3000, random_state=seed).fit(x, y)
     with torch.no_grad():

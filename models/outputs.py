@@ -7,7 +7,7 @@ user's first post gets).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -36,6 +36,8 @@ class TimelineOutputs:
 
     stage1: list[np.ndarray]
     change: list[np.ndarray]
+    # [T, n_features]: the change classifier's features (models/change_classifier.py); empty without one
+    change_features: list[np.ndarray] = field(default_factory=list)
 
     def per_timeline(self) -> list[StepOutputs]:
         return [StepOutputs(stage1, change) for stage1, change in zip(self.stage1, self.change)]
@@ -67,12 +69,14 @@ def run_on_posts(model: MoodshiftModel, text_ids: Sequence[Sequence[int]], devic
 @torch.no_grad()
 def run_on_timelines(model: MoodshiftModel, timelines: Sequence[Timeline], device: torch.device) -> TimelineOutputs:
     model.eval()
-    stage1, change = [], []
+    outputs = TimelineOutputs([], [])
     for start in range(0, len(timelines), 64):
         chunk = timelines[start:start + 64]
         out = model(SequenceInputs.collate([t.steps for t in chunk], model.config).to(device))
         for row, timeline in enumerate(chunk):
             n = len(timeline.steps)
-            stage1.append(out.stage1_probs[row, :n].cpu().numpy())
-            change.append(out.change_prob[row, :n].cpu().numpy())
-    return TimelineOutputs(stage1, change)
+            outputs.stage1.append(out.stage1_probs[row, :n].cpu().numpy())
+            outputs.change.append(out.change_prob[row, :n].cpu().numpy())
+            if out.change_features is not None:
+                outputs.change_features.append(out.change_features[row, :n].cpu().numpy())
+    return outputs

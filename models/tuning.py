@@ -12,7 +12,6 @@ import torch
 
 from moodshift.models.change_classifier import fit_change_classifier
 from moodshift.models.datasets.timelines import Timeline, TimelineBuilder
-from moodshift.models.inputs import SequenceInputs
 from moodshift.models.detector import TUNING_GRID, DetectorConfig, onsets
 from moodshift.models.metrics import classification_metrics, score_detections, tune_detections
 from moodshift.models.model import MoodshiftModel
@@ -52,19 +51,11 @@ def tune_lexical_share(model: MoodshiftModel, posts: TimelineBuilder, timelines:
     return scores
 
 
-@torch.no_grad()
 def fit_change_history(model: MoodshiftModel, timelines: Sequence[Timeline], device: torch.device) -> dict[str, Any]:
     """Fit ``model``'s change classifier (models/change_classifier.py) on ``timelines``' steps and
     their change targets; returns how many steps and changes it saw."""
-    model.eval()
-    features, targets = [], []
-    for start in range(0, len(timelines), 64):
-        chunk = timelines[start:start + 64]
-        out = model(SequenceInputs.collate([t.steps for t in chunk], model.config).to(device))
-        for row, timeline in enumerate(chunk):
-            features.append(out.change_features[row, :len(timeline.steps)])
-            targets.append(np.array([change for (_, _, change, _) in timeline.targets]))
-    fit_change_classifier(model.change_classifier, features, targets)
+    targets = [np.array([change for (_, _, change, _) in timeline.targets]) for timeline in timelines]
+    fit_change_classifier(model.change_classifier, run_on_timelines(model, timelines, device).change_features, targets)
     return {"timelines": len(timelines), "steps": int(sum(map(len, targets))),
             "change_steps": int(sum(t.sum() for t in targets))}
 

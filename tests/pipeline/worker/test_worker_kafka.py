@@ -40,11 +40,13 @@ WORDS = ["great", "sad", "angry", "love", "win", "terrible", "happy", "bad", "#m
 
 
 def tiny_checkpoint(path: Path) -> Path:
-    """A small model with every text part a trained preset has (vocabulary, lexicon features, lexical
-    classifier fused into stage 1 with different first and later shares), random where training fits."""
+    """A small model with every part a trained preset has (vocabulary, lexicon features, lexical
+    classifier fused into stage 1 with different first and later shares, a change classifier over the
+    reported stage 1 of earlier steps, which users' states keep), random where training fits."""
     config = ModelConfig(image_backbone="resnet18", image_dim=512, hidden_size=16, common_dim=8, text_dim=8,
                          text_buckets=256, text_vocabulary=128, word_priors=("vader",), prior_buckets=512,
-                         lexical_classifier=True, context_length=3, context_hidden=8, stage2_hidden=8)
+                         lexical_classifier=True, context_length=3, context_hidden=8, stage2_hidden=8,
+                         change_history=2)
     model = build_model(config, seed=3)
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
@@ -52,6 +54,8 @@ def tiny_checkpoint(path: Path) -> Path:
         for buffer in (model.lexical.idf, model.lexical.weight, model.lexical.prior_weight, model.lexical.bias):
             buffer.copy_(torch.rand(buffer.shape, generator=generator) * 2)
         model.lexical.share.copy_(torch.tensor([0.6, 0.3]))
+        model.change_classifier.weight.copy_(torch.randn(model.change_classifier.n_features, generator=generator) * 0.5)
+        model.change_classifier.fitted.fill_(True)
     vocabulary = build_vocabulary([" ".join(WORDS)] * 2, config)
     save_checkpoint(path, model, CheckpointMeta.create(config, training_data_hash="test", random_backbone=True,
                                                        vocabulary=vocabulary))
