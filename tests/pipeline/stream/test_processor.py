@@ -72,7 +72,7 @@ def test_float16_state_halves_the_model_state_and_batches_change_nothing_beyond_
         for a, b in zip(sorted(whole, key=key), sorted(split, key=key)):
             np.testing.assert_allclose(a.emotion, b.emotion, atol=5e-3)
         runs[dtype] = (sorted(whole, key=key), len(records["u1"].model))
-    header = 20  # models.state: magic, version, dtype, layers, hidden, labels, steps
+    header = 22  # models.state: magic, version, dtype, layers, hidden, labels, steps, history
     assert runs["float16"][1] - header == (runs["float32"][1] - header) // 2
     differences = [np.abs(np.subtract(a.emotion, b.emotion)).max() for a, b in zip(runs["float16"][0], runs["float32"][0])]
     assert 0 < max(differences) < 5e-2
