@@ -51,7 +51,8 @@ def tune_lexical_share(model: MoodshiftModel, posts: TimelineBuilder, timelines:
     return scores
 
 
-def fit_change_history(model: MoodshiftModel, timelines: Sequence[Timeline], device: torch.device) -> dict[str, Any]:
+def fit_change_classifier_on(model: MoodshiftModel, timelines: Sequence[Timeline],
+                             device: torch.device) -> dict[str, Any]:
     """Fit ``model``'s change classifier (models/change_classifier.py) on ``timelines``' steps and
     their change targets; returns how many steps and changes it saw."""
     targets = [np.array([change for (_, _, change, _) in timeline.targets]) for timeline in timelines]
@@ -86,7 +87,7 @@ def tune_after_training(model: MoodshiftModel, posts: TimelineBuilder, timelines
         log("lexical classifier's share of stage 1, tuned on validation data: "
             + ", ".join(f"{name} {tuned['share']}" for name, tuned in summary["lexical_share"].items()))
     if model.change_classifier is not None:
-        summary["change_classifier"] = fit_change_history(model, calibration, device)
+        summary["change_classifier"] = fit_change_classifier_on(model, calibration, device)
         log(f"change classifier fitted on {len(calibration)} timelines of validation posts")
     detector, summary["detector_validation_f1"] = tune_detector(
         run_on_timelines(model, timelines, device), timelines, margin, model.config.labels)
