@@ -45,6 +45,17 @@ class ChangeClassifier(nn.Module):
         self.register_buffer("weight", torch.zeros(self.n_features))
         self.register_buffer("bias", torch.zeros(()))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        # ``fitted`` read once, not per call: reading a tensor on a GPU waits for the device.
+        self.is_fitted = False
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._read_fitted())
+
+    def mark_fitted(self) -> None:
+        """Report this classifier's logit from now on (its weights are set)."""
+        self.fitted.fill_(True)
+        self._read_fitted()
+
+    def _read_fitted(self) -> None:
+        self.is_fitted = bool(self.fitted)
 
     def features(self, probs: torch.Tensor, history: torch.Tensor, has_history: torch.Tensor,
                  network_logit: torch.Tensor) -> torch.Tensor:
@@ -63,7 +74,7 @@ class ChangeClassifier(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor | None:
         """The change logit [...]; None until fitted."""
-        if not bool(self.fitted):
+        if not self.is_fitted:
             return None
         return features @ self.weight + self.bias
 
@@ -80,4 +91,4 @@ def fit_change_classifier(classifier: ChangeClassifier, features: Sequence[np.nd
     with torch.no_grad():
         classifier.weight.copy_(torch.as_tensor(regression.coef_[0], dtype=torch.float32))
         classifier.bias.fill_(float(regression.intercept_[0]))
-        classifier.fitted.fill_(True)
+        classifier.mark_fitted()

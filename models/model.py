@@ -286,8 +286,9 @@ class MoodshiftModel(nn.Module):
     def classify_change(self, outputs: StepOutputs, history: torch.Tensor, has_history: torch.Tensor) -> StepOutputs:
         """``outputs`` with the change classifier's features and logit (models/change_classifier.py)
         from the reported stage 1 of the previous steps (``history`` [..., history, labels], the latest
-        first; ``has_history`` [..., history]); unchanged without a classifier."""
-        if self.change_classifier is None:
+        first; ``has_history`` [..., history]); unchanged without a classifier, or in training (its
+        loss reads the network's change logit; the classifier is fitted after training, in eval mode)."""
+        if self.change_classifier is None or self.training:
             return outputs
         outputs.change_features = self.change_classifier.features(
             outputs.stage1_probs, history, has_history, outputs.change_logit)

@@ -61,3 +61,17 @@ def test_an_unfitted_classifier_reports_nothing() -> None:
     classifier = ChangeClassifier(LABELS, HISTORY)
     probs, _ = noisy_timeline(np.random.default_rng(1), length=5)
     assert classifier(features_of(classifier, probs)) is None
+
+
+def test_whether_it_is_fitted_travels_with_its_weights() -> None:
+    """A model loaded from a fitted one's weights reports the classifier's logit; one loaded from an
+    unfitted one's stops reporting it."""
+    probs, _ = noisy_timeline(np.random.default_rng(2), length=5)
+    fitted = ChangeClassifier(LABELS, HISTORY)
+    fitted.weight.normal_()
+    fitted.mark_fitted()
+    loaded = torch.nn.Sequential(ChangeClassifier(LABELS, HISTORY))
+    loaded.load_state_dict(torch.nn.Sequential(fitted).state_dict())
+    assert torch.equal(loaded[0](features_of(loaded[0], probs)), fitted(features_of(fitted, probs)))
+    loaded.load_state_dict(torch.nn.Sequential(ChangeClassifier(LABELS, HISTORY)).state_dict())
+    assert loaded[0](features_of(loaded[0], probs)) is None

@@ -133,7 +133,7 @@ def test_the_fitted_change_classifier_reads_the_same_history_stepping_and_in_the
     model = build_model(config, seed=6).eval()
     classifier = model.change_classifier
     classifier.weight.copy_(torch.randn(classifier.n_features, generator=torch.Generator().manual_seed(0)))
-    classifier.fitted.fill_(True)
+    classifier.mark_fitted()
     sequences = random_sequences(np.random.default_rng(6), users=3, length=7)
     full = model(SequenceInputs.collate(sequences, config))
     stepped, state = step_through(model, sequences)

@@ -55,7 +55,7 @@ def tiny_checkpoint(path: Path) -> Path:
             buffer.copy_(torch.rand(buffer.shape, generator=generator) * 2)
         model.lexical.share.copy_(torch.tensor([0.6, 0.3]))
         model.change_classifier.weight.copy_(torch.randn(model.change_classifier.n_features, generator=generator) * 0.5)
-        model.change_classifier.fitted.fill_(True)
+        model.change_classifier.mark_fitted()
     vocabulary = build_vocabulary([" ".join(WORDS)] * 2, config)
     save_checkpoint(path, model, CheckpointMeta.create(config, training_data_hash="test", random_backbone=True,
                                                        vocabulary=vocabulary))
