@@ -47,7 +47,8 @@ class ChangeClassifier(nn.Module):
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
         # ``fitted`` read once, not per call: reading a tensor on a GPU waits for the device.
         self.is_fitted = False
-        self.register_load_state_dict_post_hook(lambda module, _keys: module._read_fitted())
+        # A module-level function, not a lambda: a model holding a lambda cannot be pickled.
+        self.register_load_state_dict_post_hook(_read_fitted_after_load)
 
     def mark_fitted(self) -> None:
         """Report this classifier's logit from now on (its weights are set)."""
@@ -77,6 +78,10 @@ class ChangeClassifier(nn.Module):
         if not self.is_fitted:
             return None
         return features @ self.weight + self.bias
+
+
+def _read_fitted_after_load(classifier: ChangeClassifier, _incompatible_keys: object) -> None:
+    classifier._read_fitted()
 
 
 def fit_change_classifier(classifier: ChangeClassifier, features: Sequence[np.ndarray | torch.Tensor],
