@@ -15,8 +15,8 @@
   processor emitted ≥ 95% of the input rate), and measures the processor's CPU seconds per post (its
   own CPU times, until every post of the trial was processed); between trials the group must have
   committed everything;
-- :func:`max_sustained_rate` searches between the flat and the failed rates, starting at the
-  in-process rate (an upper bound) and guessing from what failed trials consumed;
+- :func:`max_sustained_rate` searches between the flat and the failed rates (:func:`next_rate`),
+  guessing from what failed trials consumed;
 - :func:`step_latencies`: for each per-step record, its emit time (the record's Kafka timestamp,
   stamped by the worker's producer) minus the event time of the post that closed its window.
 
@@ -277,32 +277,47 @@ def trial(meter: LagMeter, source: PacedProducer, rate: float, seconds: float,
 
 def max_sustained_rate(meter: LagMeter, source: PacedProducer, first_rate: float, seconds: float,
                        service: Service, max_trials: int, drain_timeout: float) -> tuple[float, list[Trial]]:
-    """The highest input rate (records/s) a trial kept flat, and every trial run (0 if none was).
-
-    The flat rates found so far bound the answer from below, the failed ones from above. After a
-    failed trial the next one runs at 95% of what it consumed (running saturated, it consumed at the
-    processor's capacity under that load) when that lies between the bounds, else halfway; with no
-    failure yet, 1.5× higher. Stops after ``max_trials`` or when the bounds are within 15%.
-    """
+    """The highest input rate (records/s) a trial kept flat, and every trial run (0 if none was):
+    trials at the rates :func:`next_rate` picks, at most ``max_trials``."""
     trials: list[Trial] = []
-    flat, failed = 0.0, float("inf")
-    rate = first_rate
-    while len(trials) < max_trials:
-        result = trial(meter, source, rate, seconds, service, drain_timeout)
-        trials.append(result)
-        if result.sustained:
-            flat = max(flat, result.input_rate)
-        else:
-            failed = min(failed, rate)
-        if failed == float("inf"):
-            rate *= 1.5
-            continue
-        if flat and failed / flat <= 1.15:
-            break
-        guess = 0.95 * result.consumed_rate
-        rate = guess if not result.sustained and flat * 1.05 < guess < failed * 0.95 else (flat + failed) / 2
+    rate: float | None = first_rate
+    while rate is not None and len(trials) < max_trials:
+        trials.append(trial(meter, source, rate, seconds, service, drain_timeout))
+        rate = next_rate(trials)
     meter.wait_caught_up(drain_timeout, service)
-    return flat, trials
+    return max((t.input_rate for t in trials if t.sustained), default=0.0), trials
+
+
+def next_rate(trials: list[Trial]) -> float | None:
+    """The next trial's rate, or None once the flat and the failed rates are within 15%.
+
+    The flat rates found so far bound the answer from below, the failed ones from above. With no
+    failure yet, 1.5× higher. Else a guess: a trial offered up to twice what it consumed ran
+    saturated, at about the processor's capacity, so 95% of the most such a trial consumed. A trial
+    offered more than that says little: with the producer on the same cores, a worker offered
+    2.6 times its flat rate consumed half of it, and one offered 14 times, a fifth
+    (docs/benchmarks.md), and a guess from that threw the search far below. Without a guess inside
+    the bounds, the geometric middle of the upper bound and the best rate seen (flat, or consumed
+    by any trial; the two can be an order of magnitude apart).
+
+    >>> next_rate([Trial(1500, 1500, 1000, 9000, False, 0.3)])  # saturated: 95% of what it consumed
+    950.0
+    >>> round(next_rate([Trial(5000, 5000, 1000, 50000, False, 0.3)]))  # overloaded: the middle of 950 and 5000
+    2179
+    >>> next_rate([Trial(1000, 1000, 1000, 10, True, 0.6), Trial(1100, 1100, 1040, 900, False, 0.5)])  # within 15%
+    """
+    flat = max((t.input_rate for t in trials if t.sustained), default=0.0)
+    failed = [t for t in trials if not t.sustained]
+    if not failed:
+        return 1.5 * trials[-1].target_rate
+    upper = min(t.target_rate for t in failed)
+    if flat and upper / flat <= 1.15:
+        return None
+    guess = 0.95 * max((t.consumed_rate for t in failed if 2 * t.consumed_rate >= t.target_rate), default=0.0)
+    if flat * 1.05 < guess < upper * 0.95:
+        return guess
+    best_seen = max(flat, 0.95 * max(t.consumed_rate for t in failed))
+    return math.sqrt(best_seen * upper) if best_seen else upper / 2
 
 
 # -- latency -------------------------------------------------------------------------------------
