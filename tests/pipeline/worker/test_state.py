@@ -337,6 +337,21 @@ def test_a_fetch_dropped_before_anything_was_committed_is_read_again_from_the_be
     assert consumer.calls == ["committed", ("beginning", [fresh, empty])]
 
 
+def test_a_crashed_consumer_commits_nothing() -> None:
+    """A failed publish crashes the worker; faust's consumer thread shuts down by itself on the
+    crash, yet faust's stop commits once more, and so does a checkpoint the crash overtook. Sent to
+    the thread, that commit failed ("Event loop is closed") or was never answered (the stop hung
+    until SIGKILL). The consumer commits nothing once crashed; the successor replays from the last
+    commit."""
+    posts = TP("posts", 0)
+    consumer = _Consumer(SimpleNamespace(in_recovery=False, active_tps=set(), active_offsets={}), assigned={posts})
+    consumer._checkpointed, consumer._crashed = {}, asyncio.Event()
+    consumer.checkpointed({posts: 12})  # a checkpoint's records are in the changelog
+    consumer._crashed.set()
+    assert asyncio.run(consumer.commit()) is False
+    assert consumer.calls == []
+
+
 def test_resuming_a_flowing_stream_keeps_what_it_fetched(tmp_path: Path) -> None:
     """faust's recovery resumes the flow when it starts reading the changelogs and again after it has
     sought the input partitions (``Recovery.on_recovery_completed``); records fetched in between were

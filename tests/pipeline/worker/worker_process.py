@@ -82,6 +82,15 @@ class WorkerProcess:
         folded into one line, so that what happened before them still fits."""
         return _fold_repeats(self.log_path.read_text(errors="replace").splitlines())[-chars:]
 
+    def wait_exit(self, timeout: float) -> int:
+        """Until the worker exits by itself; its exit code. One still running after ``timeout`` fails
+        the test with what its tasks were waiting for (a stop that hangs)."""
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the worker did not exit within {timeout} s; its tasks:\n{self.stacks()}\n"
+                                 f"its log:\n{self.log_tail()}") from None
+
     def kill(self) -> None:
         """SIGKILL: no shutdown, no commit, no flush (a crash)."""
         self.process.send_signal(signal.SIGKILL)
