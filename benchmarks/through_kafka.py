@@ -293,17 +293,20 @@ def next_rate(trials: list[Trial]) -> float | None:
 
     The flat rates found so far bound the answer from below, the failed ones from above. With no
     failure yet, 1.5× higher. Else a guess: a trial offered up to twice what it consumed ran
-    saturated, at about the processor's capacity, so 95% of the most such a trial consumed. A trial
-    offered more than that says little: with the producer on the same cores, a worker offered
-    2.6 times its flat rate consumed half of it, and one offered 14 times, a fifth
-    (docs/benchmarks.md), and a guess from that threw the search far below. Without a guess inside
-    the bounds, the geometric middle of the upper bound and the best rate seen (flat, or consumed
-    by any trial; the two can be an order of magnitude apart).
+    saturated, at about the processor's capacity, so 95% of what it consumed; of such guesses inside
+    the bounds, the highest (capacity moves with the machine's load: a trial can fail at a rate
+    below what an earlier one consumed). A trial offered more than that says little: with the
+    producer on the same cores, a worker offered 2.6 times its flat rate consumed half of it, and
+    one offered 14 times, a fifth (docs/benchmarks.md), and a guess from that threw the search far
+    below. Without a guess inside the bounds, the geometric middle of the upper bound and the best
+    rate seen below it (flat, or consumed by any trial; the two can be an order of magnitude apart).
 
     >>> next_rate([Trial(1500, 1500, 1000, 9000, False, 0.3)])  # saturated: 95% of what it consumed
     950.0
     >>> round(next_rate([Trial(5000, 5000, 1000, 50000, False, 0.3)]))  # overloaded: the middle of 950 and 5000
     2179
+    >>> next_rate([Trial(1741, 1738, 1428, 4983, False, 0.6), Trial(1357, 1356, 1240, 1811, False, 0.7)])
+    1178.0
     >>> next_rate([Trial(1000, 1000, 1000, 10, True, 0.6), Trial(1100, 1100, 1040, 900, False, 0.5)])  # within 15%
     """
     flat = max((t.input_rate for t in trials if t.sustained), default=0.0)
@@ -313,10 +316,12 @@ def next_rate(trials: list[Trial]) -> float | None:
     upper = min(t.target_rate for t in failed)
     if flat and upper / flat <= 1.15:
         return None
-    guess = 0.95 * max((t.consumed_rate for t in failed if 2 * t.consumed_rate >= t.target_rate), default=0.0)
-    if flat * 1.05 < guess < upper * 0.95:
-        return guess
-    best_seen = max(flat, 0.95 * max(t.consumed_rate for t in failed))
+    guesses = [0.95 * t.consumed_rate for t in failed if 2 * t.consumed_rate >= t.target_rate]
+    inside = [guess for guess in guesses if flat * 1.05 < guess < upper * 0.95]
+    if inside:
+        return max(inside)
+    seen = [flat] + [0.95 * t.consumed_rate for t in failed]
+    best_seen = max((rate for rate in seen if rate < upper * 0.95), default=0.0)
     return math.sqrt(best_seen * upper) if best_seen else upper / 2
 
 

@@ -43,3 +43,11 @@ def test_the_search_stops_once_its_bounds_are_within_15_percent() -> None:
 
 def test_with_no_failure_it_goes_higher() -> None:
     assert next_rate([Trial(100, 100, 100, 0, True, 0.5)]) == 150
+
+
+def test_a_failed_trial_below_an_earlier_ones_consumption_does_not_repeat_itself() -> None:
+    # Seen (2026-12-06): offered 1,741 a worker consumed 1,428, then failed at 95% of that, 1,357,
+    # consuming 1,240; the search ran 1,357 again.
+    trials = [Trial(3818, 3171, 836, 37610, False, 0.4), Trial(1741, 1738, 1428, 4983, False, 0.6),
+              Trial(1357, 1356, 1240, 1811, False, 0.7)]
+    assert next_rate(trials) < 0.95 * 1357
