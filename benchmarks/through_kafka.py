@@ -214,9 +214,9 @@ class PacedProducer:
         while sent < count:
             due = count
             if rate is not None:
-                wake = started + math.ceil(sent / rate / TICK_S) * TICK_S
-                if wake > time.monotonic():
-                    time.sleep(wake - time.monotonic())
+                delay = started + math.ceil(sent / rate / TICK_S) * TICK_S - time.monotonic()
+                if delay > 0:  # read the clock once: read twice, the sleep could come out negative (it did)
+                    time.sleep(delay)
                 due = min(count, int((time.monotonic() - started) * rate) + 1)
             now_ms = time.time_ns() // 1_000_000
             for _ in range(due - sent):
