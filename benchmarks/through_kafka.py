@@ -285,7 +285,12 @@ def max_sustained_rate(meter: LagMeter, source: PacedProducer, first_rate: float
         trials.append(trial(meter, source, rate, seconds, service, drain_timeout))
         rate = next_rate(trials)
     meter.wait_caught_up(drain_timeout, service)
-    return max((t.input_rate for t in trials if t.sustained), default=0.0), trials
+    return flat_rate(trials), trials
+
+
+def flat_rate(trials: list[Trial]) -> float:
+    """The highest input rate a trial kept flat (0 if none did)."""
+    return max((t.input_rate for t in trials if t.sustained), default=0.0)
 
 
 def next_rate(trials: list[Trial]) -> float | None:
@@ -309,7 +314,7 @@ def next_rate(trials: list[Trial]) -> float | None:
     1178.0
     >>> next_rate([Trial(1000, 1000, 1000, 10, True, 0.6), Trial(1100, 1100, 1040, 900, False, 0.5)])  # within 15%
     """
-    flat = max((t.input_rate for t in trials if t.sustained), default=0.0)
+    flat = flat_rate(trials)
     failed = [t for t in trials if not t.sustained]
     if not failed:
         return 1.5 * trials[-1].target_rate
