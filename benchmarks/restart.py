@@ -29,13 +29,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import requests
 import torch
-from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.e2e import POST_PERIOD_MS, TORCH_THREADS, benchmark_settings, kafka, synthetic_posts, torch_threads
 from benchmarks.table_topics import write_table
-from benchmarks.through_kafka import LagMeter, Service
+from benchmarks.through_kafka import LagMeter, Service, metric_total
 from benchmarks.workload import Workload, context_records
 from moodshift.connectors import topics
 from moodshift.connectors.producer import EventProducer
@@ -105,12 +103,8 @@ def start_and_catch_up(settings: Settings, workload: Workload, first_k: int, log
 def _worker_counts(port: int) -> dict[str, float]:
     """Window steps and dead letters so far, from the worker's /metrics: a start whose posts became
     dead letters measured nothing."""
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    totals = {"moodshift_window_steps": 0.0, "moodshift_dead_letters": 0.0}
-    for family in text_string_to_metric_families(text):
-        if family.name in totals:
-            totals[family.name] = sum(sample.value for sample in family.samples if sample.name.endswith("_total"))
-    return {"window_steps": totals["moodshift_window_steps"], "dead_letters": totals["moodshift_dead_letters"]}
+    return {"window_steps": metric_total(port, "moodshift_window_steps"),
+            "dead_letters": metric_total(port, "moodshift_dead_letters")}
 
 
 def run(users: int, overrides: dict[str, str] | None = None, cluster: Settings | None = None,

@@ -17,6 +17,7 @@
   committed everything;
 - :func:`max_sustained_rate` searches between the flat and the failed rates (:func:`next_rate`),
   guessing from what failed trials consumed;
+- :func:`metric_total`: a counter of a processor's ``/metrics`` page, summed over its labels;
 - :func:`step_latencies`: for each per-step record, its emit time (the record's Kafka timestamp,
   stamped by the worker's producer) minus the event time of the post that closed its window.
 
@@ -40,8 +41,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import requests
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.workload import Workload
 from moodshift.connectors import topics
@@ -356,6 +359,14 @@ def step_latencies(settings: Settings, source: PacedProducer, start_offsets: dic
         return latencies
     finally:
         consumer.close()
+
+
+def metric_total(port: int, family: str) -> float:
+    """The counter ``family`` (e.g. ``moodshift_window_steps``) on the ``/metrics`` page at ``port``,
+    summed over its labels; 0 if absent."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return sum(sample.value for metric in text_string_to_metric_families(text) if metric.name == family
+               for sample in metric.samples if sample.name == f"{family}_total")
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, int]:

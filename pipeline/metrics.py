@@ -92,6 +92,12 @@ MODEL_STEP_SECONDS = Histogram(
     "moodshift_model_step_seconds", "Duration of one batched model call.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY,
 )
+# The rest of process_cpu_seconds_total is Kafka, faust and the event loop: the split shows which side
+# a worker's CPU goes to (docs/benchmarks.md, "Two threads, one lock").
+MODEL_THREAD_CPU_SECONDS = Counter(
+    "moodshift_model_thread_cpu_seconds", "CPU seconds of the worker's model thread (decoded events "
+    "to outputs: features, windows, model steps, change points), by its own thread clock.", registry=REGISTRY,
+)
 # From a window's end (event time) to its emission: allowed lateness + batching + the model.
 EVENT_TIME_TO_EMIT_SECONDS = Histogram(
     "moodshift_event_time_to_emit_seconds", "Wall-clock time of emission minus the event time it reports.",

@@ -31,7 +31,7 @@ import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 import faust
 
@@ -47,6 +47,8 @@ from moodshift.pipeline.worker.stacks import stack_dump
 from moodshift.pipeline.worker.state import WorkerState
 
 log = logging.getLogger(__name__)
+
+Result = TypeVar("Result")
 
 
 def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> faust.App:
@@ -152,10 +154,14 @@ class Worker:
     async def runtime(self) -> WorkerRuntime:
         if "runtime" not in self.holder:
             if not self._loading:
-                self._loading.append(asyncio.get_running_loop().run_in_executor(
-                    self.executor, WorkerRuntime.from_settings, self.settings))
+                self._loading.append(self.in_model_thread(WorkerRuntime.from_settings, self.settings))
             self.holder["runtime"] = await self._loading[0]
         return self.holder["runtime"]
+
+    def in_model_thread(self, call: Callable[..., Result], *args: Any) -> asyncio.Future[Result]:
+        """``call(*args)`` in the model thread, its CPU time counted in
+        ``moodshift_model_thread_cpu_seconds_total``."""
+        return asyncio.get_running_loop().run_in_executor(self.executor, _thread_cpu_counted, call, *args)
 
     async def publish(self, outputs: Outputs, events: list[faust.EventT]) -> None:
         """Hand every output of a batch to the producer, then stage its records with the events they
@@ -212,8 +218,7 @@ class Worker:
                 valid, rejected = [], runtime.reject_raw(records_in, "internal_error", repr(error))
             records = {user: state.records.get(user) for user in runtime.user_ids(valid)}
             try:
-                outputs = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, runtime.process, valid, records, received_ms)
+                outputs = await self.in_model_thread(runtime.process, valid, records, received_ms)
             except Exception as error:  # a bug must not lose the batch nor stop the worker
                 metrics.PROCESSING_ERRORS.labels(stage="process").inc()
                 log.exception("processing a batch of %d records failed; dead-lettering it", len(valid))
@@ -270,8 +275,7 @@ class Worker:
             records = {user: state.records.get(user) for user in idle}
             log.debug("closing the windows of %d idle users", len(idle))
             try:
-                outputs = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, runtime.flush_users, records)
+                outputs = await self.in_model_thread(runtime.flush_users, records)
             except Exception:  # their windows stay open and close with their next events
                 metrics.PROCESSING_ERRORS.labels(stage="idle_close").inc()
                 log.exception("closing the windows of %d idle users failed", len(idle))
@@ -295,6 +299,14 @@ class Worker:
         ready = "runtime" in self.holder and self.context_ready.is_set()
         return web.json({"status": "ok" if ready else "starting", "ready": ready},
                         status=200 if ready else 503)
+
+
+def _thread_cpu_counted(call: Callable[..., Result], *args: Any) -> Result:
+    started = time.thread_time()
+    try:
+        return call(*args)
+    finally:
+        metrics.MODEL_THREAD_CPU_SECONDS.inc(time.thread_time() - started)
 
 
 async def report_gpu_memory() -> None:

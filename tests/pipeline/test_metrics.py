@@ -37,6 +37,7 @@ def test_names_follow_prometheus_conventions():
         "moodshift_window_steps": "counter",
         "moodshift_batch_size": "histogram",
         "moodshift_model_step_seconds": "histogram",
+        "moodshift_model_thread_cpu_seconds": "counter",
         "moodshift_event_time_to_emit_seconds": "histogram",
         "moodshift_change_points": "counter",
         "moodshift_consumer_lag_records": "gauge",

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from kafka import KafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from moodshift.connectors import topics
 from moodshift.connectors.producer import EventProducer
@@ -146,6 +147,9 @@ def test_worker_matches_the_offline_runtime(kafka_settings: Settings, tmp_path: 
         exposition = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         assert f"moodshift_window_steps_total {float(len(expected_steps))}" in exposition
         assert 'moodshift_dead_letters_total{reason="late"} 1.0' in exposition
+        # The model thread's CPU (loading the model, the batches) is part of the process's, never more.
+        samples = {s.name: s.value for family in text_string_to_metric_families(exposition) for s in family.samples}
+        assert 0 < samples["moodshift_model_thread_cpu_seconds_total"] < samples["process_cpu_seconds_total"]
 
         # A real Prometheus scrapes the running worker.
         from tests.deploy.conftest import PrometheusServer, run_prometheus
