@@ -40,6 +40,7 @@ from moodshift.pipeline import metrics
 from moodshift.pipeline.worker.transport import WorkerTransport
 from moodshift.pipeline.worker.flow_control import FlowControl
 from moodshift.pipeline.worker.pacing import BatchPacer
+from moodshift.pipeline.worker.quiet_monitor import QuietMonitor
 from moodshift.pipeline.settings import Settings
 from moodshift.pipeline.worker.users_table import UsersTable
 from moodshift.pipeline.worker.runtime import Outputs, RawRecord, WorkerRuntime
@@ -91,6 +92,7 @@ def _faust_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.worker_session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_seconds / 3),
+        Monitor=QuietMonitor,  # faust's statistics per record: nobody reads them (pipeline/worker/quiet_monitor.py)
     )
     # Before anything asks for the consumer or the producer: the consumer commits checkpointed
     # offsets, not acknowledged ones; the producer is idempotent (pipeline/worker/transport.py).

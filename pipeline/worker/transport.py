@@ -22,6 +22,13 @@ limit, or for room in a full stream queue; when none holds, :class:`WorkerConsum
 end without giving the event loop to anything else (tests/pipeline/worker/test_transport.py checks
 that premise against the installed faust).
 
+Why a producer buffer of its own: faust's buffer holds the records of faust's own sends (table
+writes through ``send_changelog``, the context's dead letters) and its ``size`` reads
+``app.conf.producer_threaded`` through faust's settings registry each time; the conductor asks it
+for every record it delivers (``wait_until_ebb``), and so does :meth:`WorkerConsumer.delivery_cannot_wait`:
+about 1% of a busy worker's CPU (a py-spy profile, docs/benchmarks.md). The worker never runs faust's
+threaded producer, so :class:`UnthreadedProducerBuffer` counts its pending queue directly.
+
 Why idempotent: a produce request whose response is lost (a request timeout on a busy machine, a
 broker restart) is sent again, and without idempotence the broker appends it twice. Outputs carry
 ids to deduplicate by, but a dead letter or a changelog record written twice is counted twice.
@@ -43,6 +50,7 @@ from typing import Any, Mapping
 
 from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.transport.producer import ProducerBuffer
 from mode.services import WaitResults
 
 from moodshift.pipeline.worker.checkpoint_consumer import CheckpointConsumer
@@ -91,8 +99,24 @@ class WorkerConsumer(CheckpointConsumer):
         return WaitResults([delivery], [await delivery], False)
 
 
+class UnthreadedProducerBuffer(ProducerBuffer):
+    """faust's producer buffer for a producer that is not threaded: its size is its pending queue's."""
+
+    @property
+    def size(self) -> int:
+        return len(self.pending._queue)
+
+
 class IdempotentProducer(aiokafka_driver.Producer):
-    """faust's aiokafka producer with ``enable_idempotence`` in every processing guarantee."""
+    """faust's aiokafka producer with ``enable_idempotence`` in every processing guarantee, and an
+    :class:`UnthreadedProducerBuffer`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.app.conf.producer_threaded:
+            raise ValueError("the worker's producer is not threaded (producer_threaded=False)")
+        self.buffer = UnthreadedProducerBuffer(loop=self.loop, beacon=self.beacon)
+        self.buffer.app = self.app
 
     def _settings_extra(self) -> Mapping[str, Any]:
         # acks=all as idempotence requires it, whatever producer_acks says (faust pairs them likewise).

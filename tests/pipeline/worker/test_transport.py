@@ -122,6 +122,7 @@ def test_a_record_is_delivered_without_tasks_exactly_when_the_delivery_cannot_wa
 
         for _ in range(app.producer.buffer.max_messages + 1):  # table writes waiting to be sent
             app.producer.buffer.pending.put_nowait(None)
+        assert app.producer.buffer.size == app.producer.buffer.max_messages + 1  # UnthreadedProducerBuffer
         assert not consumer.delivery_cannot_wait()
         while not app.producer.buffer.pending.empty():
             app.producer.buffer.pending.get_nowait()
