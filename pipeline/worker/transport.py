@@ -20,7 +20,12 @@ without tasks"). A delivery (``Conductor.on_message``) awaits only while faust's
 suspended, while the conductor updates its subscriptions, while the producer's buffer is over its
 limit, or for room in a full stream queue; when none holds, :class:`WorkerConsumer` awaits it directly, and it runs to its
 end without giving the event loop to anything else (tests/pipeline/worker/test_transport.py checks
-that premise against the installed faust).
+that premise against the installed faust). A worker behind its input keeps its stream's queue full:
+each record then waited for the one slot the agent's next read freed, through mode's tasks, and
+was handed over as soon as it was free (a wake-up per record, the fetch loop taking the lock from
+the model thread each time). Instead, while only a full queue stands in the way, the fetch loop
+polls until the queue is half empty (every 10 ms) and then hands over the next records one after
+another without waiting.
 
 Why a producer buffer of its own: faust's buffer holds the records of faust's own sends (table
 writes through ``send_changelog``, the context's dead letters) and its ``size`` reads
@@ -58,6 +63,10 @@ from moodshift.pipeline.worker.checkpoint_consumer import CheckpointConsumer
 
 #: How long the broker may hold a fetch request of the worker's consumer for data to arrive.
 FETCH_MAX_WAIT_MS = 100
+#: A full stream queue takes deliveries again once it is down to this fraction of its size ...
+ROOM_FRACTION = 0.5
+#: ... which the fetch loop looks at this often meanwhile.
+ROOM_POLL_SECONDS = 0.01
 
 
 class ShortFetchWaitConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
@@ -81,16 +90,37 @@ class WorkerConsumer(CheckpointConsumer):
     def delivery_cannot_wait(self) -> bool:
         """Whether faust's delivery of a record to the streams (``Conductor.on_message``) would run
         to its end without awaiting anything."""
-        app, conductor = self.app, self.app.topics
-        lock, buffer = conductor._tp_to_callback_lock, app.producer.buffer
+        return self._flowing() and not any(queue.full() for queue in self._stream_queues())
+
+    def _flowing(self) -> bool:
+        """Whether nothing but a full stream queue could make a delivery wait."""
+        app = self.app
+        lock, buffer = app.topics._tp_to_callback_lock, app.producer.buffer
         return (not self.suspend_flow.is_set() and app.flow_control.is_active()
                 and not lock.locked() and not lock._waiters
-                and buffer.size <= buffer.max_messages
-                and not any(channel.queue.full() for channel in conductor._topics))
+                and buffer.size <= buffer.max_messages)
+
+    def _stream_queues(self) -> list[Any]:
+        return [channel.queue for channel in self.app.topics._topics]
+
+    async def _until_streams_have_room(self) -> None:
+        """Wait until every stream queue is at most half full, polling, while the flow goes on."""
+        queues = self._stream_queues()
+        while (self._flowing() and not self.should_stop and not self.crashed
+               and any(queue.qsize() > queue.maxsize * ROOM_FRACTION for queue in queues if queue.maxsize)):
+            await asyncio.sleep(ROOM_POLL_SECONDS)
 
     async def wait_first(self, *coros: Any, timeout: float | None = None) -> WaitResults:
         # faust's fetch loop is the only caller: wait_first(deliver(record), suspend_flow.wait()).
         delivery, *others = coros
+        if timeout is None and self._flowing() and not self.delivery_cannot_wait():
+            try:
+                await self._until_streams_have_room()
+            except asyncio.CancelledError:  # the fetcher stops: nothing delivered, nothing left unawaited
+                for coro in coros:
+                    if asyncio.iscoroutine(coro):
+                        coro.close()
+                raise
         if timeout is not None or not self.delivery_cannot_wait():
             return await super().wait_first(*coros, timeout=timeout)
         for other in others:

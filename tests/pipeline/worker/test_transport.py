@@ -136,3 +136,54 @@ def test_a_record_is_delivered_without_tasks_exactly_when_the_delivery_cannot_wa
         assert waiting.done and waiting.results == [True]  # suspend_flow.wait() won
 
     asyncio.run(scenario())
+
+
+def test_a_full_stream_queue_takes_records_again_once_half_empty_and_a_rebalance_still_abandons_the_wait(
+        tmp_path) -> None:
+    """A worker behind its input: the fetch loop waits until the stream's queue is half empty, then
+    hands over records without waiting; a rebalance that begins meanwhile ends the wait in mode's
+    ``wait_first`` as before."""
+    settings = Settings(state_dir=tmp_path)
+    posts = settings.topic(topic_names.POSTS)
+
+    async def scenario() -> None:
+        app = build_app(settings)
+        consumer, conductor = app.consumer, app.topics
+        channel = app.topic(posts, key_type=bytes, value_type=bytes, key_serializer="raw",
+                            value_serializer="raw").clone(is_iterator=True)
+        channel._queue = app.FlowControlQueue(maxsize=8, clear_on_resume=True)  # as faust's, smaller
+        conductor.add(channel)
+        await conductor.on_partitions_assigned({TP(posts, 0)})
+        app.flow_control.resume()
+        offsets = iter(range(100))
+        for _ in range(8):
+            await consumer.wait_first(conductor.on_message(record(posts, next(offsets))), consumer.suspend_flow.wait())
+        assert channel.queue.full()
+
+        delivering = asyncio.ensure_future(consumer.wait_first(
+            conductor.on_message(record(posts, next(offsets))), consumer.suspend_flow.wait()))
+        await asyncio.sleep(0.05)
+        assert not delivering.done()  # the queue is full
+        taken = []
+        for _ in range(3):  # the agent takes three: the queue is not half empty yet
+            taken.append(channel.queue.get_nowait().message.offset)
+            await asyncio.sleep(0.05)
+            assert not delivering.done()
+        assert not delivering.done() and channel.queue.qsize() == 5
+        taken.append(channel.queue.get_nowait().message.offset)  # now half empty
+        delivered = await asyncio.wait_for(delivering, 5)
+        assert delivered.done and not delivered.stopped and channel.queue.qsize() == 5
+        assert taken + [channel.queue.get_nowait().message.offset for _ in range(5)] == list(range(9))
+
+        for _ in range(8):
+            await consumer.wait_first(conductor.on_message(record(posts, next(offsets))), consumer.suspend_flow.wait())
+        waiting = asyncio.ensure_future(consumer.wait_first(
+            conductor.on_message(record(posts, next(offsets))), consumer.suspend_flow.wait()))
+        await asyncio.sleep(0.05)
+        consumer.suspend_flow.set()  # a rebalance began
+        app.flow_control.suspend()
+        abandoned = await asyncio.wait_for(waiting, 5)
+        assert abandoned.done and abandoned.results == [True]  # suspend_flow.wait() won
+        assert channel.queue.qsize() == 8  # the waiting record was not delivered
+
+    asyncio.run(scenario())
