@@ -104,10 +104,11 @@ class WorkerConsumer(CheckpointConsumer):
         return [channel.queue for channel in self.app.topics._topics]
 
     async def _until_streams_have_room(self) -> None:
-        """Wait until every stream queue is at most half full, polling, while the flow goes on."""
-        queues = self._stream_queues()
+        """Wait until the stream queues that are full are at most half full, polling, while the flow
+        goes on (a rebalance, a stop or a crash ends the wait)."""
+        full = [queue for queue in self._stream_queues() if queue.full()]
         while (self._flowing() and not self.should_stop and not self.crashed
-               and any(queue.qsize() > queue.maxsize * ROOM_FRACTION for queue in queues if queue.maxsize)):
+               and any(queue.qsize() > queue.maxsize * ROOM_FRACTION for queue in full)):
             await asyncio.sleep(ROOM_POLL_SECONDS)
 
     async def wait_first(self, *coros: Any, timeout: float | None = None) -> WaitResults:
