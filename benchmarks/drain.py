@@ -51,6 +51,8 @@ from moodshift.pipeline.local.net import free_port
 from moodshift.pipeline.settings import Settings
 from moodshift.pipeline.worker.runtime import WorkerRuntime
 
+MODEL_THREAD_CPU = "moodshift_model_thread_cpu_seconds"
+
 
 def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy: Path | None = None,
         timeout: float = 600, overrides: dict[str, str] | None = None) -> dict[str, Any]:
@@ -105,9 +107,6 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
             "worker_cpu_per_post_over_bare": cpu / posts / bare,
             "worker_model_thread_cpu_per_post_over_bare": model_cpu / posts / bare,
             "bare_posts_per_s": bare_before["records_per_s"]}
-
-
-MODEL_THREAD_CPU = "moodshift_model_thread_cpu_seconds"
 
 
 def _records(settings: Settings, topic: str) -> int:

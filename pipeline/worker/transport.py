@@ -90,7 +90,7 @@ class WorkerConsumer(CheckpointConsumer):
     def delivery_cannot_wait(self) -> bool:
         """Whether faust's delivery of a record to the streams (``Conductor.on_message``) would run
         to its end without awaiting anything."""
-        return self._flowing() and not any(queue.full() for queue in self._stream_queues())
+        return self._flowing() and not self._full_stream_queues()
 
     def _flowing(self) -> bool:
         """Whether nothing but a full stream queue could make a delivery wait."""
@@ -100,13 +100,12 @@ class WorkerConsumer(CheckpointConsumer):
                 and not lock.locked() and not lock._waiters
                 and buffer.size <= buffer.max_messages)
 
-    def _stream_queues(self) -> list[Any]:
-        return [channel.queue for channel in self.app.topics._topics]
+    def _full_stream_queues(self) -> list[Any]:
+        return [channel.queue for channel in self.app.topics._topics if channel.queue.full()]
 
-    async def _until_streams_have_room(self) -> None:
-        """Wait until the stream queues that are full are at most half full, polling, while the flow
-        goes on (a rebalance, a stop or a crash ends the wait)."""
-        full = [queue for queue in self._stream_queues() if queue.full()]
+    async def _until_room(self, full: list[Any]) -> None:
+        """Wait until the queues ``full`` are at most half full, polling, while the flow goes on (a
+        rebalance, a stop or a crash ends the wait)."""
         while (self._flowing() and not self.should_stop and not self.crashed
                and any(queue.qsize() > queue.maxsize * ROOM_FRACTION for queue in full)):
             await asyncio.sleep(ROOM_POLL_SECONDS)
@@ -114,20 +113,22 @@ class WorkerConsumer(CheckpointConsumer):
     async def wait_first(self, *coros: Any, timeout: float | None = None) -> WaitResults:
         # faust's fetch loop is the only caller: wait_first(deliver(record), suspend_flow.wait()).
         delivery, *others = coros
-        if timeout is None and self._flowing() and not self.delivery_cannot_wait():
-            try:
-                await self._until_streams_have_room()
-            except asyncio.CancelledError:  # the fetcher stops: nothing delivered, nothing left unawaited
-                for coro in coros:
-                    if asyncio.iscoroutine(coro):
-                        coro.close()
-                raise
-        if timeout is not None or not self.delivery_cannot_wait():
-            return await super().wait_first(*coros, timeout=timeout)
-        for other in others:
-            if asyncio.iscoroutine(other):
-                other.close()  # suspend_flow.wait(), never started: closed, not left unawaited
-        return WaitResults([delivery], [await delivery], False)
+        if timeout is None and self._flowing():
+            full = self._full_stream_queues()
+            if full:
+                try:
+                    await self._until_room(full)
+                except asyncio.CancelledError:  # the fetcher stops: nothing delivered, nothing left unawaited
+                    for coro in coros:
+                        if asyncio.iscoroutine(coro):
+                            coro.close()
+                    raise
+            if not full or self.delivery_cannot_wait():
+                for other in others:
+                    if asyncio.iscoroutine(other):
+                        other.close()  # suspend_flow.wait(), never started: closed, not left unawaited
+                return WaitResults([delivery], [await delivery], False)
+        return await super().wait_first(*coros, timeout=timeout)
 
 
 class UnthreadedProducerBuffer(ProducerBuffer):
