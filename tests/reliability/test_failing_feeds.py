@@ -51,10 +51,15 @@ def transitions(source: str) -> dict[str, float]:
 
 
 def poll_in_background(source, settings: Settings) -> tuple[threading.Thread, list[int]]:
-    """``run_polling`` until one poll succeeds, in a thread; the list receives its exit code."""
+    """``run_polling`` until one poll succeeds, in a thread; the list receives its exit code.
+
+    The breaker is built here, before the thread starts: it sets the circuit gauge (closed), and
+    :func:`watch_gauge` must not read the gauge before that (a busy machine ran the watch first and
+    saw no gauge yet: pytest tests/reliability --cpu-burners 2, 2026-12-06)."""
     result: list[int] = []
+    breaker = CircuitBreaker(source.name, settings.circuit_failure_threshold, settings.circuit_cooldown_seconds)
     thread = threading.Thread(target=lambda: result.append(run_polling(source, settings, 0.0, threading.Event(),
-                                                                         polls=1)), daemon=True)
+                                                                         polls=1, breaker=breaker)), daemon=True)
     thread.start()
     return thread, result
 
