@@ -128,8 +128,8 @@ class Record:
     KEY_FIELD: ClassVar[str]
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
+        for name in _field_names(type(self)):
+            value = getattr(self, name)
             if isinstance(value, datetime) and value.tzinfo is None:
                 raise ValidationError(f.name, "must be timezone-aware", Reason.BAD_TIMESTAMP)
         time_field = getattr(self, "TIME_FIELD", None)
@@ -176,23 +176,21 @@ class Record:
     def from_dict(cls, data: Any, path: str = "") -> Self:
         if not isinstance(data, dict):
             raise ValidationError(path or "$", f"expected an object, got {_type_name(data)}", Reason.WRONG_TYPE)
-        data = dict(data)
-        version = data.pop("schema_version", cls.SCHEMA_VERSION)
+        version = data.get("schema_version", cls.SCHEMA_VERSION)
         if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= cls.SCHEMA_VERSION:
             raise ValidationError(
                 path + "schema_version", f"{version!r} is not a supported version (1..{cls.SCHEMA_VERSION})",
                 Reason.UNSUPPORTED_VERSION,
             )
         values: dict[str, Any] = {}
-        for f, hint in _fields_with_types(cls):
-            name = path + f.name
-            if f.name not in data:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise ValidationError(name, "is required", Reason.MISSING_FIELD)
-                continue
-            values[f.name] = _decode(hint, data.pop(f.name), name)
-        if data:
-            raise ValidationError(path + sorted(data)[0], "is not a field of " + cls.__name__, Reason.UNKNOWN_FIELD)
+        for field, decode, required in _field_decoders(cls):
+            if field in data:
+                values[field] = decode(data[field], path + field)
+            elif required:
+                raise ValidationError(path + field, "is required", Reason.MISSING_FIELD)
+        if len(values) + ("schema_version" in data) < len(data):
+            unknown = sorted(data.keys() - values.keys() - {"schema_version"})[0]
+            raise ValidationError(path + unknown, "is not a field of " + cls.__name__, Reason.UNKNOWN_FIELD)
         try:
             return cls(**values)
         except ValidationError as error:  # a value check of a nested record: name its full path
@@ -202,11 +200,19 @@ class Record:
 
 
 @functools.cache
-def _fields_with_types(cls: type) -> tuple[tuple[dataclasses.Field, Any], ...]:
-    """A record class's fields with their resolved annotations. Cached: ``get_type_hints`` evaluates
-    every annotation string again on each call, and was a tenth of a worker's time."""
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _field_decoders(cls: type) -> tuple[tuple[str, Decoder, bool], ...]:
+    """A record class's fields: name, the decoder of its type, whether it is required. Cached:
+    ``get_type_hints`` evaluates every annotation string again on each call (a tenth of a worker's
+    time), and reading the hints for every value was a third of decoding a post."""
     hints = typing.get_type_hints(cls)
-    return tuple((f, hints[f.name]) for f in dataclasses.fields(cls))
+    return tuple((f.name, _decoder(hints[f.name]),
+                  f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+                 for f in dataclasses.fields(cls))
 
 
 def parse_json_object(raw: bytes | str) -> dict[str, Any]:
@@ -232,31 +238,56 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _decode(hint: Any, value: Any, name: str) -> Any:
+#: Checks a JSON value against a field's type and converts it: ``decode(value, field path)``.
+Decoder = typing.Callable[[Any, str], Any]
+
+
+@functools.cache
+def _decoder(hint: Any) -> Decoder:
+    """The decoder of one annotated type, built once per type."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (types.UnionType, typing.Union):  # X | None
-        if value is None:
-            return None
         (inner,) = [a for a in args if a is not type(None)]
-        return _decode(inner, value, name)
+        decode_inner = _decoder(inner)
+        return lambda value, name: None if value is None else decode_inner(value, name)
     if origin is tuple:  # tuple[X, ...]
-        if not isinstance(value, list):
-            raise ValidationError(name, f"expected a list, got {_type_name(value)}", Reason.WRONG_TYPE)
-        return tuple(_decode(args[0], item, f"{name}[{i}]") for i, item in enumerate(value))
+        decode_item = _decoder(args[0])
+
+        def decode_tuple(value: Any, name: str) -> tuple:
+            if not isinstance(value, list):
+                raise ValidationError(name, f"expected a list, got {_type_name(value)}", Reason.WRONG_TYPE)
+            return tuple(decode_item(item, f"{name}[{i}]") for i, item in enumerate(value))
+        return decode_tuple
     if hint is datetime:
-        return parse_time(value, name)
+        return parse_time
     if isinstance(hint, type) and issubclass(hint, Record):
-        return hint.from_dict(value, name + ".")
+        return lambda value, name: hint.from_dict(value, name + ".")
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValidationError(name, f"expected a number, got {_type_name(value)}", Reason.WRONG_TYPE)
-        if not math.isfinite(value):
-            raise ValidationError(name, "must be finite")
-        return float(value)
-    expected = {str: "a string", int: "an integer", bool: "a boolean"}[hint]
-    if type(value) is not hint:
-        raise ValidationError(name, f"expected {expected}, got {_type_name(value)}", Reason.WRONG_TYPE)
-    if hint is str and writable(value) != value:
+        return _decode_float
+    if hint is str:
+        return _decode_str
+    expected = {int: "an integer", bool: "a boolean"}[hint]
+
+    def decode_exactly(value: Any, name: str) -> Any:
+        if type(value) is not hint:
+            raise ValidationError(name, f"expected {expected}, got {_type_name(value)}", Reason.WRONG_TYPE)
+        return value
+    return decode_exactly
+
+
+def _decode_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(name, f"expected a number, got {_type_name(value)}", Reason.WRONG_TYPE)
+    if not math.isfinite(value):
+        raise ValidationError(name, "must be finite")
+    return float(value)
+
+
+def _decode_str(value: Any, name: str) -> str:
+    if type(value) is not str:
+        raise ValidationError(name, f"expected a string, got {_type_name(value)}", Reason.WRONG_TYPE)
+    # isascii() reads a flag: only other text is encoded to find a lone surrogate.
+    if not value.isascii() and writable(value) != value:
         raise ValidationError(name, "is not valid Unicode (a lone surrogate)")
     return value
 
