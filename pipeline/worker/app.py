@@ -30,6 +30,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -37,10 +38,11 @@ import faust
 
 from moodshift.connectors import topics as topic_names
 from moodshift.pipeline import metrics
-from moodshift.pipeline.worker.transport import WorkerTransport
+from moodshift.pipeline.worker.transport import KEY_PARTITIONER, WorkerTransport
 from moodshift.pipeline.worker.flow_control import FlowControl
 from moodshift.pipeline.worker.pacing import BatchPacer
 from moodshift.pipeline.worker.quiet_monitor import QuietMonitor
+from moodshift.pipeline.worker.raw_schema import RawSchema
 from moodshift.pipeline.settings import Settings
 from moodshift.pipeline.worker.users_table import UsersTable
 from moodshift.pipeline.worker.runtime import Outputs, RawRecord, WorkerRuntime
@@ -85,6 +87,7 @@ def _faust_app(settings: Settings) -> faust.App:
         # for a partition's full batch to go out (one request in flight per broker) before it appends
         # the next: records drained at ~600/s and a checkpoint took seconds.
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
+        producer_partitioner=KEY_PARTITIONER,  # the default's partitions, hashes remembered (transport.py)
         processing_guarantee=settings.processing_guarantee,
         # Offsets are committed by the checkpoint (pipeline.worker.state); faust's own timer commits
         # only what a checkpoint reported (pipeline.worker.checkpoint_consumer), so it may run as often.
@@ -108,13 +111,14 @@ class Worker:
     def __init__(self, settings: Settings, runtime: WorkerRuntime | None = None) -> None:
         self.settings = settings
         self.app = app = _faust_app(settings)
-        # Raw bytes in and out: validation is ours (connectors.schemas). With faust's default JSON
-        # codec a record that is not JSON would be dropped before the agent sees it, not dead-lettered.
-        raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-        self.events = app.topic(settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS), **raw)
-        self.dead_letters = app.topic(settings.topic(topic_names.DEAD_LETTERS), **raw)
-        self.changes = app.topic(settings.topic(topic_names.EMOTION_CHANGES), **raw)
-        self.steps = app.topic(settings.topic(topic_names.EMOTION_STEPS), **raw)
+        # Raw bytes in and out (pipeline/worker/raw_schema.py): validation is ours (connectors.schemas).
+        # With faust's default JSON codec a record that is not JSON would be dropped before the agent
+        # sees it, not dead-lettered.
+        self.events = app.topic(settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS),
+                                schema=RawSchema())
+        self.dead_letters = app.topic(settings.topic(topic_names.DEAD_LETTERS), schema=RawSchema())
+        self.changes = app.topic(settings.topic(topic_names.EMOTION_CHANGES), schema=RawSchema())
+        self.steps = app.topic(settings.topic(topic_names.EMOTION_STEPS), schema=RawSchema())
         self.input_topics = {settings.topic(topic_names.POSTS), settings.topic(topic_names.VIDEOS)}
         # Keys are the raw user-id bytes, as on the input topics, and the producer's partitioner
         # places changelog records: so a user's record lives on the partition of the user's events.
@@ -210,8 +214,8 @@ class Worker:
             admitted = await state.admit(batch)
             records_in = [RawRecord(m.topic, m.key, m.value, m.timestamp, m.partition, m.offset)
                           for m in (event.message for event in admitted)]
-            for record in records_in:
-                metrics.RECORDS_IN.labels(topic=record.topic).inc()
+            for topic, count in Counter(record.topic for record in records_in).items():
+                metrics.RECORDS_IN.labels(topic=topic).inc(count)
             try:
                 valid, rejected = runtime.decode(records_in)
             except Exception as error:  # a validation bug: the batch goes to dead letters, whole

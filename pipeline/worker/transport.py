@@ -34,6 +34,11 @@ for every record it delivers (``wait_until_ebb``), and so does :meth:`WorkerCons
 about 1% of a busy worker's CPU (a py-spy profile, docs/benchmarks.md). The worker never runs faust's
 threaded producer, so :class:`UnthreadedProducerBuffer` counts its pending queue directly.
 
+Why a partitioner of its own: aiokafka's default partitioner computes murmur2 of the key in pure
+Python for every record, and the worker sends one per output and one per changed user at each
+checkpoint, always for the same users: about 3% of a busy worker's event loop (docs/benchmarks.md).
+:class:`KeyPartitioner` picks the same partitions and remembers the hash of each recent key.
+
 Why idempotent: a produce request whose response is lost (a request timeout on a busy machine, a
 broker restart) is sent again, and without idempotence the broker appends it twice. Outputs carry
 ids to deduplicate by, but a dead letter or a changelog record written twice is counted twice.
@@ -51,9 +56,11 @@ stops the worker (docs/architecture.md, "No acknowledgement without a checkpoint
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping
+import functools
+from typing import Any, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.producer import ProducerBuffer
 from mode.services import WaitResults
@@ -129,6 +136,34 @@ class WorkerConsumer(CheckpointConsumer):
                         other.close()  # suspend_flow.wait(), never started: closed, not left unawaited
                 return WaitResults([delivery], [await delivery], False)
         return await super().wait_first(*coros, timeout=timeout)
+
+
+class KeyPartitioner:
+    """aiokafka's default partitioner (the Java client's: murmur2 of the key, a random available
+    partition without one), with the hashes of the last :data:`REMEMBERED_KEYS` keys remembered.
+
+    >>> partitioner = KeyPartitioner()
+    >>> partitioner(b"user-1", [0, 1, 2, 3], [0, 1, 2, 3]) == DefaultPartitioner()(b"user-1", [0, 1, 2, 3], [])
+    True
+    """
+
+    def __call__(self, key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]) -> int:
+        if key is None:
+            return DefaultPartitioner()(key, all_partitions, available)
+        return all_partitions[_key_hash(key) % len(all_partitions)]
+
+
+#: How many keys' hashes :class:`KeyPartitioner` remembers (about 100 bytes each; a worker's active users).
+REMEMBERED_KEYS = 1 << 17
+
+
+@functools.lru_cache(maxsize=REMEMBERED_KEYS)
+def _key_hash(key: bytes) -> int:
+    return murmur2(key) & 0x7FFFFFFF
+
+
+#: The worker's producers' partitioner (faust's ``producer_partitioner``), and the users table's.
+KEY_PARTITIONER = KeyPartitioner()
 
 
 class UnthreadedProducerBuffer(ProducerBuffer):

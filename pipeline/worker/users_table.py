@@ -25,13 +25,13 @@ import logging
 from typing import Any, Iterable, Set
 
 import faust
-from aiokafka.partitioner import DefaultPartitioner
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP, EventT
 from faust.types.tuples import FutureMessage
 
 from moodshift.pipeline import metrics
 from moodshift.pipeline.stream.records import is_behind
+from moodshift.pipeline.worker.transport import KEY_PARTITIONER
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,8 @@ class UsersTable(faust.Table):
             self.data[key] = value
 
     def _changelog_partition(self, key: bytes) -> int:
-        """The key's changelog partition: the one the producer's default partitioner picks."""
-        return DefaultPartitioner.__call__(key, self._partition_ids, self._partition_ids)
+        """The key's changelog partition: the one the producer's partitioner picks."""
+        return KEY_PARTITIONER(key, self._partition_ids, self._partition_ids)
 
     async def write_changelog(self, key: bytes, value: bytes) -> FutureMessage:
         """Hand a record to the producer now; the returned future resolves once Kafka has it.

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP, Message
 from kafka import KafkaConsumer
 
 from moodshift.connectors import topics as topic_names
 from moodshift.pipeline.settings import PROCESSING_GUARANTEES, Settings
 from moodshift.pipeline.worker.app import build_app
-from moodshift.pipeline.worker.transport import FETCH_MAX_WAIT_MS
+from moodshift.pipeline.worker.transport import FETCH_MAX_WAIT_MS, KEY_PARTITIONER
 from tests.kafka_topics import create_topic
 
 
@@ -187,3 +188,13 @@ def test_a_full_stream_queue_takes_records_again_once_half_empty_and_a_rebalance
         assert channel.queue.qsize() == 8  # the waiting record was not delivered
 
     asyncio.run(scenario())
+
+
+def test_the_key_partitioner_picks_the_default_partitioners_partitions() -> None:
+    default = DefaultPartitioner()
+    keys = [f"user-{k}".encode() for k in range(2_000)] + [b"", "ünï".encode(), bytes(range(256))]
+    for partitions in ([0], [0, 1, 2], list(range(12)), [3, 5, 8]):
+        for _ in range(2):  # the second time from the remembered hashes
+            assert [KEY_PARTITIONER(key, partitions, partitions) for key in keys] == \
+                [default(key, partitions, partitions) for key in keys]
+    assert {KEY_PARTITIONER(None, [0, 1, 2, 3], [2, 3]) for _ in range(200)} == {2, 3}  # no key: an available one
