@@ -26,6 +26,7 @@ model version come from the model and are passed in, not stored.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ CHANGE_POINT_SCHEMA_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+@functools.lru_cache(maxsize=4096)  # window bounds: every user's windows share them
 def iso_utc(time_ms: int) -> str:
     """``1700000000000`` → ``'2023-11-14T22:13:20.000Z'`` (exact: integer milliseconds)."""
     return (_EPOCH + timedelta(milliseconds=time_ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -75,7 +75,9 @@ class EmotionStep:
             "schema_version": 1, "user_id": self.user_id,
             "window_start": iso_utc(self.window_start_ms), "window_end": iso_utc(self.window_end_ms),
             "emotion": self.emotion, "class_probs": dict(zip(labels, self.class_probs)),
-            "predicted": labels[int(np.argmax(self.class_probs))], "change_prob": self.change_prob,
+            # The first largest, as numpy's argmax, which took a tenth of writing a record (on a list of 3).
+            "predicted": labels[max(range(len(self.class_probs)), key=self.class_probs.__getitem__)],
+            "change_prob": self.change_prob,
             "modalities": list(self.modalities), "context_present": self.context_present,
             "model_version": model_version,
         }
