@@ -131,7 +131,7 @@ class Record:
         for name in _field_names(type(self)):
             value = getattr(self, name)
             if isinstance(value, datetime) and value.tzinfo is None:
-                raise ValidationError(f.name, "must be timezone-aware", Reason.BAD_TIMESTAMP)
+                raise ValidationError(name, "must be timezone-aware", Reason.BAD_TIMESTAMP)
         time_field = getattr(self, "TIME_FIELD", None)
         if time_field and not EARLIEST_TIME <= getattr(self, time_field) < LATEST_TIME:
             raise ValidationError(time_field, f"must lie in [{EARLIEST_TIME.year}, {LATEST_TIME.year})",

@@ -110,3 +110,15 @@ def test_any_post_round_trips(text: str, user: str, micros: int) -> None:
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(f"moodshift.connectors.{module}"), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+@pytest.mark.parametrize("make", [
+    lambda when: Post(event_id="e", user_id="u", event_time=when),
+    lambda when: WeatherObservation(location_id="berlin", latitude=52.5, longitude=13.4, observed_time=when),
+])
+def test_a_record_built_in_code_with_a_naive_time_is_refused_naming_the_field(make) -> None:
+    with pytest.raises(ValidationError) as refused:
+        make(datetime(2024, 5, 1, 12, 0))
+    assert (refused.value.reason, refused.value.problem) == (Reason.BAD_TIMESTAMP, "must be timezone-aware")
+    assert refused.value.field in ("event_time", "observed_time")
+    assert make(datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc))  # the same time with an offset is fine
