@@ -46,7 +46,8 @@ from typing import Any
 
 from benchmarks.e2e import TORCH_THREADS, bare_rate, benchmark_settings, kafka, synthetic_posts, torch_threads
 from benchmarks.table_topics import topic_bytes
-from benchmarks.through_kafka import LagMeter, PacedProducer, Service, end_offsets, metric_total
+from benchmarks.lag import LagMeter
+from benchmarks.through_kafka import PacedProducer, Service, end_offsets, metric_total
 from benchmarks.workload import Workload, context_records
 from moodshift.connectors import topics
 from moodshift.connectors.producer import EventProducer
@@ -89,7 +90,8 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
             for post in backlog:
                 producer.send_event(topics.POSTS, post)
             producer.flush()
-            meter.wait_emitted(steps_before + posts, timeout, worker)  # each post closes its user's window
+            # Each post closes its user's window (a --set that makes posts share windows ends at the commit).
+            clock_stopped_at = meter.wait_emitted(steps_before + posts, timeout, worker)
             seconds, cpu_at_outputs = time.monotonic() - started, worker.cpu_seconds() - cpu_started
             meter.wait_caught_up(timeout, worker)
             cpu = worker.cpu_seconds() - cpu_started
@@ -104,7 +106,7 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
     bare = (bare_before["cpu_seconds_per_post"] + bare_after["cpu_seconds_per_post"]) / 2
     return {"posts": posts, "users": users, "checkpoint_interval_seconds": settings.checkpoint_interval_seconds,
             "state_dtype": settings.state_dtype, "table_store": settings.table_store,
-            "seconds": seconds, "posts_per_s": posts / seconds, "worker_steps_per_post": steps / posts,
+            "seconds": seconds, "posts_per_s": posts / seconds, "clock_stopped_at": clock_stopped_at, "worker_steps_per_post": steps / posts,
             "changelog_compression": settings.changelog_compression,
             "changelog_bytes_per_post": written / posts, "changelog_disk_bytes_per_post": on_disk / posts,
             "worker_cpu_seconds_per_post": cpu / posts,

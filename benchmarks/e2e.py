@@ -50,8 +50,9 @@ import torch
 
 from benchmarks.naive_app import NaivePipeline
 from benchmarks.table_topics import topic_bytes, write_table
-from benchmarks.through_kafka import (LagMeter, PacedProducer, Service, end_offsets, max_sustained_rate,
-                                      percentiles, step_latencies)
+from benchmarks.lag import LagMeter
+from benchmarks.through_kafka import (PacedProducer, Service, end_offsets, max_sustained_rate, percentiles,
+                                      step_latencies)
 from benchmarks.workload import BACKBONE, LOCATION, SYMBOL, Workload, context_records, write_checkpoint, \
     write_images
 from moodshift.connectors import topics

@@ -33,7 +33,8 @@ import torch
 
 from benchmarks.e2e import POST_PERIOD_MS, TORCH_THREADS, benchmark_settings, kafka, synthetic_posts, torch_threads
 from benchmarks.table_topics import write_table
-from benchmarks.through_kafka import LagMeter, Service, metric_total
+from benchmarks.lag import LagMeter
+from benchmarks.through_kafka import Service, metric_total
 from benchmarks.workload import Workload, context_records
 from moodshift.connectors import topics
 from moodshift.connectors.producer import EventProducer

@@ -54,6 +54,7 @@ def test_end_to_end_benchmark_runs_at_tiny_size(kafka_cluster: Settings) -> None
 def test_drain_benchmark_runs_at_tiny_size(kafka_cluster: Settings) -> None:
     result = drain.run(posts=100, users=20, cluster=kafka_cluster)
     assert result["posts"] == 100 and result["seconds"] > 0 and result["posts_per_s"] > 0
+    assert result["clock_stopped_at"] == "outputs"  # not the next checkpoint's commit
     assert result["changelog_bytes_per_post"] > 0  # how much less than before: docs/benchmarks.md
     assert result["changelog_disk_bytes_per_post"] > 0 and result["changelog_compression"] == "gzip"
     assert result["worker_cpu_seconds_per_post"] > 0 and result["bare_cpu_seconds_per_post"] > 0
