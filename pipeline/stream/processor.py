@@ -75,7 +75,7 @@ class EmotionStep:
             "schema_version": 1, "user_id": self.user_id,
             "window_start": iso_utc(self.window_start_ms), "window_end": iso_utc(self.window_end_ms),
             "emotion": self.emotion, "class_probs": dict(zip(labels, self.class_probs)),
-            # The first largest, as numpy's argmax, which took a tenth of writing a record (on a list of 3).
+            # The first largest, as numpy's argmax, which took half of building this dict (on a list of 3).
             "predicted": labels[max(range(len(self.class_probs)), key=self.class_probs.__getitem__)],
             "change_prob": self.change_prob,
             "modalities": list(self.modalities), "context_present": self.context_present,
