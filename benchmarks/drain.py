@@ -28,6 +28,10 @@ it stopped, and the ratios are to the mean of both: on these machines the same b
 0.27 and 0.45 ms per post a few minutes apart, so a single measurement before the worker made the
 ratio swing as much.
 
+``rate``: send the posts at that many per second instead (in :func:`benchmarks.through_kafka.paced_ticks`):
+the worker's CPU per post at a load it keeps up with, in smaller batches than a backlog's, as in
+the end-to-end benchmark's trials.
+
 ``py_spy``: a path to record a profile of the worker (``py-spy record --format raw``, 25 s), for
 a py-spy installed on the PATH; it is not a dependency of the project.
 """
@@ -35,6 +39,7 @@ a py-spy installed on the PATH; it is not a dependency of the project.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import subprocess
@@ -47,7 +52,7 @@ from typing import Any
 from benchmarks.e2e import TORCH_THREADS, bare_rate, benchmark_settings, kafka, synthetic_posts, torch_threads
 from benchmarks.table_topics import topic_bytes
 from benchmarks.lag import LagMeter
-from benchmarks.through_kafka import PacedProducer, Service, end_offsets, metric_total
+from benchmarks.through_kafka import PacedProducer, Service, end_offsets, metric_total, paced_ticks
 from benchmarks.workload import Workload, context_records
 from moodshift.connectors import topics
 from moodshift.connectors.producer import EventProducer
@@ -61,7 +66,7 @@ MODEL_THREAD_CPU = "moodshift_model_thread_cpu_seconds"
 
 
 def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy: Path | None = None,
-        timeout: float = 600, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+        timeout: float = 600, overrides: dict[str, str] | None = None, rate: float | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="moodshift-drain-") as tmp, kafka(cluster, Path(tmp)) as base:
         settings = benchmark_settings(base, Path(tmp), "drain").replace(worker_web_port=free_port())
         settings = settings.replace_text(overrides or {})
@@ -87,8 +92,10 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
             profiler = _profile(py_spy, worker.process.pid) if py_spy else None
             started, cpu_started = time.monotonic(), worker.cpu_seconds()
             model_cpu_started = metric_total(settings.worker_web_port, MODEL_THREAD_CPU)
-            for post in backlog:
-                producer.send_event(topics.POSTS, post)
+            posts_due = iter(backlog)
+            for due, _ in paced_ticks(posts, rate):
+                for post in itertools.islice(posts_due, due):
+                    producer.send_event(topics.POSTS, post)
             producer.flush()
             # Each post closes its user's window (a --set that makes posts share windows ends at the commit).
             clock_stopped_at = meter.wait_emitted(steps_before + posts, timeout, worker)
@@ -104,7 +111,7 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
         with torch_threads(TORCH_THREADS):  # the worker has stopped: the machine as the first time
             bare_after = bare_rate(runtime, text, min(posts, 10_000))
     bare = (bare_before["cpu_seconds_per_post"] + bare_after["cpu_seconds_per_post"]) / 2
-    return {"posts": posts, "users": users, "checkpoint_interval_seconds": settings.checkpoint_interval_seconds,
+    return {"posts": posts, "users": users, "send_rate": rate, "checkpoint_interval_seconds": settings.checkpoint_interval_seconds,
             "state_dtype": settings.state_dtype, "table_store": settings.table_store,
             "seconds": seconds, "posts_per_s": posts / seconds, "clock_stopped_at": clock_stopped_at, "worker_steps_per_post": steps / posts,
             "changelog_compression": settings.changelog_compression,
@@ -137,12 +144,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posts", type=int, default=20_000)
     parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--rate", type=float, help="send the posts at this rate (posts/s), not as fast as possible")
     parser.add_argument("--py-spy", type=Path, help="record a py-spy profile of the worker to this file")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="a worker setting, e.g. checkpoint_interval_seconds=10 or state_dtype=float16 "
                         "(default: the benchmarks' settings, with the worker's own checkpoint interval)")
     args = parser.parse_args()
-    print(json.dumps(run(args.posts, args.users, py_spy=args.py_spy, overrides=parse_set(args.set))))
+    print(json.dumps(run(args.posts, args.users, py_spy=args.py_spy, overrides=parse_set(args.set),
+                         rate=args.rate)))
 
 
 if __name__ == "__main__":

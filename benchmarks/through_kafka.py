@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import requests
@@ -41,7 +41,7 @@ from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.lag import LagMeter
-from benchmarks.workload import Workload
+from benchmarks.workload import Workload, make_texts
 from moodshift.connectors import topics
 from moodshift.connectors.producer import EventProducer
 from moodshift.pipeline.settings import Settings
@@ -113,27 +113,20 @@ class PacedProducer:
     def send(self, count: int, rate: float | None = None) -> float:
         """Send ``count`` posts, ``rate`` per second (None: as fast as possible); the rate achieved.
 
-        Paced in ticks of :data:`TICK_S`: each tick creates the posts due by then, stamped with the
-        tick's time, and hands them to the client together. Sending each post at its own moment
-        cost this process 1.3-1.4 ms of CPU per post at 300 posts/s (kafka-python sends a request
-        per wake-up), ticks 0.9: on 2 cores the harness took the cores it measures the worker on.
+        Each tick (:func:`paced_ticks`) makes the posts due by then, stamped with the tick's time,
+        and hands them to the client together. Sending each post at its own moment cost this process
+        1.3-1.4 ms of CPU per post at 300 posts/s (kafka-python sends a request per wake-up), ticks
+        0.9: on 2 cores the harness took the cores it measures the worker on. For the same reason the
+        posts' texts are drawn before the clock starts (:func:`benchmarks.workload.make_texts`).
         """
+        make_texts(self.next_k, count)
         started = time.monotonic()
-        sent = 0
-        while sent < count:
-            due = count
-            if rate is not None:
-                delay = started + math.ceil(sent / rate / TICK_S) * TICK_S - time.monotonic()
-                if delay > 0:  # read the clock once: read twice, the sleep could come out negative (it did)
-                    time.sleep(delay)
-                due = min(count, int((time.monotonic() - started) * rate) + 1)
-            now_ms = time.time_ns() // 1_000_000
-            for _ in range(due - sent):
+        for due, now_ms in paced_ticks(count, rate):
+            for _ in range(due):
                 post = self.workload.post(self.next_k, now_ms)
                 self.producer.send_event(topics.POSTS, post)
                 self.sent_ms.setdefault(post.user_id, []).append(now_ms)
                 self.next_k += 1
-            sent = due
         self.producer.flush()
         return count / max(time.monotonic() - started, 1e-9)
 
@@ -143,6 +136,23 @@ class PacedProducer:
         times = self.sent_ms.get(user_id, [])
         i = bisect.bisect_left(times, window_end_ms)
         return times[i] if i < len(times) else None
+
+
+def paced_ticks(count: int, rate: float | None) -> Iterator[tuple[int, int]]:
+    """For sending ``count`` items at ``rate`` per second (None: all at once): at every tick of
+    :data:`TICK_S`, waited for here, how many items are due since the last tick, and the tick's wall
+    clock (ms)."""
+    started = time.monotonic()
+    sent = 0
+    while sent < count:
+        due = count
+        if rate is not None:
+            delay = started + math.ceil(sent / rate / TICK_S) * TICK_S - time.monotonic()
+            if delay > 0:  # read the clock once: read twice, the sleep could come out negative (it did)
+                time.sleep(delay)
+            due = min(count, int((time.monotonic() - started) * rate) + 1)
+        yield due - sent, time.time_ns() // 1_000_000
+        sent = due
 
 
 # -- throughput ----------------------------------------------------------------------------------
