@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL_S = 1.0
 MAX_LAG_GROWTH = 0.05  # of the records produced while measuring
-TICK_S = 0.02  # finer than the worker's batching (batch_max_wait_ms 50)
+TICK_S = 0.02  # finer than the worker's batching (batch_max_wait_ms 200)
 
 
 # -- processes -----------------------------------------------------------------------------------
