@@ -5,12 +5,13 @@ the streams without four tasks each, its producer is idempotent in every process
 Why a fetch per batch interval: faust builds the worker's aiokafka consumer with
 ``fetch_max_wait_ms=1500``, ``fetch_min_bytes=1`` and no setting to change them. The broker then
 answers a fetch as soon as any record arrives, and each answer wakes faust's consumer thread and
-then the event loop, which hands the records over from one thread to the other: at 1,500 posts/s,
-paced, the consumer thread switched 420 times a second and took 8% of a core, and the model thread,
-losing Python's lock at each wake-up, cost a third more per post than in a worker draining a backlog
-(docs/benchmarks.md, "A fetch per batch"). The worker takes at most one batch per
-``batch_max_wait_ms`` at such rates anyway, so the broker may hold a fetch that long
-(:func:`fetch_wait_ms`) unless it has :data:`FETCH_MIN_BYTES` for it; with a backlog it always has.
+then the event loop, which takes the records over from it: at 2,000 posts/s, paced, the consumer
+thread switched 585 times a second and took 0.043 ms of CPU per post against 0.006 in a worker
+draining a backlog, and the model thread lost Python's lock at each wake-up. The worker takes at
+most one batch per ``batch_max_wait_ms`` at such rates anyway, so the broker may hold a fetch that
+long (:func:`fetch_wait_ms`) unless it has :data:`FETCH_MIN_BYTES` for it; with a backlog it always has.
+In paced drains at 2,000 posts/s with 200 ms batches that took 0.06-0.08 ms off the worker's
+0.46-0.50 ms of CPU per post; with 50 ms batches it gained nothing (docs/benchmarks.md, "Paced input").
 The wait is kept within 10-100 ms. Not longer: aiokafka sends one fetch request per broker at a time,
 and leaves a partition whose fetched records the worker has not consumed yet out of the next
 request; that request then asks only for the broker's other partitions (``videos``, faust's assignor
