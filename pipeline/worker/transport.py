@@ -63,6 +63,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.producer import ProducerBuffer
+from faust.types import TP
 from mode.services import WaitResults
 
 from moodshift.pipeline.worker.checkpoint_consumer import CheckpointConsumer
@@ -77,7 +78,8 @@ ROOM_POLL_SECONDS = 0.01
 
 
 class ShortFetchWaitConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    """faust's consumer thread, its aiokafka consumer fetching with :data:`FETCH_MAX_WAIT_MS`."""
+    """faust's consumer thread, its aiokafka consumer fetching with :data:`FETCH_MAX_WAIT_MS`, and
+    table recovery given the broker's end offsets (:meth:`_highwaters`)."""
 
     def _create_worker_consumer(self, transport: aiokafka_driver.Transport) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
@@ -85,6 +87,19 @@ class ShortFetchWaitConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         # fetcher (tests/pipeline/worker/test_transport.py reads it back from a started consumer's fetcher).
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        """The broker's end offsets of ``partitions``: under ``read_committed`` (exactly_once), their
+        last stable offsets.
+
+        faust's own, under exactly_once, returns aiokafka's ``last_stable_offset``: the value from the
+        partition's last fetch response, None before the first. Table recovery asks right after a
+        rebalance assigned the changelog partitions; when no fetch had been answered yet (the broker
+        holds a fetch until it has ``fetch_min_bytes``; a busy worker may not have sent one) recovery
+        took the changelog for empty and the worker went on without its users' records, silently
+        (a kill -9 test lost each user's idle-closed last window). aiokafka's ``end_offsets`` asks the
+        broker, at the consumer's isolation level."""
+        return await self._ensure_consumer().end_offsets(partitions)
 
 
 class WorkerConsumer(CheckpointConsumer):

@@ -1,6 +1,6 @@
 """The worker's transport (pipeline/worker/transport.py): against the real broker, its producer is
-idempotent in either processing guarantee and its consumer fetches with a short wait; and its
-consumer delivers records to the streams without tasks exactly when faust's delivery cannot wait."""
+idempotent in either processing guarantee, its consumer fetches with a short wait and answers
+table recovery with the broker's end offsets; and its consumer delivers records to the streams without tasks exactly when faust's delivery cannot wait."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP, Message
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, KafkaProducer
 
 from moodshift.connectors import topics as topic_names
 from moodshift.pipeline.settings import PROCESSING_GUARANTEES, Settings
@@ -67,6 +67,50 @@ def test_the_workers_consumer_fetches_with_a_short_wait(kafka_settings: Settings
             await consumer.stop()
 
     assert asyncio.run(started_fetch_wait()) == FETCH_MAX_WAIT_MS == 100
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("guarantee", PROCESSING_GUARANTEES)
+def test_table_recovery_is_given_the_brokers_end_offsets_before_any_fetch(
+        kafka_settings: Settings, guarantee: str) -> None:
+    """faust's recovery asks the consumer thread for the changelog's highwaters right after a
+    rebalance assigned it. Under exactly_once faust answers with the partition's last stable offset
+    from its last fetch response: None before the first, so recovery read nothing and the worker
+    lost its users' records (issue 12). The answer must be the broker's, fetched or not: the last
+    stable offset under read_committed (below an open transaction), the log's end otherwise."""
+    settings = kafka_settings.replace(processing_guarantee=guarantee)
+    topic = settings.topic(f"highwaters-{guarantee}")
+    create_topic(settings, topic)
+    producer = KafkaProducer(**settings.kafka_python_config(), transactional_id=f"{topic}-writer")
+    producer.init_transactions()
+    producer.begin_transaction()
+    for i in range(3):
+        producer.send(topic, key=b"user-1", value=b"committed", partition=0)
+    producer.commit_transaction()  # offsets 0-2, the commit marker at 3
+    producer.begin_transaction()
+    for i in range(2):
+        producer.send(topic, key=b"user-1", value=b"open", partition=0)
+    producer.flush()  # offsets 4-5, in a transaction still open
+    app = build_app(settings)
+    app.in_worker = True  # as faust.Worker sets it: with exactly_once, the consumer reads committed records
+    thread = app.consumer._new_consumer_thread()
+    tp = TP(topic, 0)
+
+    async def highwater_before_any_fetch() -> int:
+        thread._consumer = consumer = thread._create_worker_consumer(app.transport)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            return (await thread._highwaters([tp]))[tp]
+        finally:
+            await consumer.stop()
+
+    try:
+        highwater = asyncio.run(highwater_before_any_fetch())
+    finally:
+        producer.abort_transaction()
+        producer.close()
+    assert highwater == (4 if guarantee == "exactly_once" else 6)
 
 
 def record(topic: str, offset: int) -> Message:
