@@ -99,7 +99,7 @@ def _faust_app(settings: Settings) -> faust.App:
     )
     # Before anything asks for the consumer or the producer: the consumer commits checkpointed
     # offsets, not acknowledged ones; the producer is idempotent (pipeline/worker/transport.py).
-    app.transport = WorkerTransport(app.conf.broker_consumer, app)
+    app.transport = WorkerTransport(app.conf.broker_consumer, app, batch_max_wait_ms=settings.batch_max_wait_ms)
     # Before any stream creates its queue: resuming a flowing stream must not drop what it fetched.
     app.flow_control = FlowControl()
     return app

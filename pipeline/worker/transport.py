@@ -1,15 +1,24 @@
 """faust's aiokafka transport as the worker uses it: its consumer commits what checkpoints hold
-(:mod:`pipeline.worker.checkpoint_consumer`), waits at most 100 ms in a fetch and hands records to
+(:mod:`pipeline.worker.checkpoint_consumer`), fetches once per batch interval and hands records to
 the streams without four tasks each, its producer is idempotent in every processing guarantee.
 
-Why a short fetch wait: faust builds the worker's aiokafka consumer with ``fetch_max_wait_ms=1500``
-and no setting to change it. aiokafka sends one fetch request per broker at a time, and leaves a
-partition whose fetched records the worker has not consumed yet out of the next request: that
-request then asks only for the broker's other partitions (``videos``, faust's assignor topic) and,
-when they have no data, the broker holds it for the whole wait. Meanwhile the partitions with a
-backlog wait too: a busy worker sat idle for up to a second at about every other checkpoint with
-1,000-2,000 posts on the broker (docs/benchmarks.md, "Paced batches"). At 100 ms the same load held
-no idle second. The price: an idle worker sends a fetch to each broker ten times a second.
+Why a fetch per batch interval: faust builds the worker's aiokafka consumer with
+``fetch_max_wait_ms=1500``, ``fetch_min_bytes=1`` and no setting to change them. The broker then
+answers a fetch as soon as any record arrives, and each answer wakes faust's consumer thread and
+then the event loop, which takes the records over from it: at 2,000 posts/s, paced, the consumer
+thread switched 585 times a second and took 0.043 ms of CPU per post against 0.006 in a worker
+draining a backlog, and the model thread lost Python's lock at each wake-up. The worker takes at
+most one batch per ``batch_max_wait_ms`` at such rates anyway, so the broker may hold a fetch that
+long (:func:`fetch_wait_ms`) unless it has :data:`FETCH_MIN_BYTES` for it; with a backlog it always has.
+In paced drains at 2,000 posts/s with 200 ms batches that took 0.06-0.08 ms off the worker's
+0.46-0.50 ms of CPU per post; with 50 ms batches it gained nothing (docs/benchmarks.md, "Paced input").
+The wait is kept within 10-100 ms. Not longer: aiokafka sends one fetch request per broker at a time,
+and leaves a partition whose fetched records the worker has not consumed yet out of the next
+request; that request then asks only for the broker's other partitions (``videos``, faust's assignor
+topic) and, when they have no data, the broker holds it for the whole wait while the partitions with
+a backlog wait too. At faust's 1.5 s a busy worker sat idle for up to a second at about every other
+checkpoint (docs/benchmarks.md, "Paced batches"); at 100 ms the same load held no idle second. Not
+shorter: an idle worker sends a fetch to each broker once per wait.
 
 Why no tasks per record: faust's fetch loop (``Consumer._drain_messages``) hands every record to
 the streams through ``wait_first(deliver(record), suspend_flow.wait())``, so that a rebalance can
@@ -69,23 +78,40 @@ from mode.services import WaitResults
 from moodshift.pipeline.worker.checkpoint_consumer import CheckpointConsumer
 
 
-#: How long the broker may hold a fetch request of the worker's consumer for data to arrive.
+#: The broker may hold a fetch request of the worker's consumer for data to arrive at most this
+#: long ...
 FETCH_MAX_WAIT_MS = 100
+#: ... and at least this long, whatever the batch interval ...
+FETCH_MIN_WAIT_MS = 10
+#: ... unless it has this many bytes for it: more than a batch, so that at the rates a worker keeps
+#: up with it answers once per wait.
+FETCH_MIN_BYTES = 1 << 20
 #: A full stream queue takes deliveries again once it is down to this fraction of its size ...
 ROOM_FRACTION = 0.5
 #: ... which the fetch loop looks at this often meanwhile.
 ROOM_POLL_SECONDS = 0.01
 
 
-class ShortFetchWaitConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    """faust's consumer thread, its aiokafka consumer fetching with :data:`FETCH_MAX_WAIT_MS`, and
-    table recovery given the broker's end offsets (:meth:`_highwaters`)."""
+def fetch_wait_ms(batch_max_wait_ms: int) -> int:
+    """How long the broker may hold the worker's fetch: one batch interval, within 10-100 ms.
+
+    >>> fetch_wait_ms(50), fetch_wait_ms(0), fetch_wait_ms(1000)
+    (50, 10, 100)
+    """
+    return min(FETCH_MAX_WAIT_MS, max(FETCH_MIN_WAIT_MS, batch_max_wait_ms))
+
+
+class PacedFetchConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    """faust's consumer thread, its aiokafka consumer fetching with the transport's
+    ``fetch_wait_ms`` and :data:`FETCH_MIN_BYTES`, and table recovery given the broker's end
+    offsets (:meth:`_highwaters`)."""
 
     def _create_worker_consumer(self, transport: aiokafka_driver.Transport) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        # faust passes 1500 to the constructor; aiokafka reads the value again when start() builds its
-        # fetcher (tests/pipeline/worker/test_transport.py reads it back from a started consumer's fetcher).
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        # faust passes its own values to the constructor; aiokafka reads them again when start() builds
+        # its fetcher (tests/pipeline/worker/test_transport.py reads them back from a started consumer's fetcher).
+        consumer._fetch_max_wait_ms = transport.fetch_wait_ms
+        consumer._fetch_min_bytes = FETCH_MIN_BYTES
         return consumer
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
@@ -103,11 +129,11 @@ class ShortFetchWaitConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
 
 
 class WorkerConsumer(CheckpointConsumer):
-    """:class:`CheckpointConsumer` on a :class:`ShortFetchWaitConsumerThread`, delivering records
+    """:class:`CheckpointConsumer` on a :class:`PacedFetchConsumerThread`, delivering records
     without tasks when the delivery cannot wait."""
 
-    def _new_consumer_thread(self) -> ShortFetchWaitConsumerThread:
-        return ShortFetchWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
+    def _new_consumer_thread(self) -> PacedFetchConsumerThread:
+        return PacedFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def delivery_cannot_wait(self) -> bool:
         """Whether faust's delivery of a record to the streams (``Conductor.on_message``) would run
@@ -206,7 +232,12 @@ class IdempotentProducer(aiokafka_driver.Producer):
 
 
 class WorkerTransport(aiokafka_driver.Transport):
-    """faust's aiokafka transport with :class:`WorkerConsumer` and :class:`IdempotentProducer`."""
+    """faust's aiokafka transport with :class:`WorkerConsumer` and :class:`IdempotentProducer`;
+    ``batch_max_wait_ms``: the worker's batch interval, which sets its fetch wait (:func:`fetch_wait_ms`)."""
 
     Consumer = WorkerConsumer
     Producer = IdempotentProducer
+
+    def __init__(self, *args: Any, batch_max_wait_ms: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fetch_wait_ms = fetch_wait_ms(batch_max_wait_ms)

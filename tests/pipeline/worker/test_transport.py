@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from moodshift.connectors import topics as topic_names
 from moodshift.pipeline.settings import PROCESSING_GUARANTEES, Settings
 from moodshift.pipeline.worker.app import build_app
-from moodshift.pipeline.worker.transport import FETCH_MAX_WAIT_MS, KEY_PARTITIONER
+from moodshift.pipeline.worker.transport import FETCH_MIN_BYTES, KEY_PARTITIONER
 from tests.kafka_topics import create_topic
 
 
@@ -52,21 +52,24 @@ def test_the_workers_producer_is_idempotent_in_either_processing_guarantee(
 
 
 @pytest.mark.kafka
-def test_the_workers_consumer_fetches_with_a_short_wait(kafka_settings: Settings) -> None:
-    """faust builds the consumer with a 1.5 s fetch wait; the fetcher of the consumer the worker's
-    consumer thread builds and starts must wait 100 ms (docs/benchmarks.md, "Paced batches")."""
-    app = build_app(kafka_settings)
+@pytest.mark.parametrize("batch_max_wait_ms, fetch_wait", [(50, 50), (400, 100)])
+def test_the_workers_consumer_fetches_once_per_batch_interval(kafka_settings: Settings, batch_max_wait_ms: int,
+                                                              fetch_wait: int) -> None:
+    """faust builds the consumer with a 1.5 s fetch wait and no minimum; the fetcher of the consumer
+    the worker's consumer thread builds and starts must wait a batch interval, at most 100 ms, for
+    1 MiB (docs/benchmarks.md, "Paced batches", "A fetch per batch")."""
+    app = build_app(kafka_settings.replace(batch_max_wait_ms=batch_max_wait_ms))
     thread = app.consumer._new_consumer_thread()
 
-    async def started_fetch_wait() -> int:
+    async def started_fetch_settings() -> tuple[int, int]:
         consumer = thread._create_worker_consumer(app.transport)
         await consumer.start()  # builds the fetcher from the consumer's settings, talking to the broker
         try:
-            return consumer._fetcher._fetch_max_wait_ms
+            return consumer._fetcher._fetch_max_wait_ms, consumer._fetcher._fetch_min_bytes
         finally:
             await consumer.stop()
 
-    assert asyncio.run(started_fetch_wait()) == FETCH_MAX_WAIT_MS == 100
+    assert asyncio.run(started_fetch_settings()) == (fetch_wait, FETCH_MIN_BYTES) == (fetch_wait, 1 << 20)
 
 
 @pytest.mark.kafka
