@@ -1,6 +1,7 @@
 """The worker's transport (pipeline/worker/transport.py): against the real broker, its producer is
-idempotent in either processing guarantee, its consumer fetches with a short wait and answers
-table recovery with the broker's end offsets; and its consumer delivers records to the streams without tasks exactly when faust's delivery cannot wait."""
+idempotent in either processing guarantee, its consumer fetches once per batch interval and answers
+table recovery with the broker's end offsets; and its consumer delivers records to the streams
+without tasks exactly when faust's delivery cannot wait."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def test_the_workers_consumer_fetches_once_per_batch_interval(kafka_settings: Se
                                                               fetch_wait: int) -> None:
     """faust builds the consumer with a 1.5 s fetch wait and no minimum; the fetcher of the consumer
     the worker's consumer thread builds and starts must wait a batch interval, at most 100 ms, for
-    1 MiB (docs/benchmarks.md, "Paced batches", "A fetch per batch")."""
+    1 MiB (docs/benchmarks.md, "Paced batches", "Paced input")."""
     app = build_app(kafka_settings.replace(batch_max_wait_ms=batch_max_wait_ms))
     thread = app.consumer._new_consumer_thread()
 
@@ -87,11 +88,11 @@ def test_table_recovery_is_given_the_brokers_end_offsets_before_any_fetch(
     producer = KafkaProducer(**settings.kafka_python_config(), transactional_id=f"{topic}-writer")
     producer.init_transactions()
     producer.begin_transaction()
-    for i in range(3):
+    for _ in range(3):
         producer.send(topic, key=b"user-1", value=b"committed", partition=0)
     producer.commit_transaction()  # offsets 0-2, the commit marker at 3
     producer.begin_transaction()
-    for i in range(2):
+    for _ in range(2):
         producer.send(topic, key=b"user-1", value=b"open", partition=0)
     producer.flush()  # offsets 4-5, in a transaction still open
     app = build_app(settings)
