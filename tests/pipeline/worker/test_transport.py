@@ -6,6 +6,8 @@ without tasks exactly when faust's delivery cannot wait."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any, AsyncIterator
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
@@ -52,6 +54,18 @@ def test_the_workers_producer_is_idempotent_in_either_processing_guarantee(
     assert [record.value for record in records] == [b"record 0", b"record 1"]
 
 
+@contextlib.asynccontextmanager
+async def started_consumer(thread: Any) -> AsyncIterator[Any]:
+    """The aiokafka consumer the worker's consumer ``thread`` builds, started (which builds its fetcher
+    from the consumer's settings, talking to the broker) and the thread's own."""
+    thread._consumer = consumer = thread._create_worker_consumer(thread.transport)
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
 @pytest.mark.kafka
 @pytest.mark.parametrize("batch_max_wait_ms, fetch_wait", [(50, 50), (400, 100)])
 def test_the_workers_consumer_fetches_once_per_batch_interval(kafka_settings: Settings, batch_max_wait_ms: int,
@@ -59,16 +73,11 @@ def test_the_workers_consumer_fetches_once_per_batch_interval(kafka_settings: Se
     """faust builds the consumer with a 1.5 s fetch wait and no minimum; the fetcher of the consumer
     the worker's consumer thread builds and starts must wait a batch interval, at most 100 ms, for
     1 MiB (docs/benchmarks.md, "Paced batches", "Paced input")."""
-    app = build_app(kafka_settings.replace(batch_max_wait_ms=batch_max_wait_ms))
-    thread = app.consumer._new_consumer_thread()
+    thread = build_app(kafka_settings.replace(batch_max_wait_ms=batch_max_wait_ms)).consumer._new_consumer_thread()
 
     async def started_fetch_settings() -> tuple[int, int]:
-        consumer = thread._create_worker_consumer(app.transport)
-        await consumer.start()  # builds the fetcher from the consumer's settings, talking to the broker
-        try:
+        async with started_consumer(thread) as consumer:
             return consumer._fetcher._fetch_max_wait_ms, consumer._fetcher._fetch_min_bytes
-        finally:
-            await consumer.stop()
 
     assert asyncio.run(started_fetch_settings()) == (fetch_wait, FETCH_MIN_BYTES) == (fetch_wait, 1 << 20)
 
@@ -101,13 +110,9 @@ def test_table_recovery_is_given_the_brokers_end_offsets_before_any_fetch(
     tp = TP(topic, 0)
 
     async def highwater_before_any_fetch() -> int:
-        thread._consumer = consumer = thread._create_worker_consumer(app.transport)
-        await consumer.start()
-        try:
+        async with started_consumer(thread) as consumer:
             consumer.assign([tp])
             return (await thread._highwaters([tp]))[tp]
-        finally:
-            await consumer.stop()
 
     try:
         highwater = asyncio.run(highwater_before_any_fetch())
