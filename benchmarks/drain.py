@@ -10,7 +10,7 @@ the first send until the worker has emitted a per-step record for each of them. 
 were made after it started: the worker commits at checkpoints (every 10 s), so the rate measured
 which checkpoint came after the last post, and every version of the worker drained at 1,377-1,419
 posts/s while it took 11.6 s for 30,000 posts (2,591 posts/s; docs/benchmarks.md). The posts are the bare loop's
-(:func:`benchmarks.e2e.synthetic_posts`: each user posts every 1.5 s of event time, so each post
+(:func:`benchmarks.bare_loop.synthetic_posts`: each user posts every 1.5 s of event time, so each post
 closes its user's last window, one model step per post) whatever the send rate: until 2026-12-06
 they were sent in one tick and carried one event time, a user's posts shared a window, and the
 worker made 0.02 model steps per post against the bare loop's one (docs/benchmarks.md).
@@ -22,7 +22,7 @@ bytes, and what their batches take on the broker's disk, compressed as the topic
 seconds per post (its own CPU times, so a figure that does not move with what else shares the
 cores; until the offsets are committed, so the last checkpoint counts, and the idle wait for it
 too; ``..._until_outputs``: until the last output), and of it the model thread's (``moodshift_model_thread_cpu_seconds_total``: the rest is
-Kafka, faust and the event loop), next to the bare loop's (:func:`benchmarks.e2e.bare_rate`, in
+Kafka, faust and the event loop), next to the bare loop's (:func:`benchmarks.bare_loop.bare_rate`, in
 this process, on the same workload). The bare loop runs before the worker starts and again after
 it stopped, and the ratios are to the mean of both: on these machines the same bare loop measured
 0.27 and 0.45 ms per post a few minutes apart, so a single measurement before the worker made the
@@ -30,7 +30,13 @@ ratio swing as much.
 
 ``rate``: send the posts at that many per second instead (in :func:`benchmarks.through_kafka.paced_ticks`):
 the worker's CPU per post at a load it keeps up with, in smaller batches than a backlog's, as in
-the end-to-end benchmark's trials.
+the end-to-end benchmark's trials. The bare loop then also runs paced (``bare_paced_...``: its
+batches started at that rate, idle in between, before the worker starts), which costs it more CPU
+per post than back to back.
+
+What the posts cost the whole machine, from the first send to the last output: ``machine_...``
+(every core's busy time, ``/proc/stat``), of it ``producer_...`` (this process: the producer, the
+lag meter) and the worker's; ``others_...`` is the rest (the broker, and whatever else runs).
 
 ``py_spy``: a path to record a profile of the worker (``py-spy record --format raw``, 25 s), for
 a py-spy installed on the PATH; it is not a dependency of the project.
@@ -49,10 +55,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e import TORCH_THREADS, bare_rate, benchmark_settings, kafka, synthetic_posts, torch_threads
+from benchmarks.bare_loop import bare_rate, synthetic_posts
+from benchmarks.e2e import TORCH_THREADS, benchmark_settings, kafka, torch_threads
 from benchmarks.table_topics import topic_bytes
 from benchmarks.lag import LagMeter
-from benchmarks.through_kafka import PacedProducer, Service, end_offsets, metric_total, paced_ticks
+from benchmarks.through_kafka import (PacedProducer, Service, end_offsets, machine_cpu_seconds, metric_total,
+                                      paced_ticks)
 from benchmarks.workload import Workload, context_records
 from moodshift.connectors import topics
 from moodshift.connectors.producer import EventProducer
@@ -78,6 +86,7 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
             for topic, record in context:
                 runtime.add_context(settings.topic(topic), record.to_json_bytes())
             bare_before = bare_rate(runtime, text, min(posts, 10_000))
+            bare_paced = bare_rate(runtime, text, min(posts, 10_000), rate) if rate else None
         changelog = f"{settings.topic('worker')}-users-changelog"
         with EventProducer(settings, source="benchmark") as producer, \
                 Service(["moodshift.pipeline.cli", "worker"], settings, Path(tmp) / "worker.log", TORCH_THREADS) as worker, \
@@ -91,6 +100,7 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
             backlog = synthetic_posts(text, text.users, posts)  # made before the clock starts (2-3 s)
             profiler = _profile(py_spy, worker.process.pid) if py_spy else None
             started, cpu_started = time.monotonic(), worker.cpu_seconds()
+            machine_cpu_started, own_cpu_started = machine_cpu_seconds(), time.process_time()
             model_cpu_started = metric_total(settings.worker_web_port, MODEL_THREAD_CPU)
             posts_due = iter(backlog)
             for due, _ in paced_ticks(posts, rate):
@@ -100,6 +110,7 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
             # Each post closes its user's window (a --set that makes posts share windows ends at the commit).
             clock_stopped_at = meter.wait_emitted(steps_before + posts, timeout, worker)
             seconds, cpu_at_outputs = time.monotonic() - started, worker.cpu_seconds() - cpu_started
+            machine_cpu, own_cpu = machine_cpu_seconds() - machine_cpu_started, time.process_time() - own_cpu_started
             meter.wait_caught_up(timeout, worker)
             cpu = worker.cpu_seconds() - cpu_started
             model_cpu = metric_total(settings.worker_web_port, MODEL_THREAD_CPU) - model_cpu_started
@@ -124,7 +135,15 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
                                                            bare_after["cpu_seconds_per_post"]],
             "worker_cpu_per_post_over_bare": cpu / posts / bare,
             "worker_model_thread_cpu_per_post_over_bare": model_cpu / posts / bare,
-            "bare_posts_per_s": bare_before["records_per_s"]}
+            "bare_posts_per_s": bare_before["records_per_s"],
+            **({} if bare_paced is None else {
+                "bare_paced_cpu_seconds_per_post": bare_paced["cpu_seconds_per_post"],
+                "worker_cpu_per_post_over_bare_paced": cpu / posts / bare_paced["cpu_seconds_per_post"]}),
+            # Until the last output, as worker_cpu_seconds_per_post_until_outputs: what the posts cost the machine.
+            "machine_cpu_seconds_per_post": machine_cpu / posts,
+            "producer_cpu_seconds_per_post": own_cpu / posts,
+            "others_cpu_seconds_per_post": (machine_cpu - own_cpu - cpu_at_outputs) / posts,
+            "machine_busy_cores": machine_cpu / seconds}
 
 
 def _records(settings: Settings, topic: str) -> int:

@@ -4,9 +4,12 @@ Measured side by side in one run, on the same generated posts (:mod:`benchmarks.
 *text* workload (many users, text posts, weather and market context) and an *images* workload (every
 post carries a small JPEG or PNG from the media store; ResNet-18 backbone):
 
-(a) **bare**: :class:`pipeline.worker.runtime.WorkerRuntime` ``decode → process`` in this process, in
-    batches of ``batch_max_users``, records kept in a dict: no Kafka, no faust. The upper bound.
-    Measured again with the records encoded and decoded as the worker's table stores them.
+(a) **bare** (:mod:`benchmarks.bare_loop`): :class:`pipeline.worker.runtime.WorkerRuntime` ``decode →
+    process`` in this process, in batches of ``batch_max_users``, records kept in a dict: no Kafka,
+    no faust. The upper bound.
+    Measured again with the records encoded and decoded as the worker's table stores them. After
+    the worker has stopped, once more with its batches started at the worker's flat rate
+    (``bare_paced``): idle between batches, as the worker is at that rate, it costs more CPU per post.
 (b) **moodshift**: ``python -m moodshift.pipeline.cli worker`` against the broker; its highest input rate with
     a flat backlog (its per-step records keep pace with the input), then latency at 50% and 80% of
     that rate (see :mod:`benchmarks.through_kafka`);
@@ -35,7 +38,6 @@ A broker is started on free ports in a temporary folder unless ``cluster`` setti
 
 from __future__ import annotations
 
-import gc
 import logging
 import tempfile
 import time
@@ -48,6 +50,7 @@ from typing import Any, Iterator
 
 import torch
 
+from benchmarks.bare_loop import bare_paced, bare_rate, synthetic_posts
 from benchmarks.naive_app import NaivePipeline
 from benchmarks.table_topics import topic_bytes, write_table
 from benchmarks.lag import LagMeter
@@ -58,18 +61,14 @@ from benchmarks.workload import BACKBONE, LOCATION, SYMBOL, Workload, context_re
 from moodshift.connectors import topics
 from moodshift.connectors.media import MediaStore
 from moodshift.connectors.producer import EventProducer
-from moodshift.connectors.schemas import Post
 from moodshift.connectors.topics import ALL_TOPICS, ensure_topics
 from moodshift.pipeline.local.net import free_port
-from moodshift.pipeline.stream.records import UserRecord
 from moodshift.pipeline.settings import Settings
-from moodshift.pipeline.worker.process import tune_garbage_collector
 from moodshift.pipeline.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 
 TORCH_THREADS = 1
-POST_PERIOD_MS = 1_500  # in the in-process loops each user posts every 1.5 s of event time
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,6 @@ def run(size: str, cluster: Settings | None = None, logs: Path | None = None) ->
                 runtime.add_context(moodshift.topic(topic), record.to_json_bytes())
             bare = {"text": bare_rate(runtime, text, spec.text_events),
                     "images": bare_rate(runtime, images, spec.image_events)}
-            del runtime
             pipeline = NaivePipeline.from_settings(naive)
             seed = seed_history(pipeline, text, spec.naive_history)
             naive_bare = naive_rate(pipeline, text, spec.naive_events, seed)
@@ -131,6 +129,9 @@ def run(size: str, cluster: Settings | None = None, logs: Path | None = None) ->
                                    "torch_threads": TORCH_THREADS, "bare": bare, "naive_bare": naive_bare}
         results.update(through_the_broker(spec, moodshift, naive, context, text, images, bare, naive_bare, seed,
                                           logs or Path(tmp)))
+        with torch_threads(TORCH_THREADS):
+            results["bare_paced"] = bare_paced(runtime, {"text": (text, spec.text_events),
+                                                         "images": (images, spec.image_events)}, results["moodshift"])
     results["ratios"] = ratios(results)
     results["seconds"] = time.monotonic() - started
     return results
@@ -173,49 +174,7 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-# -- (a) in process ------------------------------------------------------------------------------
-
-
-def synthetic_posts(workload: Workload, start_k: int, count: int) -> list[Post]:
-    """Posts ``start_k ...`` with event times spaced so that each user posts every 1.5 s."""
-    base_ms = time.time_ns() // 1_000_000
-    return [workload.post(k, base_ms + k * POST_PERIOD_MS // workload.users) for k in range(start_k, start_k + count)]
-
-
-def bare_rate(runtime: WorkerRuntime, workload: Workload, count: int) -> dict[str, float]:
-    """Posts per second through ``WorkerRuntime.decode → process`` after one warm-up post per user,
-    with the users' records kept as dicts; then, on the next ``count`` posts, with the records
-    encoded and decoded as the worker's table stores them (:mod:`pipeline.stream.records`)."""
-    settings = runtime.settings
-    posts = synthetic_posts(workload, 0, workload.users + 2 * count)
-    raw = [(settings.topic(topics.POSTS), post.user_id.encode(), post.to_json_bytes()) for post in posts]
-    records: dict[str, Any] = {}
-
-    def process(chunk: list[tuple], serialised: bool) -> tuple[float, float]:
-        """Wall and CPU seconds (this process, all threads) to process ``chunk`` in batches of
-        ``batch_max_users``."""
-        load, store = (UserRecord.from_bytes, UserRecord.to_bytes) if serialised else (lambda r: r, lambda r: r)
-        started, cpu_started = time.perf_counter(), time.process_time()
-        for i in range(0, len(chunk), settings.batch_max_users):
-            events, _ = runtime.decode(chunk[i:i + settings.batch_max_users])
-            stored = {user: records.get(user) for user in runtime.user_ids(events)}
-            outputs = runtime.process(events, {user: None if r is None else load(r) for user, r in stored.items()}, 0)
-            records.update((user, store(record)) for user, record in outputs.records.items())
-        return time.perf_counter() - started, time.process_time() - cpu_started
-
-    previous = gc.get_threshold()
-    tune_garbage_collector()  # as in the worker: the ratio compares the code, not the collector's settings
-    try:
-        process(raw[:workload.users], serialised=False)
-        plain, plain_cpu = process(raw[workload.users:workload.users + count], serialised=False)
-        records = {user: record.to_bytes() for user, record in records.items()}
-        serialised, serialised_cpu = process(raw[workload.users + count:], serialised=True)
-    finally:
-        gc.set_threshold(*previous)
-    # CPU seconds per post: unlike the rates, it does not depend on what else shares the cores.
-    return {"records_per_s": count / plain, "records_per_s_with_records_serialised": count / serialised,
-            "cpu_seconds_per_post": plain_cpu / count,
-            "cpu_seconds_per_post_with_records_serialised": serialised_cpu / count}
+# -- (c) the naive app in process ----------------------------------------------------------------
 
 
 def seed_history(pipeline: NaivePipeline, workload: Workload, length: int) -> bytes:
@@ -330,9 +289,12 @@ def cpu_lines(results: dict[str, Any]) -> list[str]:
         flat = [t for t in result["trials"] if t["sustained"]]
         if flat:
             best, bare = max(flat, key=lambda t: t["input_rate"]), results["bare"][name]["cpu_seconds_per_post"]
+            paced = results.get("bare_paced", {}).get(name, {}).get("cpu_seconds_per_post")
             lines.append(f"- {name}: the worker's CPU per post at {best['input_rate']:.1f} posts/s "
                          f"{best['cpu_seconds_per_post'] * 1000:.3f} ms, {best['cpu_seconds_per_post'] / bare:.2f}× "
-                         f"the bare loop's ({bare * 1000:.3f} ms; each process's own CPU times)")
+                         f"the bare loop's ({bare * 1000:.3f} ms; each process's own CPU times)"
+                         + ("" if paced is None else f", {best['cpu_seconds_per_post'] / paced:.2f}× the bare "
+                            f"loop's paced at that rate ({paced * 1000:.3f} ms)"))
     return lines
 
 

@@ -31,7 +31,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.e2e import POST_PERIOD_MS, TORCH_THREADS, benchmark_settings, kafka, synthetic_posts, torch_threads
+from benchmarks.bare_loop import POST_PERIOD_MS, synthetic_posts
+from benchmarks.e2e import TORCH_THREADS, benchmark_settings, kafka, torch_threads
 from benchmarks.table_topics import write_table
 from benchmarks.lag import LagMeter
 from benchmarks.through_kafka import Service, metric_total

@@ -14,6 +14,7 @@
 - :func:`max_sustained_rate` searches between the flat and the failed rates (:func:`next_rate`),
   guessing from what failed trials consumed;
 - :func:`metric_total`: a counter of a processor's ``/metrics`` page, summed over its labels;
+- :func:`machine_cpu_seconds`: the whole machine's busy CPU time, for what else a run costs (the broker);
 - :func:`step_latencies`: for each per-step record, its emit time (the record's Kafka timestamp,
   stamped by the worker's producer) minus the event time of the post that closed its window.
 
@@ -61,6 +62,17 @@ def settings_env(settings: Settings) -> dict[str, str]:
     defaults = Settings()
     return {f"MOODSHIFT_{f.name.upper()}": str(getattr(settings, f.name)) for f in fields(Settings)
             if getattr(settings, f.name) != getattr(defaults, f.name)}
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds this machine's cores have been busy since boot, all processes (``/proc/stat``:
+    user, nice, system, irq and softirq time; not idle, I/O wait, nor time the hypervisor stole).
+
+    >>> machine_cpu_seconds() > 0
+    True
+    """
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in Path("/proc/stat").read_text().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 class Service:

@@ -37,6 +37,10 @@ def test_end_to_end_benchmark_runs_at_tiny_size(kafka_cluster: Settings) -> None
     text = results["moodshift"]["text"]
     assert text["trials"][0]["input_rate"] > 0 and text["trials"][0]["consumed_rate"] > 0
     assert text["trials"][0]["cpu_seconds_per_post"] > 0  # the worker process's own CPU times
+    flat = [t["input_rate"] for t in text["trials"] if t["sustained"]]
+    assert set(results["bare_paced"]) >= ({"text"} if flat else set())  # the bare loop again at the flat rate
+    if flat:
+        assert results["bare_paced"]["text"]["rate"] == max(flat) and results["bare_paced"]["text"]["cpu_seconds_per_post"] > 0
     latency = text["latency"]["50%"]
     assert latency["count"] > 0 and 0 < latency["p50_ms"] <= latency["p99_ms"] < 60_000
     assert results["naive"]["text"]["trials"][0]["consumed_rate"] > 0
@@ -52,8 +56,11 @@ def test_end_to_end_benchmark_runs_at_tiny_size(kafka_cluster: Settings) -> None
 
 @pytest.mark.kafka
 def test_drain_benchmark_runs_at_tiny_size(kafka_cluster: Settings) -> None:
-    result = drain.run(posts=100, users=20, cluster=kafka_cluster)
+    result = drain.run(posts=100, users=20, cluster=kafka_cluster, rate=200)
     assert result["posts"] == 100 and result["seconds"] > 0 and result["posts_per_s"] > 0
+    assert result["seconds"] >= 0.45  # sent at 200 posts/s
+    assert result["bare_paced_cpu_seconds_per_post"] > 0 and result["worker_cpu_per_post_over_bare_paced"] > 0
+    assert result["machine_cpu_seconds_per_post"] > 0 and result["producer_cpu_seconds_per_post"] > 0
     assert result["clock_stopped_at"] == "outputs"  # not the next checkpoint's commit
     assert result["changelog_bytes_per_post"] > 0  # how much less than before: docs/benchmarks.md
     assert result["changelog_disk_bytes_per_post"] > 0 and result["changelog_compression"] == "gzip"
