@@ -323,12 +323,13 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "### Rate search (each trial: a fixed input rate; flat = the backlog of posts without their "
               "per-step record grew by ≤ 5% of the input)", "",
               "| processor | workload | target posts/s | input posts/s | per-step records/s | max backlog growth | flat "
-              "| CPU ms per post |", "|---|---|---|---|---|---|---|---|"]
+              "| CPU ms per post | machine CPU ms per post (of it the producer's) |", "|---|---|---|---|---|---|---|---|---|"]
     for processor, workload, trials in [*(("moodshift", n, r["trials"]) for n, r in moodshift.items()),
                                         ("naive", "text", naive["trials"])]:
         lines += [f"| {processor} | {workload} | {t['target_rate']:.1f} | {t['input_rate']:.1f} "
                   f"| {t['consumed_rate']:.1f} | {t['max_lag']} | {'yes' if t['sustained'] else 'no'} "
-                  f"| {t['cpu_seconds_per_post'] * 1000:.3f} |" for t in trials]
+                  f"| {t['cpu_seconds_per_post'] * 1000:.3f} | {t['machine_cpu_seconds_per_post'] * 1000:.3f} "
+                  f"({t['producer_cpu_seconds_per_post'] * 1000:.3f}) |" for t in trials]
     log_ = results["changelog"]
     lines += ["", "### The `users` table's changelog after the run", "",
               f"- {log_['records']:,} records for {log_['users']:,} users; the latest record per user (what "

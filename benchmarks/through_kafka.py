@@ -9,8 +9,9 @@
 - :func:`trial` produces at a rate for some seconds and judges whether the backlog stayed flat: over
   the trial's last two thirds it may grow by at most 5% of what was produced meanwhile (i.e. the
   processor emitted ≥ 95% of the input rate), and measures the processor's CPU seconds per post (its
-  own CPU times, until every post of the trial was processed); between trials the group must have
-  committed everything;
+  own CPU times, until every post of the trial was processed) and, over the same span, the whole
+  machine's and this process's (the producer's): what the trial cost beside the processor (the
+  broker, the producer) on the same cores; between trials the group must have committed everything;
 - :func:`max_sustained_rate` searches between the flat and the failed rates (:func:`next_rate`),
   guessing from what failed trials consumed;
 - :func:`metric_total`: a counter of a processor's ``/metrics`` page, summed over its labels;
@@ -178,6 +179,9 @@ class Trial:
     max_lag: int  # the largest backlog over the measured span, less the backlog at its start
     sustained: bool
     cpu_seconds_per_post: float  # the processor's CPU, from the trial's start until its posts were processed
+    # Over the same span: every core's busy time (/proc/stat), and of it this process's (the producer, the lag meter).
+    machine_cpu_seconds_per_post: float = 0.0
+    producer_cpu_seconds_per_post: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -188,6 +192,7 @@ def trial(meter: LagMeter, source: PacedProducer, rate: float, seconds: float,
     """Produce at ``rate`` for ``seconds`` and judge the lag (see the module docstring)."""
     meter.wait_caught_up(drain_timeout, service)
     started, cpu_started, posts = time.monotonic(), service.cpu_seconds(), max(1, round(rate * seconds))
+    machine_started, producer_started = machine_cpu_seconds(), time.process_time()
     achieved = source.send(posts, rate)
     ended = time.monotonic()
     at_start = meter.between(started, ended)
@@ -201,7 +206,8 @@ def trial(meter: LagMeter, source: PacedProducer, rate: float, seconds: float,
     else:  # fewer than two samples: nothing to judge by, so not sustained
         consumed_rate, sustained, max_lag = 0.0, False, 0
     meter.wait_caught_up(drain_timeout, service)  # every post of the trial processed, its CPU counted
-    result = Trial(rate, achieved, consumed_rate, max_lag, sustained, (service.cpu_seconds() - cpu_started) / posts)
+    result = Trial(rate, achieved, consumed_rate, max_lag, sustained, (service.cpu_seconds() - cpu_started) / posts,
+                   (machine_cpu_seconds() - machine_started) / posts, (time.process_time() - producer_started) / posts)
     log.info("%s: %s", meter.group_id, result)
     return result
 

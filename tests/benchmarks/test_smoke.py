@@ -37,6 +37,7 @@ def test_end_to_end_benchmark_runs_at_tiny_size(kafka_cluster: Settings) -> None
     text = results["moodshift"]["text"]
     assert text["trials"][0]["input_rate"] > 0 and text["trials"][0]["consumed_rate"] > 0
     assert text["trials"][0]["cpu_seconds_per_post"] > 0  # the worker process's own CPU times
+    assert text["trials"][0]["machine_cpu_seconds_per_post"] > 0 and text["trials"][0]["producer_cpu_seconds_per_post"] > 0
     flat = [t["input_rate"] for t in text["trials"] if t["sustained"]]
     assert set(results["bare_paced"]) >= ({"text"} if flat else set())  # the bare loop again at the flat rate
     if flat:
