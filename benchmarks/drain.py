@@ -19,8 +19,8 @@ Besides the rate it reports, for the drained posts only: the model steps per pos
 the worker emitted; each user's last window stays open), the bytes the worker wrote to its ``users``
 changelog per post (all records, as on the broker before compaction: the records' key and value
 bytes, and what their batches take on the broker's disk, compressed as the topic says), and the worker process's CPU
-seconds per post (its own CPU times, so a figure that does not move with what else shares the
-cores; until the offsets are committed, so the last checkpoint counts, and the idle wait for it
+seconds per post (its own CPU times, so a figure that moves far less than a rate with what else
+shares the cores, though it does move: docs/benchmarks.md, "Where a paced worker's CPU goes"; until the offsets are committed, so the last checkpoint counts, and the idle wait for it
 too; ``..._until_outputs``: until the last output), and of it the model thread's (``moodshift_model_thread_cpu_seconds_total``: the rest is
 Kafka, faust and the event loop), next to the bare loop's (:func:`benchmarks.bare_loop.bare_rate`, in
 this process, on the same workload). The bare loop runs before the worker starts and again after
