@@ -86,7 +86,7 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
             for topic, record in context:
                 runtime.add_context(settings.topic(topic), record.to_json_bytes())
             bare_before = bare_rate(runtime, text, min(posts, 10_000))
-            bare_paced = bare_rate(runtime, text, min(posts, 10_000), rate) if rate else None
+            bare_at_rate = bare_rate(runtime, text, min(posts, 10_000), rate) if rate else None
         changelog = f"{settings.topic('worker')}-users-changelog"
         with EventProducer(settings, source="benchmark") as producer, \
                 Service(["moodshift.pipeline.cli", "worker"], settings, Path(tmp) / "worker.log", TORCH_THREADS) as worker, \
@@ -136,9 +136,9 @@ def run(posts: int, users: int = 2_000, cluster: Settings | None = None, py_spy:
             "worker_cpu_per_post_over_bare": cpu / posts / bare,
             "worker_model_thread_cpu_per_post_over_bare": model_cpu / posts / bare,
             "bare_posts_per_s": bare_before["records_per_s"],
-            **({} if bare_paced is None else {
-                "bare_paced_cpu_seconds_per_post": bare_paced["cpu_seconds_per_post"],
-                "worker_cpu_per_post_over_bare_paced": cpu / posts / bare_paced["cpu_seconds_per_post"]}),
+            **({} if bare_at_rate is None else {
+                "bare_paced_cpu_seconds_per_post": bare_at_rate["cpu_seconds_per_post"],
+                "worker_cpu_per_post_over_bare_paced": cpu / posts / bare_at_rate["cpu_seconds_per_post"]}),
             # Until the last output, as worker_cpu_seconds_per_post_until_outputs: what the posts cost the machine.
             "machine_cpu_seconds_per_post": machine_cpu / posts,
             "producer_cpu_seconds_per_post": own_cpu / posts,
